@@ -1,0 +1,536 @@
+//! `proxy.json`: the configuration, read and validated once at start.
+//!
+//! Keys and defaults are the Go influx-proxy's (v2.5.12), plus its older names
+//! (`mlog_dir`, `vnode_size`, `auth_secure`, `log_enabled`) and the keys this
+//! proxy adds (`worker_threads`, `max_body_size`, `max_backlog_size`).
+//! As in the Go proxy, a numeric value <= 0 or an empty string means "use the
+//! default". Unknown keys are reported as warnings, not errors, so a config
+//! written for a newer Go proxy still starts.
+//!
+//! After [`Config::load`] returns, the configuration is plain data: nothing
+//! reads the file again.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::ring::{HashKey, ShardKey, DEFAULT_REPLICAS};
+
+/// A configuration problem; the message names the key at fault.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid JSON, or a key has the wrong type.
+    Parse(PathBuf, String),
+    /// A value breaks a rule; `key` is the JSON path of the value.
+    Invalid { key: String, message: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(path, e) => write!(
+                f,
+                "illegal config file: cannot read {}: {e} (pass the file with -config FILE)",
+                path.display()
+            ),
+            ConfigError::Parse(path, e) => {
+                write!(f, "illegal config file: {}: {e}", path.display())
+            }
+            ConfigError::Invalid { key, message } => {
+                write!(f, "illegal config file: {message} (key `{key}`)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// One InfluxDB server of a circle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub name: String,
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub auth_encrypt: bool,
+    pub write_only: bool,
+}
+
+/// A full copy of the data, spread over its backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircleConfig {
+    pub name: String,
+    pub backends: Vec<BackendConfig>,
+}
+
+/// `tls.*` keys of the HTTPS listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub ciphers: Vec<String>,
+    pub min_version: String,
+    pub max_version: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub circles: Vec<CircleConfig>,
+    pub listen_addr: String,
+    pub db_list: Vec<String>,
+    pub data_dir: PathBuf,
+    pub tlog_dir: PathBuf,
+    pub hash_key: HashKey,
+    pub shard_key: ShardKey,
+    pub vnode_size: usize,
+    pub flush_size: usize,
+    pub flush_time: Duration,
+    pub check_interval: Duration,
+    pub rewrite_interval: Duration,
+    pub rewrite_threads: usize,
+    pub conn_pool_size: usize,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub username: String,
+    pub password: String,
+    pub auth_encrypt: bool,
+    pub ping_auth_enabled: bool,
+    pub write_tracing: bool,
+    pub query_tracing: bool,
+    pub pprof_enabled: bool,
+    pub https_enabled: bool,
+    pub https_cert: String,
+    pub https_key: String,
+    pub tls: TlsConfig,
+    /// Threads that take requests from the listener (ours; default: one per core).
+    pub worker_threads: usize,
+    /// Largest request body accepted, before and after gunzip (ours).
+    pub max_body_size: usize,
+    /// Bytes of batches held in memory per backend while it is down (ours).
+    pub max_backlog_size: usize,
+}
+
+/// Largest `/write` body by default: InfluxDB's own `max-body-size`.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
+/// Memory held per backend for batches it could not take yet.
+pub const DEFAULT_MAX_BACKLOG_SIZE: usize = 256 << 20;
+
+/// Every top-level key we know, including the old aliases.
+const KNOWN_KEYS: &[&str] = &[
+    "circles",
+    "listen_addr",
+    "db_list",
+    "data_dir",
+    "tlog_dir",
+    "mlog_dir",
+    "hash_key",
+    "shard_key",
+    "vnode_size",
+    "flush_size",
+    "flush_time",
+    "check_interval",
+    "rewrite_interval",
+    "rewrite_threads",
+    "conn_pool_size",
+    "write_timeout",
+    "idle_timeout",
+    "username",
+    "password",
+    "auth_encrypt",
+    "auth_secure",
+    "ping_auth_enabled",
+    "write_tracing",
+    "query_tracing",
+    "log_enabled",
+    "pprof_enabled",
+    "https_enabled",
+    "https_cert",
+    "https_key",
+    "tls",
+    "worker_threads",
+    "max_body_size",
+    "max_backlog_size",
+];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawBackend {
+    name: String,
+    url: String,
+    username: String,
+    password: String,
+    #[serde(alias = "auth_secure")]
+    auth_encrypt: bool,
+    write_only: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawCircle {
+    name: String,
+    backends: Vec<RawBackend>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawTls {
+    ciphers: Vec<String>,
+    min_version: String,
+    max_version: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawConfig {
+    circles: Vec<RawCircle>,
+    listen_addr: String,
+    db_list: Vec<String>,
+    data_dir: String,
+    #[serde(alias = "mlog_dir")]
+    tlog_dir: String,
+    hash_key: String,
+    shard_key: String,
+    vnode_size: f64,
+    flush_size: f64,
+    flush_time: f64,
+    check_interval: f64,
+    rewrite_interval: f64,
+    rewrite_threads: f64,
+    conn_pool_size: f64,
+    write_timeout: f64,
+    idle_timeout: f64,
+    username: String,
+    password: String,
+    #[serde(alias = "auth_secure")]
+    auth_encrypt: bool,
+    ping_auth_enabled: bool,
+    write_tracing: Option<bool>,
+    query_tracing: Option<bool>,
+    log_enabled: Option<bool>,
+    pprof_enabled: bool,
+    https_enabled: bool,
+    https_cert: String,
+    https_key: String,
+    tls: RawTls,
+    worker_threads: f64,
+    max_body_size: f64,
+    max_backlog_size: f64,
+}
+
+fn or_default_str(value: String, default: &str) -> String {
+    if value.is_empty() {
+        default.to_string()
+    } else {
+        value
+    }
+}
+
+fn or_default_count(value: f64, default: usize) -> usize {
+    if value <= 0.0 || !value.is_finite() {
+        default
+    } else {
+        value as usize
+    }
+}
+
+fn or_default_secs(value: f64, default: u64) -> Duration {
+    if value <= 0.0 || !value.is_finite() {
+        Duration::from_secs(default)
+    } else {
+        Duration::from_secs_f64(value)
+    }
+}
+
+const TLS_VERSIONS: &[&str] = &[
+    "ssl3.0", "tls1.0", "tls1.1", "tls1.2", "tls1.3", "1.0", "1.1", "1.2", "1.3",
+];
+
+impl Config {
+    /// Reads, parses and validates the file at `path`. Also returns warnings
+    /// (unknown keys) for the caller to log.
+    pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        match path.extension().and_then(|e| e.to_str()) {
+            None | Some("json") => {}
+            Some(other) => {
+                return Err(ConfigError::Parse(
+                    path.to_path_buf(),
+                    format!("config format `{other}` is not supported, write the file as JSON (proxy.json)"),
+                ))
+            }
+        }
+        Config::from_json(&text).map_err(|e| match e {
+            ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
+            other => other,
+        })
+    }
+
+    /// Parses and validates a JSON document.
+    pub fn from_json(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        let Value::Object(map) = &value else {
+            return Err(ConfigError::Parse(
+                PathBuf::new(),
+                "the top level must be a JSON object".into(),
+            ));
+        };
+        let warnings = map
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .map(|k| format!("unknown config key `{k}` ignored"))
+            .collect();
+        let raw: RawConfig = serde_json::from_value(value)
+            .map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        Ok((Config::validate(raw)?, warnings))
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        if raw.circles.is_empty() {
+            return Err(invalid("circles", "circles cannot be empty"));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut circles = Vec::with_capacity(raw.circles.len());
+        for (ci, circle) in raw.circles.into_iter().enumerate() {
+            if circle.name.is_empty() {
+                return Err(invalid(
+                    format!("circles[{ci}].name"),
+                    "circle name cannot be empty",
+                ));
+            }
+            if circle.backends.is_empty() {
+                return Err(invalid(
+                    format!("circles[{ci}].backends"),
+                    "backends cannot be empty",
+                ));
+            }
+            let mut backends = Vec::with_capacity(circle.backends.len());
+            for (bi, b) in circle.backends.into_iter().enumerate() {
+                let key = format!("circles[{ci}].backends[{bi}]");
+                if b.name.is_empty() {
+                    return Err(invalid(format!("{key}.name"), "backend name cannot be empty"));
+                }
+                if !names.insert(b.name.clone()) {
+                    return Err(invalid(
+                        format!("{key}.name"),
+                        format!("backend name duplicated: {}", b.name),
+                    ));
+                }
+                let url = b.url.trim_end_matches('/').to_string();
+                let host = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"));
+                if host.is_none_or(|h| h.is_empty() || h.contains('/')) {
+                    return Err(invalid(
+                        format!("{key}.url"),
+                        format!(
+                            "invalid backend url {:?}, require http://host:port or https://host:port",
+                            b.url
+                        ),
+                    ));
+                }
+                backends.push(BackendConfig {
+                    name: b.name,
+                    url,
+                    username: b.username,
+                    password: b.password,
+                    auth_encrypt: b.auth_encrypt,
+                    write_only: b.write_only,
+                });
+            }
+            circles.push(CircleConfig {
+                name: circle.name,
+                backends,
+            });
+        }
+
+        let hash_key_text = or_default_str(raw.hash_key, "idx");
+        let hash_key = HashKey::parse(&hash_key_text).ok_or_else(|| {
+            invalid(
+                "hash_key",
+                "invalid hash_key, require idx, exi, name, url or template containing %idx",
+            )
+        })?;
+        let shard_key_text = or_default_str(raw.shard_key, "%db,%mm");
+        let shard_key = ShardKey::parse(&shard_key_text).ok_or_else(|| {
+            invalid(
+                "shard_key",
+                "invalid shard_key, require template containing %db or %mm",
+            )
+        })?;
+
+        for v in [&raw.tls.min_version, &raw.tls.max_version] {
+            if !v.is_empty() && !TLS_VERSIONS.contains(&v.to_ascii_lowercase().as_str()) {
+                let key = if std::ptr::eq(v, &raw.tls.min_version) {
+                    "tls.min_version"
+                } else {
+                    "tls.max_version"
+                };
+                return Err(invalid(key, format!("unknown tls version: {v}")));
+            }
+        }
+        if raw.https_enabled && (raw.https_cert.is_empty() || raw.https_key.is_empty()) {
+            return Err(invalid(
+                "https_cert",
+                "https_enabled requires https_cert and https_key",
+            ));
+        }
+
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let log_enabled = raw.log_enabled.unwrap_or(false);
+        Ok(Config {
+            circles,
+            listen_addr: or_default_str(raw.listen_addr, ":7076"),
+            db_list: raw.db_list.into_iter().filter(|d| !d.is_empty()).collect(),
+            data_dir: PathBuf::from(or_default_str(raw.data_dir, "spool")),
+            tlog_dir: PathBuf::from(or_default_str(raw.tlog_dir, "log")),
+            hash_key,
+            shard_key,
+            vnode_size: or_default_count(raw.vnode_size, DEFAULT_REPLICAS),
+            flush_size: or_default_count(raw.flush_size, 10_000),
+            flush_time: or_default_secs(raw.flush_time, 1),
+            check_interval: or_default_secs(raw.check_interval, 1),
+            rewrite_interval: or_default_secs(raw.rewrite_interval, 10),
+            rewrite_threads: or_default_count(raw.rewrite_threads, 5),
+            conn_pool_size: or_default_count(raw.conn_pool_size, 20),
+            write_timeout: or_default_secs(raw.write_timeout, 10),
+            idle_timeout: or_default_secs(raw.idle_timeout, 10),
+            username: raw.username,
+            password: raw.password,
+            auth_encrypt: raw.auth_encrypt,
+            ping_auth_enabled: raw.ping_auth_enabled,
+            write_tracing: raw.write_tracing.unwrap_or(log_enabled),
+            query_tracing: raw.query_tracing.unwrap_or(log_enabled),
+            pprof_enabled: raw.pprof_enabled,
+            https_enabled: raw.https_enabled,
+            https_cert: raw.https_cert,
+            https_key: raw.https_key,
+            tls: TlsConfig {
+                ciphers: raw.tls.ciphers,
+                min_version: raw.tls.min_version,
+                max_version: raw.tls.max_version,
+            },
+            worker_threads: or_default_count(raw.worker_threads, cores),
+            max_body_size: or_default_count(raw.max_body_size, DEFAULT_MAX_BODY_SIZE),
+            max_backlog_size: or_default_count(raw.max_backlog_size, DEFAULT_MAX_BACKLOG_SIZE),
+        })
+    }
+
+    /// The address to bind: the Go form `:7076` means every interface.
+    pub fn bind_addr(&self) -> String {
+        if self.listen_addr.starts_with(':') {
+            format!("0.0.0.0{}", self.listen_addr)
+        } else {
+            self.listen_addr.clone()
+        }
+    }
+
+    /// Whether clients must authenticate.
+    pub fn auth_enabled(&self) -> bool {
+        !self.username.is_empty() || !self.password.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"{"circles":[{"name":"c","backends":[{"name":"b","url":"http://127.0.0.1:8086"}]}]}"#;
+
+    fn err(text: &str) -> String {
+        Config::from_json(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_match_the_go_proxy_except_data_dir() {
+        let (c, w) = Config::from_json(MIN).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.listen_addr, ":7076");
+        assert_eq!(c.data_dir, PathBuf::from("spool"));
+        assert_eq!(c.tlog_dir, PathBuf::from("log"));
+        assert_eq!(c.hash_key, HashKey::Idx);
+        assert_eq!(c.shard_key.to_string(), "%db,%mm");
+        assert_eq!(c.vnode_size, 256);
+        assert_eq!(c.flush_size, 10_000);
+        assert_eq!(c.flush_time, Duration::from_secs(1));
+        assert_eq!(c.check_interval, Duration::from_secs(1));
+        assert_eq!(c.rewrite_interval, Duration::from_secs(10));
+        assert_eq!(c.rewrite_threads, 5);
+        assert_eq!(c.conn_pool_size, 20);
+        assert_eq!(c.write_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(10));
+        assert!(c.worker_threads >= 1);
+        assert!(!c.auth_enabled());
+    }
+
+    #[test]
+    fn old_key_names_are_aliases() {
+        let text = r#"{"circles":[{"name":"c","backends":[{"name":"b","url":"http://h:1","auth_secure":true}]}],
+            "mlog_dir":"ml","vnode_size":100,"auth_secure":true,"log_enabled":true}"#;
+        let (c, w) = Config::from_json(text).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.tlog_dir, PathBuf::from("ml"));
+        assert_eq!(c.vnode_size, 100);
+        assert!(c.auth_encrypt && c.circles[0].backends[0].auth_encrypt);
+        assert!(c.write_tracing && c.query_tracing);
+    }
+
+    #[test]
+    fn non_positive_numbers_and_empty_strings_mean_default() {
+        let text = r#"{"circles":[{"name":"c","backends":[{"name":"b","url":"http://h:1"}]}],
+            "flush_size":0,"flush_time":-1,"listen_addr":"","hash_key":""}"#;
+        let (c, _) = Config::from_json(text).unwrap();
+        assert_eq!(c.flush_size, 10_000);
+        assert_eq!(c.flush_time, Duration::from_secs(1));
+        assert_eq!(c.listen_addr, ":7076");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        assert!(err(r#"{"circles":[]}"#).contains("circles cannot be empty (key `circles`)"));
+        assert!(err(r#"{"circles":[{"name":"c","backends":[]}]}"#)
+            .contains("backends cannot be empty (key `circles[0].backends`)"));
+        assert!(err(r#"{"circles":[{"name":"c","backends":[{"url":"http://h:1"}]}]}"#)
+            .contains("backend name cannot be empty (key `circles[0].backends[0].name`)"));
+        let dup = r#"{"circles":[{"name":"c","backends":[{"name":"b","url":"http://h:1"}]},
+                                 {"name":"d","backends":[{"name":"b","url":"http://h:2"}]}]}"#;
+        assert!(err(dup).contains("backend name duplicated: b (key `circles[1].backends[0].name`)"));
+        let bad_hash = MIN.replace("]}]}", "]}],\"hash_key\":\"nope\"}");
+        assert!(err(&bad_hash).contains("invalid hash_key"));
+        let bad_shard = MIN.replace("]}]}", "]}],\"shard_key\":\"static\"}");
+        assert!(err(&bad_shard).contains("invalid shard_key, require template containing %db or %mm"));
+        let bad_url = MIN.replace("http://127.0.0.1:8086", "127.0.0.1:8086");
+        assert!(err(&bad_url).contains("key `circles[0].backends[0].url`"));
+        let bad_tls = MIN.replace("]}]}", "]}],\"tls\":{\"min_version\":\"tls9\"}}");
+        assert!(err(&bad_tls).contains("unknown tls version: tls9 (key `tls.min_version`)"));
+        assert!(err("{").contains("illegal config file"));
+        assert!(err(r#"{"circles":"x"}"#).contains("illegal config file"));
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let text = MIN.replace("]}]}", "]}],\"colour\":1}");
+        let (_, w) = Config::from_json(&text).unwrap();
+        assert_eq!(w, vec!["unknown config key `colour` ignored".to_string()]);
+    }
+
+    #[test]
+    fn bind_addr_expands_go_form() {
+        let (c, _) = Config::from_json(MIN).unwrap();
+        assert_eq!(c.bind_addr(), "0.0.0.0:7076");
+    }
+}

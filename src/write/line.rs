@@ -1,0 +1,682 @@
+//! Line protocol scanning: split a body into lines, check each line's shape,
+//! find its measurement and normalise its timestamp to nanoseconds.
+//!
+//! This is not a full parse: nothing is allocated and no value is decoded
+//! except the timestamp. The checks mirror InfluxDB 1.x's parser closely
+//! enough that a line it would refuse is refused here with the same message
+//! (`missing fields`, `missing tag value`, `invalid number`, ...), so the
+//! client gets InfluxDB's answer for the whole body at once instead of a 204
+//! followed by a silent drop at the backend.
+//!
+//! Invariants:
+//! - [`next_line`] ends a line at `\n` unless the newline sits inside a quoted
+//!   string field; a backslash always skips the byte after it.
+//! - [`scan`] is given a line without its `\n`; it trims leading blanks
+//!   (space, tab, NUL) as InfluxDB does and trailing ASCII whitespace
+//!   (including `\r`) as the Go proxy does.
+//! - The measurement used for placement is unescaped as the Go proxy does: a
+//!   backslash is dropped and the next byte taken literally, whatever it is.
+
+use std::fmt;
+
+/// Why InfluxDB would refuse a line. `Display` gives InfluxDB's wording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineError {
+    MissingMeasurement,
+    MissingFields,
+    MissingTagKey,
+    MissingTagValue,
+    InvalidTagFormat,
+    DuplicateTags,
+    MissingFieldKey,
+    MissingFieldValue,
+    InvalidFieldFormat,
+    UnbalancedQuotes,
+    InvalidNumber,
+    InvalidFloat,
+    InvalidBoolean,
+    IntegerOutOfRange(String),
+    BadTimestamp,
+    TimestampOutOfRange(String),
+    PointInvalid,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::MissingMeasurement => f.write_str("missing measurement"),
+            LineError::MissingFields => f.write_str("missing fields"),
+            LineError::MissingTagKey => f.write_str("missing tag key"),
+            LineError::MissingTagValue => f.write_str("missing tag value"),
+            LineError::InvalidTagFormat => f.write_str("invalid tag format"),
+            LineError::DuplicateTags => f.write_str("duplicate tags"),
+            LineError::MissingFieldKey => f.write_str("missing field key"),
+            LineError::MissingFieldValue => f.write_str("missing field value"),
+            LineError::InvalidFieldFormat => f.write_str("invalid field format"),
+            LineError::UnbalancedQuotes => f.write_str("unbalanced quotes"),
+            LineError::InvalidNumber => f.write_str("invalid number"),
+            LineError::InvalidFloat => f.write_str("invalid float"),
+            LineError::InvalidBoolean => f.write_str("invalid boolean"),
+            LineError::IntegerOutOfRange(v) => write!(
+                f,
+                "unable to parse integer {v}: strconv.ParseInt: parsing \"{v}\": value out of range"
+            ),
+            LineError::BadTimestamp => f.write_str("bad timestamp"),
+            LineError::TimestampOutOfRange(v) => write!(
+                f,
+                "strconv.ParseInt: parsing \"{v}\": value out of range"
+            ),
+            LineError::PointInvalid => f.write_str("point is invalid"),
+        }
+    }
+}
+
+/// Timestamp precision of a write request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Nanosecond,
+    Microsecond,
+    Millisecond,
+    Second,
+    Minute,
+    Hour,
+}
+
+impl Precision {
+    /// Parses the `precision` parameter of `/write` (`""` is nanoseconds).
+    /// `us` is not accepted, as in the Go proxy's v1 endpoint.
+    pub fn parse_v1(value: &str) -> Option<Precision> {
+        match value {
+            "" | "n" | "ns" => Some(Precision::Nanosecond),
+            "u" => Some(Precision::Microsecond),
+            "ms" => Some(Precision::Millisecond),
+            "s" => Some(Precision::Second),
+            "m" => Some(Precision::Minute),
+            "h" => Some(Precision::Hour),
+            _ => None,
+        }
+    }
+
+    /// Nanoseconds in one unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            Precision::Nanosecond => 1,
+            Precision::Microsecond => 1_000,
+            Precision::Millisecond => 1_000_000,
+            Precision::Second => 1_000_000_000,
+            Precision::Minute => 60_000_000_000,
+            Precision::Hour => 3_600_000_000_000,
+        }
+    }
+}
+
+/// Returns the line starting at `start` (without its `\n`) and where the next
+/// one starts. A newline inside a quoted string field does not end the line.
+pub fn next_line(body: &[u8], start: usize) -> (&[u8], usize) {
+    let rest = &body[start..];
+    let newline = rest.iter().position(|&b| b == b'\n');
+    let candidate = match newline {
+        Some(n) => &rest[..n],
+        None => rest,
+    };
+    // Fast path: without a double quote no newline can be quoted.
+    if !candidate.contains(&b'"') {
+        return match newline {
+            Some(n) => (candidate, start + n + 1),
+            None => (candidate, body.len()),
+        };
+    }
+    let end = quoted_line_end(rest);
+    let next = if end < rest.len() { end + 1 } else { end };
+    (&rest[..end], start + next)
+}
+
+/// The end of the first line of `buf` when quotes are involved. Quotes only
+/// count in the field section (after the first space), and only once more
+/// `=` than `,` have been seen there, so a quote in a tag or a key is literal.
+fn quoted_line_end(buf: &[u8]) -> usize {
+    let mut i = 0;
+    let mut in_fields = false;
+    let mut quoted = false;
+    let (mut equals, mut commas) = (0usize, 0usize);
+    while i < buf.len() {
+        let b = buf[i];
+        if b == b'\\' && i + 2 < buf.len() {
+            i += 2;
+            continue;
+        }
+        if b == b' ' {
+            in_fields = true;
+        }
+        if in_fields && !quoted && b == b'=' {
+            equals += 1;
+        } else if in_fields && !quoted && b == b',' {
+            commas += 1;
+        } else if in_fields && b == b'"' && equals > commas {
+            quoted = !quoted;
+        } else if b == b'\n' && !quoted {
+            return i;
+        }
+        i += 1;
+    }
+    buf.len()
+}
+
+/// A line that passed the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The trimmed line, timestamp included.
+    pub text: &'a [u8],
+    /// The measurement as written (escapes kept).
+    pub measurement: &'a [u8],
+    /// Length of `text` without the timestamp and the blanks before it.
+    pub body_len: usize,
+    /// The timestamp in the request's precision, if the line has one.
+    pub timestamp: Option<i64>,
+}
+
+impl Line<'_> {
+    /// Appends the line to `out` with its timestamp in nanoseconds, stamping
+    /// `now` (ns) when it has none, followed by `\n`. With nanosecond
+    /// precision the original digits are copied untouched.
+    pub fn write_normalized(
+        &self,
+        precision: Precision,
+        now: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LineError> {
+        match self.timestamp {
+            Some(_) if precision == Precision::Nanosecond => out.extend_from_slice(self.text),
+            Some(ts) => {
+                let ns = ts
+                    .checked_mul(precision.nanos())
+                    .ok_or(LineError::BadTimestamp)?;
+                out.extend_from_slice(&self.text[..self.body_len]);
+                out.push(b' ');
+                push_i64(out, ns);
+            }
+            None => {
+                out.extend_from_slice(self.text);
+                out.push(b' ');
+                push_i64(out, now);
+            }
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+/// Decimal digits of `v` appended to `out`.
+pub fn push_i64(out: &mut Vec<u8>, v: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// What a raw line turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Scanned<'a> {
+    /// Empty, blank or a `#` comment.
+    Skip,
+    Point(Line<'a>),
+    /// Refused; `text` is the line as InfluxDB quotes it in its error.
+    Invalid { text: &'a [u8], error: LineError },
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t' || b == 0
+}
+
+/// Checks one line (without its `\n`).
+pub fn scan(raw: &[u8]) -> Scanned<'_> {
+    let start = raw.iter().position(|&b| !is_blank(b)).unwrap_or(raw.len());
+    let mut end = raw.len();
+    while end > start && raw[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    let text = &raw[start..end];
+    if text.is_empty() || text[0] == b'#' {
+        return Scanned::Skip;
+    }
+    match check(text) {
+        Ok(line) => Scanned::Point(line),
+        Err(error) => Scanned::Invalid { text, error },
+    }
+}
+
+/// Position of the first unescaped byte of `set` at or after `i`, or `len`.
+fn find_unescaped(buf: &[u8], mut i: usize, set: &[u8]) -> usize {
+    while i < buf.len() {
+        let b = buf[i];
+        if b == b'\\' {
+            i += 2;
+            continue;
+        }
+        if set.contains(&b) {
+            return i;
+        }
+        i += 1;
+    }
+    buf.len()
+}
+
+fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
+    if text[0] == b',' || text[0] == b' ' {
+        return Err(LineError::MissingMeasurement);
+    }
+    let m_end = find_unescaped(text, 0, b", ");
+    if m_end >= text.len() {
+        return Err(LineError::MissingFields);
+    }
+    let measurement = &text[..m_end];
+    let mut i = m_end;
+    if text[i] == b',' {
+        i = check_tags(text, i + 1)?;
+    }
+    // `i` is at the space ending the key; blanks may repeat.
+    while i < text.len() && text[i] == b' ' {
+        i += 1;
+    }
+    if i >= text.len() {
+        return Err(LineError::MissingFields);
+    }
+    let fields_end = check_fields(text, i)?;
+    let mut j = fields_end;
+    while j < text.len() && text[j] == b' ' {
+        j += 1;
+    }
+    if j >= text.len() {
+        return Ok(Line {
+            text,
+            measurement,
+            body_len: fields_end,
+            timestamp: None,
+        });
+    }
+    let ts_text = &text[j..];
+    if ts_text.contains(&b' ') {
+        return Err(LineError::PointInvalid);
+    }
+    let timestamp = parse_timestamp(ts_text)?;
+    Ok(Line {
+        text,
+        measurement,
+        body_len: fields_end,
+        timestamp: Some(timestamp),
+    })
+}
+
+/// Checks `k=v[,k=v]*` from `i` up to the space ending the key; returns
+/// the position of that space.
+fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
+    let mut keys: [&[u8]; 16] = [&[]; 16];
+    let mut count = 0usize;
+    let mut sorted = true;
+    let mut overflow: Vec<&[u8]> = Vec::new();
+    loop {
+        let key_end = find_unescaped(text, i, b"=, ");
+        if key_end == i {
+            return Err(LineError::MissingTagKey);
+        }
+        if key_end >= text.len() || text[key_end] != b'=' {
+            return Err(if key_end >= text.len() {
+                LineError::MissingFields
+            } else {
+                LineError::MissingTagValue
+            });
+        }
+        let key = &text[i..key_end];
+        let value_start = key_end + 1;
+        let value_end = find_unescaped(text, value_start, b"=, ");
+        if value_end == value_start {
+            return Err(LineError::MissingTagValue);
+        }
+        if value_end < text.len() && text[value_end] == b'=' {
+            return Err(LineError::InvalidTagFormat);
+        }
+        if count > 0 {
+            let prev = if count <= keys.len() {
+                keys[count - 1]
+            } else {
+                overflow[overflow.len() - 1]
+            };
+            if key <= prev {
+                sorted = false;
+            }
+        }
+        if count < keys.len() {
+            keys[count] = key;
+        } else {
+            overflow.push(key);
+        }
+        count += 1;
+        if value_end >= text.len() {
+            return Err(LineError::MissingFields);
+        }
+        if text[value_end] == b' ' {
+            if !sorted {
+                let mut all: Vec<&[u8]> = keys[..count.min(keys.len())].to_vec();
+                all.extend(overflow);
+                all.sort_unstable();
+                if all.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(LineError::DuplicateTags);
+                }
+            }
+            return Ok(value_end);
+        }
+        i = value_end + 1;
+    }
+}
+
+/// Checks the field set starting at `i`; returns where it ends (a space or
+/// the end of the line).
+fn check_fields(text: &[u8], mut i: usize) -> Result<usize, LineError> {
+    loop {
+        let key_end = find_unescaped(text, i, b"=, ");
+        if key_end >= text.len() || text[key_end] != b'=' {
+            return Err(if key_end == i && key_end < text.len() && text[key_end] == b'=' {
+                LineError::MissingFieldKey
+            } else {
+                LineError::InvalidFieldFormat
+            });
+        }
+        if key_end == i {
+            return Err(LineError::MissingFieldKey);
+        }
+        let v = key_end + 1;
+        if v >= text.len() || text[v] == b',' || text[v] == b' ' {
+            return Err(LineError::MissingFieldValue);
+        }
+        let value_end = if text[v] == b'"' {
+            string_end(text, v)?
+        } else {
+            let end = find_unescaped(text, v, b", ");
+            check_value(&text[v..end])?;
+            end
+        };
+        if value_end >= text.len() || text[value_end] == b' ' {
+            return Ok(value_end);
+        }
+        if text[value_end] != b',' {
+            return Err(LineError::InvalidFieldFormat);
+        }
+        i = value_end + 1;
+        if i >= text.len() {
+            return Err(LineError::InvalidFieldFormat);
+        }
+    }
+}
+
+/// End (one past the closing quote) of the string value opening at `v`.
+fn string_end(text: &[u8], v: usize) -> Result<usize, LineError> {
+    let mut i = v + 1;
+    while i < text.len() {
+        match text[i] {
+            b'\\' => i += 2,
+            b'"' => return Ok(i + 1),
+            _ => i += 1,
+        }
+    }
+    Err(LineError::UnbalancedQuotes)
+}
+
+/// Checks an unquoted field value: a float, an integer with `i`, or a boolean.
+fn check_value(v: &[u8]) -> Result<(), LineError> {
+    match v[0] {
+        b'-' | b'.' | b'0'..=b'9' => check_number(v),
+        _ => match v {
+            b"t" | b"T" | b"true" | b"True" | b"TRUE" | b"f" | b"F" | b"false" | b"False"
+            | b"FALSE" => Ok(()),
+            _ => Err(LineError::InvalidBoolean),
+        },
+    }
+}
+
+fn check_number(v: &[u8]) -> Result<(), LineError> {
+    let (digits, integer) = match v.last() {
+        Some(b'i') => (&v[..v.len() - 1], true),
+        _ => (v, false),
+    };
+    let unsigned = digits.strip_prefix(b"-").unwrap_or(digits);
+    if unsigned.is_empty() {
+        return Err(LineError::InvalidNumber);
+    }
+    if integer {
+        if !unsigned.iter().all(u8::is_ascii_digit) {
+            return Err(LineError::InvalidNumber);
+        }
+        // Safe: ASCII digits with an optional sign.
+        let s = std::str::from_utf8(digits).map_err(|_| LineError::InvalidNumber)?;
+        return s
+            .parse::<i64>()
+            .map(|_| ())
+            .map_err(|_| LineError::IntegerOutOfRange(s.to_string()));
+    }
+    let mut dots = 0;
+    let mut exp = None;
+    for (k, &b) in unsigned.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {}
+            b'.' if exp.is_none() => dots += 1,
+            b'e' | b'E' if exp.is_none() && k > 0 => exp = Some(k),
+            b'+' | b'-' if exp == Some(k.wrapping_sub(1)) => {}
+            _ => return Err(LineError::InvalidNumber),
+        }
+    }
+    if dots > 1 {
+        return Err(LineError::InvalidNumber);
+    }
+    if let Some(e) = exp {
+        let tail = &unsigned[e + 1..];
+        let tail = tail
+            .strip_prefix(b"+")
+            .or_else(|| tail.strip_prefix(b"-"))
+            .unwrap_or(tail);
+        if tail.is_empty() {
+            return Err(LineError::InvalidFloat);
+        }
+    }
+    if unsigned == b"." {
+        return Err(LineError::InvalidNumber);
+    }
+    Ok(())
+}
+
+fn parse_timestamp(ts: &[u8]) -> Result<i64, LineError> {
+    let unsigned = ts.strip_prefix(b"-").unwrap_or(ts);
+    if unsigned.is_empty() || !unsigned.iter().all(u8::is_ascii_digit) {
+        return Err(LineError::BadTimestamp);
+    }
+    let s = std::str::from_utf8(ts).map_err(|_| LineError::BadTimestamp)?;
+    s.parse::<i64>()
+        .map_err(|_| LineError::TimestampOutOfRange(s.to_string()))
+}
+
+/// The measurement with the Go proxy's unescaping: every backslash is dropped
+/// and the byte after it kept. Borrowed when there is nothing to unescape.
+pub fn unescape_measurement(m: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !m.contains(&b'\\') {
+        return std::borrow::Cow::Borrowed(m);
+    }
+    let mut out = Vec::with_capacity(m.len());
+    let mut i = 0;
+    while i < m.len() {
+        if m[i] == b'\\' {
+            i += 1;
+            if i >= m.len() {
+                break;
+            }
+        }
+        out.push(m[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(body: &str) -> Vec<String> {
+        let b = body.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let (line, next) = next_line(b, i);
+            out.push(String::from_utf8_lossy(line).into_owned());
+            i = next;
+        }
+        out
+    }
+
+    fn err(line: &str) -> String {
+        match scan(line.as_bytes()) {
+            Scanned::Invalid { error, .. } => error.to_string(),
+            other => panic!("{line:?} was accepted: {other:?}"),
+        }
+    }
+
+    fn ok(line: &str) -> Line<'_> {
+        match scan(line.as_bytes()) {
+            Scanned::Point(l) => l,
+            other => panic!("{line:?} was refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn newline_inside_quoted_string_field_stays_in_its_line() {
+        assert_eq!(
+            lines("a v=\"x\ny\" 1\nb v=2\n"),
+            vec!["a v=\"x\ny\" 1", "b v=2"]
+        );
+        // A quote in the measurement or a tag does not open a string.
+        assert_eq!(lines("a\"b v=1\nc v=2"), vec!["a\"b v=1", "c v=2"]);
+        assert_eq!(lines("a v=1\n\nb v=2"), vec!["a v=1", "", "b v=2"]);
+    }
+
+    #[test]
+    fn refusals_use_influxdb_wording() {
+        // Each pair was checked against influxd 1.6.7.
+        let cases = [
+            ("cpu", "missing fields"),
+            (",a=b v=1", "missing measurement"),
+            ("cpu,a v=1", "missing tag value"),
+            ("cpu,a= v=1", "missing tag value"),
+            ("cpu,=a v=1", "missing tag key"),
+            ("cpu, v=1", "missing tag key"),
+            ("cpu,a=b=c v=1", "invalid tag format"),
+            ("cpu,a=1,a=2 v=1", "duplicate tags"),
+            ("cpu v", "invalid field format"),
+            ("cpu =1", "missing field key"),
+            ("cpu v=1,=2", "missing field key"),
+            ("cpu v=", "missing field value"),
+            ("cpu v=,w=1", "missing field value"),
+            ("cpu v=1,", "invalid field format"),
+            ("cpu v=1,,w=2", "invalid field format"),
+            ("cpu v=1 abc", "bad timestamp"),
+            ("cpu v=1 1.5", "bad timestamp"),
+            ("cpu v=1 0x5", "bad timestamp"),
+            ("cpu v=1 1 2", "point is invalid"),
+            ("cpu v=1x", "invalid number"),
+            ("cpu v=1.2.3", "invalid number"),
+            ("cpu v=-", "invalid number"),
+            ("cpu v=--1", "invalid number"),
+            ("cpu v=1.5i", "invalid number"),
+            ("cpu v=1u", "invalid number"),
+            ("cpu v=1\t5", "invalid number"),
+            ("cpu v=1e", "invalid float"),
+            ("cpu v=\"abc", "unbalanced quotes"),
+            ("cpu v=tru", "invalid boolean"),
+            ("cpu v=abc", "invalid boolean"),
+            ("cpu v=+5", "invalid boolean"),
+            ("cpu v=NaN", "invalid boolean"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(err(line), want, "line {line:?}");
+        }
+        assert!(err("cpu v=99999999999999999999i").contains("value out of range"));
+        assert!(err("cpu v=1 99999999999999999999").contains("value out of range"));
+    }
+
+    #[test]
+    fn accepted_lines_match_influxdb() {
+        for line in [
+            "cpu v=1",
+            "cpu  v=1",
+            "cpu v=1  123",
+            " cpu v=1",
+            "cpu v=1 -5",
+            "cpu v=1e5",
+            "cpu v=.5",
+            "cpu v=T,w=FALSE,x=True",
+            "cpu\\ x v=1",
+            "c\\,pu v=1",
+            "\"cpu v=1",
+            "cpu v=\"a\\\"b\"",
+            "cpu,b=1,a=2 v=1",
+            "cpu v=1\r",
+            "cpu,host=a\\ b,x=y\\,z v=\"a b, c=d\",n=5i 1",
+        ] {
+            ok(line);
+        }
+        assert_eq!(scan(b"# comment"), Scanned::Skip);
+        assert_eq!(scan(b"  \t"), Scanned::Skip);
+    }
+
+    #[test]
+    fn measurement_and_timestamp_are_found() {
+        let l = ok("cpu\\ load,host=a v=1 1500");
+        assert_eq!(l.measurement, b"cpu\\ load");
+        assert_eq!(l.timestamp, Some(1500));
+        assert_eq!(&l.text[..l.body_len], b"cpu\\ load,host=a v=1");
+        assert_eq!(ok("m v=1").timestamp, None);
+        assert_eq!(unescape_measurement(b"cpu\\ load").as_ref(), b"cpu load");
+        assert_eq!(unescape_measurement(b"a\\,b\\\\c\\d").as_ref(), b"a,b\\cd");
+        assert_eq!(unescape_measurement(b"\"m\\ x\"").as_ref(), b"\"m x\"");
+    }
+
+    #[test]
+    fn timestamps_become_nanoseconds() {
+        let norm = |line: &str, p: Precision| {
+            let mut out = Vec::new();
+            ok(line).write_normalized(p, 42, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(norm("m v=1 7", Precision::Nanosecond), "m v=1 7\n");
+        assert_eq!(norm("m v=1 7", Precision::Microsecond), "m v=1 7000\n");
+        assert_eq!(norm("m v=1 7", Precision::Millisecond), "m v=1 7000000\n");
+        assert_eq!(norm("m v=1 7", Precision::Second), "m v=1 7000000000\n");
+        assert_eq!(norm("m v=1 2", Precision::Minute), "m v=1 120000000000\n");
+        assert_eq!(
+            norm("m v=4  439888", Precision::Hour),
+            "m v=4 1583596800000000000\n"
+        );
+        assert_eq!(norm("m v=1 -3", Precision::Second), "m v=1 -3000000000\n");
+        assert_eq!(norm("m v=1", Precision::Second), "m v=1 42\n");
+        let mut out = Vec::new();
+        assert!(ok("m v=1 9223372036854775807")
+            .write_normalized(Precision::Second, 0, &mut out)
+            .is_err());
+    }
+
+    #[test]
+    fn push_i64_formats_extremes() {
+        for v in [0, 7, -1, i64::MAX, i64::MIN, 1_600_000_000_000_000_000] {
+            let mut out = Vec::new();
+            push_i64(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
+    }
+}
