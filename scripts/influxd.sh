@@ -231,7 +231,7 @@ start_one() {
         tail_log "$logfile"
         die "influxd $port: did not start (no pid file)"
     }
-    local deadline=$((SECONDS + START_TIMEOUT))
+    local deadline=$((SECONDS + START_TIMEOUT + 1))
     while :; do
         code="$(ping_code "$port")"
         if [[ "$code" == 204 ]]; then
@@ -260,7 +260,7 @@ stop_one() {
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
+    local deadline=$((SECONDS + STOP_TIMEOUT + 1))
     while alive "$pid" && ((SECONDS < deadline)); do
         sleep 0.2
     done

@@ -332,7 +332,7 @@ impl Config {
                 let host = url
                     .strip_prefix("http://")
                     .or_else(|| url.strip_prefix("https://"));
-                if host.is_none_or(|h| h.is_empty() || h.contains('/')) {
+                if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
                     return Err(invalid(
                         format!("{key}.url"),
                         format!(

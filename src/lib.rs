@@ -1,10 +1,29 @@
-//! influx-proxy: a high-availability and sharding proxy for InfluxDB 1.x.
+//! influx-proxy: a high-availability and sharding proxy for InfluxDB 1.x,
+//! a drop-in for the Go influx-proxy v2.
 //!
-//! Map of the crate (the write path reads top to bottom):
-//! - [`config`]: `proxy.json`, validated once at start.
-//! - [`ring`]: the Go-compatible consistent-hash ring and shard keys.
-//! - [`write`]: line scanning and per-backend batching of `/write` bodies.
+//! Map of the crate, the write path top to bottom:
+//! - [`config`]: `proxy.json`, validated once at start into plain data.
+//! - [`server`]: the tiny_http listener, the worker pool, routing, auth and
+//!   error bodies. The only module that knows tiny_http.
+//! - [`write`]: inside a worker, the `/write` endpoint scans a body into
+//!   lines ([`write::line`]) and groups them per backend ([`write::batch`]).
+//! - [`ring`] and [`cluster`]: Go-compatible placement of a shard key on one
+//!   backend per circle; backends' health flags and counters.
+//! - [`writer`]: one writer thread (coalescing) and one sender thread
+//!   (delivery, retries) per backend.
+//! - [`admin`]: `/health` and `/replica`.
+//! - [`proxy`]: starts everything in order.
 
+pub mod admin;
+pub mod cluster;
 pub mod config;
+pub mod log;
+pub mod proxy;
 pub mod ring;
+pub mod server;
+pub mod url;
 pub mod write;
+pub mod writer;
+
+/// The proxy's version, also sent as `X-Influxdb-Version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

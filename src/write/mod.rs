@@ -1,4 +1,6 @@
-//! The write path inside a worker: scan a `/write` body into lines and group
-//! them into one batch per backend.
+//! The write path inside a worker: the `/write` endpoint, the line scanner
+//! and the per-backend batching of a request's lines.
 
+pub mod batch;
+pub mod endpoint;
 pub mod line;

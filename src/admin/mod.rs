@@ -1,0 +1,4 @@
+//! Administrative endpoints: `/health` and `/replica`.
+
+pub mod health;
+pub mod replica;

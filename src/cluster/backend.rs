@@ -1,0 +1,98 @@
+//! One InfluxDB server: its address, credentials, health flag and counters.
+//!
+//! A `Backend` is shared (`Arc`) by the workers that route to it, its writer
+//! and sender threads, the health checker and the admin endpoints. Only the
+//! health checker and the sender flip `active`; counters are plain atomics
+//! that anyone may read for `/health`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use base64::Engine;
+
+use crate::config::BackendConfig;
+
+/// Counters of one backend, readable at any time.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    /// Points accepted from clients for this backend.
+    pub points_in: AtomicU64,
+    /// Points the backend confirmed (2xx).
+    pub points_delivered: AtomicU64,
+    /// Points the backend refused for good (e.g. 400 partial write).
+    pub points_rejected: AtomicU64,
+    /// Points dropped because the backlog was full.
+    pub points_overflowed: AtomicU64,
+    /// Batches and bytes waiting to be sent.
+    pub backlog_batches: AtomicU64,
+    pub backlog_bytes: AtomicU64,
+    /// Failed POST attempts (network errors, 5xx, timeouts).
+    pub send_failures: AtomicU64,
+}
+
+/// One InfluxDB server of a circle.
+#[derive(Debug)]
+pub struct Backend {
+    /// Index among all backends of all circles, in config order.
+    pub id: usize,
+    /// Index of its circle.
+    pub circle: usize,
+    pub name: String,
+    /// Base URL without a trailing slash.
+    pub url: String,
+    /// `Authorization` header value for the backend's own credentials.
+    pub authorization: Option<String>,
+    pub write_only: bool,
+    active: AtomicBool,
+    rewriting: AtomicBool,
+    pub stats: BackendStats,
+}
+
+impl Backend {
+    pub fn new(id: usize, circle: usize, cfg: &BackendConfig) -> Backend {
+        let authorization = if cfg.username.is_empty() && cfg.password.is_empty() {
+            None
+        } else {
+            let pair = format!("{}:{}", cfg.username, cfg.password);
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ))
+        };
+        Backend {
+            id,
+            circle,
+            name: cfg.name.clone(),
+            url: cfg.url.clone(),
+            authorization,
+            write_only: cfg.write_only,
+            // Optimistic start, as the Go proxy: the first ping corrects it.
+            active: AtomicBool::new(true),
+            rewriting: AtomicBool::new(false),
+            stats: BackendStats::default(),
+        }
+    }
+
+    /// Whether the last health check (or send) succeeded.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Records a health verdict; returns the previous one.
+    pub fn set_active(&self, active: bool) -> bool {
+        self.active.swap(active, Ordering::AcqRel)
+    }
+
+    /// Whether the sender is catching up on a backlog.
+    pub fn is_rewriting(&self) -> bool {
+        self.rewriting.load(Ordering::Acquire)
+    }
+
+    pub fn set_rewriting(&self, rewriting: bool) {
+        self.rewriting.store(rewriting, Ordering::Release);
+    }
+
+    /// Whether batches are waiting to be sent.
+    pub fn has_backlog(&self) -> bool {
+        self.stats.backlog_batches.load(Ordering::Acquire) > 0
+    }
+}

@@ -1,0 +1,97 @@
+//! Circles and backends: who owns a shard key, and who is healthy.
+//!
+//! A circle is a full copy of the data; inside it each shard key has exactly
+//! one owner, named by the circle's [`Ring`]. Every point goes to its owner in
+//! every circle. The cluster is built once from the config and shared
+//! read-only; only the backends' flags and counters change.
+
+pub mod backend;
+pub mod health;
+
+use std::sync::Arc;
+
+pub use backend::Backend;
+
+use crate::config::Config;
+use crate::ring::{Ring, ShardKey};
+
+/// One full copy of the data.
+#[derive(Debug)]
+pub struct Circle {
+    pub id: usize,
+    pub name: String,
+    /// Its backends in config order.
+    pub backends: Vec<Arc<Backend>>,
+    ring: Ring,
+}
+
+impl Circle {
+    /// The owner of a rendered shard key.
+    pub fn owner(&self, key: &[u8]) -> &Arc<Backend> {
+        // A circle always has backends (validated), so the ring is not empty.
+        let idx = self.ring.get(key).unwrap_or(0);
+        &self.backends[idx]
+    }
+
+    /// All backends active: the circle can answer reads.
+    pub fn is_active(&self) -> bool {
+        self.backends.iter().all(|b| b.is_active())
+    }
+
+    /// Any backend write-only: reads avoid the circle.
+    pub fn is_write_only(&self) -> bool {
+        self.backends.iter().any(|b| b.write_only)
+    }
+}
+
+/// All circles, and all backends in one flat list (ids are indexes into it).
+#[derive(Debug)]
+pub struct Cluster {
+    pub circles: Vec<Circle>,
+    pub backends: Vec<Arc<Backend>>,
+    pub shard_key: ShardKey,
+}
+
+impl Cluster {
+    pub fn new(cfg: &Config) -> Cluster {
+        let mut backends = Vec::new();
+        let mut circles = Vec::new();
+        for (ci, circle) in cfg.circles.iter().enumerate() {
+            let mut members = Vec::new();
+            let mut elements = Vec::new();
+            for (bi, b) in circle.backends.iter().enumerate() {
+                let backend = Arc::new(Backend::new(backends.len(), ci, b));
+                elements.push(cfg.hash_key.element(bi, &b.name, &b.url));
+                backends.push(Arc::clone(&backend));
+                members.push(backend);
+            }
+            circles.push(Circle {
+                id: ci,
+                name: circle.name.clone(),
+                backends: members,
+                ring: Ring::new(&elements, cfg.vnode_size),
+            });
+        }
+        Cluster {
+            circles,
+            backends,
+            shard_key: cfg.shard_key.clone(),
+        }
+    }
+
+    /// Appends to `out` the id of the owner of `key` in every circle.
+    pub fn owners_into(&self, key: &[u8], out: &mut Vec<u32>) {
+        out.extend(self.circles.iter().map(|c| c.owner(key).id as u32));
+    }
+
+    /// The owner of (`db`, `measurement`) in every circle, in circle order.
+    pub fn replicas(&self, db: &str, measurement: &str) -> Vec<&Arc<Backend>> {
+        let key = self.shard_key.render(db, measurement);
+        self.circles.iter().map(|c| c.owner(&key)).collect()
+    }
+
+    /// Whether some circle can answer reads (all its backends active).
+    pub fn can_serve_reads(&self) -> bool {
+        self.circles.iter().any(|c| c.is_active())
+    }
+}

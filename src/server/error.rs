@@ -1,0 +1,49 @@
+//! The error every endpoint answers with: InfluxDB's JSON shape.
+//!
+//! `{"error":"<msg>"}` plus `\n`, `Content-Type: application/json` and the
+//! header `X-Influxdb-Error: <msg>`, with the status that InfluxDB (or the Go
+//! proxy, where it differs) uses for the same failure.
+
+use super::http::Response;
+
+/// A failed request: status and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, message)
+    }
+
+    /// 405, with the Go proxy's wording.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(405, "method not allow")
+    }
+
+    /// The response carrying this error; `pretty` indents the JSON.
+    pub fn into_response(self, pretty: bool) -> Response {
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.message.clone().into());
+        let mut resp = Response::json(self.status, &body, pretty);
+        // A header value cannot hold a newline (multi-line parse errors).
+        let header = self.message.replace(['\r', '\n'], " ");
+        resp.headers.push(("X-Influxdb-Error".into(), header));
+        resp
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}

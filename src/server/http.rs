@@ -1,0 +1,94 @@
+//! The request and response values handlers work with, so that no handler
+//! knows tiny_http and every handler can be tested without a socket.
+
+use std::io::Read;
+
+use crate::url::Params;
+
+/// What a handler sees of a client request.
+pub struct Request<'a> {
+    /// Upper-case method name (`GET`, `POST`, ...).
+    pub method: String,
+    /// Path without the query string, e.g. `/write`.
+    pub path: String,
+    /// Decoded URL query parameters.
+    pub params: Params,
+    /// Header names in lower case, values as sent.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Length`, when the client sent one.
+    pub content_length: Option<usize>,
+    /// The body, read at most once.
+    pub body: &'a mut dyn Read,
+}
+
+impl Request<'_> {
+    /// The first value of header `name` (give it in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `?pretty=true` asks for indented JSON (URL only, as Go).
+    pub fn pretty(&self) -> bool {
+        self.params.get("pretty") == "true"
+    }
+}
+
+/// A complete answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// 204 with no body.
+    pub fn no_content() -> Response {
+        Response {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A JSON body followed by `\n`, indented 4 spaces when `pretty`.
+    pub fn json<T: serde::Serialize>(status: u16, value: &T, pretty: bool) -> Response {
+        let mut body = if pretty {
+            let mut out = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+            match value.serialize(&mut ser) {
+                Ok(()) => out,
+                Err(_) => b"{}".to_vec(),
+            }
+        } else {
+            serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+        };
+        body.push(b'\n');
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body,
+        }
+    }
+
+    /// A plain text body (Go's `http.Error` shape: text plus `\n`).
+    pub fn text(status: u16, text: &str) -> Response {
+        Response {
+            status,
+            headers: vec![(
+                "Content-Type".into(),
+                "text/plain; charset=utf-8".into(),
+            )],
+            body: format!("{text}\n").into_bytes(),
+        }
+    }
+
+    /// The Go mux's answer to an unknown path.
+    pub fn not_found() -> Response {
+        Response::text(404, "404 page not found")
+    }
+}

@@ -1,0 +1,134 @@
+//! The HTTP front: the tiny_http listener and a fixed pool of worker threads.
+//!
+//! Every worker loops on `Server::recv`, turns the tiny_http request into a
+//! [`http::Request`], lets [`router::route`] answer it, and sends the
+//! [`http::Response`] back with the common `X-Influxdb-*` headers. This is the
+//! only module that knows tiny_http. A panic inside a handler is caught and
+//! answered with a 500, so no request can take a worker down.
+
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod router;
+
+use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::log;
+use crate::url::Params;
+use crate::write::endpoint::{WriteScratch, WriteService};
+use crate::VERSION;
+use auth::Auth;
+use error::ApiError;
+
+/// What every worker shares.
+pub struct State {
+    pub cluster: Arc<Cluster>,
+    pub write: WriteService,
+    pub auth: Option<Auth>,
+    pub ping_auth: bool,
+}
+
+impl State {
+    pub fn new(cfg: &Config, cluster: Arc<Cluster>, write: WriteService) -> State {
+        State {
+            auth: Auth::new(&cfg.username, &cfg.password),
+            ping_auth: cfg.ping_auth_enabled,
+            cluster,
+            write,
+        }
+    }
+}
+
+/// Binds the listener; errors say what to change.
+pub fn bind(cfg: &Config) -> Result<Arc<tiny_http::Server>, String> {
+    let addr = cfg.bind_addr();
+    tiny_http::Server::http(&addr)
+        .map(Arc::new)
+        .map_err(|e| format!("cannot listen on {addr}: {e} (change `listen_addr` in the config or stop what uses the port)"))
+}
+
+/// Starts `n` workers taking requests from `server`.
+pub fn start_workers(
+    server: &Arc<tiny_http::Server>,
+    state: &Arc<State>,
+    n: usize,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    (0..n)
+        .map(|i| {
+            let (server, state) = (Arc::clone(server), Arc::clone(state));
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || worker(&server, &state))
+        })
+        .collect()
+}
+
+fn worker(server: &tiny_http::Server, state: &State) {
+    let mut scratch = WriteScratch::new(Arc::clone(&state.cluster));
+    loop {
+        let mut rq = match server.recv() {
+            Ok(rq) => rq,
+            // `unblock` at shutdown, or the listener is gone.
+            Err(_) => return,
+        };
+        let response = match catch_unwind(AssertUnwindSafe(|| answer(state, &mut scratch, &mut rq))) {
+            Ok(r) => r,
+            Err(_) => {
+                log!("a handler panicked on {} {}", rq.method(), rq.url());
+                // The scratch buffers may hold a half-routed request.
+                scratch = WriteScratch::new(Arc::clone(&state.cluster));
+                ApiError::new(500, "internal error").into_response(false)
+            }
+        };
+        let _ = rq.respond(to_tiny(response));
+    }
+}
+
+fn answer(state: &State, scratch: &mut WriteScratch, rq: &mut tiny_http::Request) -> http::Response {
+    let url = rq.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let headers = rq
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    let method = rq.method().as_str().to_ascii_uppercase();
+    let content_length = rq.body_length();
+    let mut req = http::Request {
+        method,
+        path: path.to_string(),
+        params: Params::parse(query),
+        headers,
+        content_length,
+        body: rq.as_reader(),
+    };
+    router::route(state, scratch, &mut req)
+}
+
+fn to_tiny(resp: http::Response) -> tiny_http::Response<Cursor<Vec<u8>>> {
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    let common = [
+        ("X-Influxdb-Version", VERSION),
+        ("X-Influxdb-Build", "InfluxDB Proxy"),
+    ];
+    let all = common
+        .iter()
+        .map(|&(k, v)| (k, v))
+        .chain(resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    for (k, v) in all {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    out
+}

@@ -1,0 +1,52 @@
+//! Which handler answers which path: exact paths, as Go's ServeMux matches
+//! them, method checked before auth, and the common headers on every answer.
+
+use super::error::ApiError;
+use super::http::{Request, Response};
+use super::State;
+use crate::admin;
+use crate::write::endpoint::WriteScratch;
+
+/// Answers one request; never panics on input.
+pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Response {
+    let pretty = req.pretty();
+    let result = match req.path.as_str() {
+        "/ping" => ping(state, req),
+        "/write" => write(state, scratch, req),
+        "/health" => get_only(state, req).map(|()| admin::health::handle(&state.cluster, pretty)),
+        "/replica" => {
+            get_only(state, req).and_then(|()| admin::replica::handle(&state.cluster, req))
+        }
+        _ => Ok(Response::not_found()),
+    };
+    result.unwrap_or_else(|e| e.into_response(pretty))
+}
+
+fn ping(state: &State, req: &Request) -> Result<Response, ApiError> {
+    if state.ping_auth {
+        authenticate(state, req)?;
+    }
+    Ok(Response::no_content())
+}
+
+fn write(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Result<Response, ApiError> {
+    if req.method != "POST" {
+        return Err(ApiError::method_not_allowed());
+    }
+    authenticate(state, req)?;
+    Ok(state.write.handle(scratch, req)?)
+}
+
+fn get_only(state: &State, req: &Request) -> Result<(), ApiError> {
+    if req.method != "GET" {
+        return Err(ApiError::method_not_allowed());
+    }
+    authenticate(state, req)
+}
+
+fn authenticate(state: &State, req: &Request) -> Result<(), ApiError> {
+    match &state.auth {
+        Some(auth) => auth.check(req),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,211 @@
+//! Grouping a request's lines into one batch per backend.
+//!
+//! A [`Batcher`] lives in one worker thread and is reused for every request,
+//! so its buffers and its placement cache are never shared or locked. For
+//! each valid line it finds the owner in every circle (by the shard key of
+//! the request's database and the line's unescaped measurement) and appends
+//! the line, timestamp normalised to nanoseconds, to that backend's buffer.
+
+use std::sync::Arc;
+
+use fxhash::FxHashMap;
+
+use super::line::{next_line, scan, unescape_measurement, Precision, Scanned};
+use crate::cluster::Cluster;
+
+/// Lines bound for one backend, ready for its writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub db: Arc<str>,
+    pub rp: Arc<str>,
+    /// Line protocol, one point per `\n`-terminated line, timestamps in ns.
+    pub lines: Vec<u8>,
+    pub points: u32,
+}
+
+/// What a request body turned into.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// `(backend id, batch)` for every backend that got lines.
+    pub batches: Vec<(usize, Batch)>,
+    /// Valid points (counted once, not once per circle).
+    pub points: usize,
+    /// InfluxDB-style `unable to parse '<line>': <reason>` for each bad line.
+    pub errors: Vec<String>,
+}
+
+/// Most distinct shard keys a worker remembers before starting over.
+const CACHE_LIMIT: usize = 65_536;
+
+/// Per-worker routing state.
+pub struct Batcher {
+    cluster: Arc<Cluster>,
+    /// Rendered shard key -> owner ids, one per circle. Bounded by `CACHE_LIMIT`.
+    cache: FxHashMap<Box<[u8]>, Box<[u32]>>,
+    key: Vec<u8>,
+    /// Per backend id: lines and point count of the current request.
+    buffers: Vec<(Vec<u8>, u32)>,
+}
+
+impl Batcher {
+    pub fn new(cluster: Arc<Cluster>) -> Batcher {
+        let n = cluster.backends.len();
+        Batcher {
+            cluster,
+            cache: FxHashMap::default(),
+            key: Vec::with_capacity(128),
+            buffers: vec![(Vec::new(), 0); n],
+        }
+    }
+
+    /// Scans `body` and groups its valid lines per backend. `now` (ns) is
+    /// the stamp of lines without a timestamp: one value for the whole
+    /// request, so every circle stores the same point.
+    pub fn route(&mut self, db: &str, rp: &str, precision: Precision, now: i64, body: &[u8]) -> Routed {
+        let mut routed = Routed::default();
+        let mut last_measurement: &[u8] = &[];
+        let mut owners: Box<[u32]> = Box::new([]);
+        let mut pos = 0;
+        while pos < body.len() {
+            let (raw, next) = next_line(body, pos);
+            pos = next;
+            let line = match scan(raw) {
+                Scanned::Skip => continue,
+                Scanned::Invalid { text, error } => {
+                    routed.errors.push(format!(
+                        "unable to parse '{}': {error}",
+                        String::from_utf8_lossy(text)
+                    ));
+                    continue;
+                }
+                Scanned::Point(line) => line,
+            };
+            // Consecutive lines of one measurement are the common case.
+            if owners.is_empty() || line.measurement != last_measurement {
+                owners = self.owners(db, line.measurement);
+                last_measurement = line.measurement;
+            }
+            let mut failed = None;
+            for &id in owners.iter() {
+                let (buf, count) = &mut self.buffers[id as usize];
+                if let Err(e) = line.write_normalized(precision, now, buf) {
+                    failed = Some(e);
+                    break;
+                }
+                *count += 1;
+            }
+            if let Some(error) = failed {
+                // Only an overflowing timestamp fails, and it fails for the
+                // first circle before anything was appended.
+                routed.errors.push(format!(
+                    "unable to parse '{}': {error}",
+                    String::from_utf8_lossy(line.text)
+                ));
+                continue;
+            }
+            routed.points += 1;
+        }
+        let db: Arc<str> = Arc::from(db);
+        let rp: Arc<str> = Arc::from(rp);
+        for (id, (buf, count)) in self.buffers.iter_mut().enumerate() {
+            if *count > 0 {
+                let lines = std::mem::take(buf);
+                routed.batches.push((
+                    id,
+                    Batch {
+                        db: Arc::clone(&db),
+                        rp: Arc::clone(&rp),
+                        lines,
+                        points: std::mem::take(count),
+                    },
+                ));
+            }
+        }
+        routed
+    }
+
+    /// Owner ids of (db, measurement) in every circle, through the cache.
+    fn owners(&mut self, db: &str, measurement: &[u8]) -> Box<[u32]> {
+        let unescaped = unescape_measurement(measurement);
+        self.cluster
+            .shard_key
+            .render_into(db.as_bytes(), &unescaped, &mut self.key);
+        if let Some(hit) = self.cache.get(self.key.as_slice()) {
+            return hit.clone();
+        }
+        let mut ids = Vec::with_capacity(self.cluster.circles.len());
+        self.cluster.owners_into(&self.key, &mut ids);
+        let ids: Box<[u32]> = ids.into_boxed_slice();
+        if self.cache.len() >= CACHE_LIMIT {
+            self.cache.clear();
+        }
+        self.cache
+            .insert(self.key.clone().into_boxed_slice(), ids.clone());
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cluster() -> Arc<Cluster> {
+        let text = r#"{"circles":[
+            {"name":"c1","backends":[{"name":"a","url":"http://h:1"},{"name":"b","url":"http://h:2"}]},
+            {"name":"c2","backends":[{"name":"c","url":"http://h:3"},{"name":"d","url":"http://h:4"}]}]}"#;
+        Arc::new(Cluster::new(&Config::from_json(text).unwrap().0))
+    }
+
+    #[test]
+    fn every_point_goes_once_to_every_circle_on_its_owner() {
+        let mut b = Batcher::new(cluster());
+        // db1,cpu -> idx 0, db1,mem -> idx 1 (reference 3.4, idx n=2).
+        let body = b"cpu v=1 1\nmem v=2 2\ncpu v=3\n";
+        let r = b.route("db1", "", Precision::Nanosecond, 99, body);
+        assert_eq!(r.points, 3);
+        assert!(r.errors.is_empty());
+        let got: Vec<(usize, String)> = r
+            .batches
+            .iter()
+            .map(|(id, b)| (*id, String::from_utf8(b.lines.clone()).unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "cpu v=1 1\ncpu v=3 99\n".to_string()),
+                (1, "mem v=2 2\n".to_string()),
+                (2, "cpu v=1 1\ncpu v=3 99\n".to_string()),
+                (3, "mem v=2 2\n".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_reported_and_good_ones_kept() {
+        let mut b = Batcher::new(cluster());
+        let r = b.route("db1", "", Precision::Second, 0, b"cpu v=1 1\ncpu\n# c\n\n,a=b v=1\n");
+        assert_eq!(r.points, 1);
+        assert_eq!(
+            r.errors,
+            vec![
+                "unable to parse 'cpu': missing fields".to_string(),
+                "unable to parse ',a=b v=1': missing measurement".to_string()
+            ]
+        );
+        assert_eq!(r.batches[0].1.lines, b"cpu v=1 1000000000\n");
+        // Buffers are empty again for the next request.
+        let again = b.route("db1", "", Precision::Second, 0, b"");
+        assert!(again.batches.is_empty());
+    }
+
+    #[test]
+    fn escaped_measurement_is_placed_by_its_unescaped_name() {
+        let c = cluster();
+        let mut b = Batcher::new(Arc::clone(&c));
+        let r = b.route("db1", "", Precision::Nanosecond, 0, b"cpu\\ load v=1 1\n");
+        let want = c.replicas("db1", "cpu load");
+        let ids: Vec<usize> = r.batches.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, want.iter().map(|b| b.id).collect::<Vec<_>>());
+    }
+}

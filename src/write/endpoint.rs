@@ -1,0 +1,188 @@
+//! `POST /write`: check the parameters, read the body (gunzip when asked),
+//! route its lines and hand one batch per backend to the writers.
+//!
+//! Checks run in the Go proxy's order: method and auth (by the router),
+//! precision, database, then the body. The answer follows InfluxDB: 204 when
+//! every line is valid, 400 `unable to parse ...` when none is, and 400
+//! `partial write: ... dropped=0` when some are (the valid ones are written).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flate2::read::MultiGzDecoder;
+
+use super::batch::Batcher;
+use super::line::Precision;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::log;
+use crate::server::error::ApiError;
+use crate::server::http::{Request, Response};
+use crate::writer::Writers;
+
+/// Why a write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    InvalidPrecision(String),
+    DatabaseNotFound,
+    DatabaseForbidden(String),
+    TooLarge,
+    BadGzip(String),
+    BodyRead(String),
+    /// No line of the body is valid.
+    Unparsable(Vec<String>),
+    /// Some lines were invalid; the others were accepted.
+    Partial(Vec<String>),
+    /// The writers are stopping.
+    ShuttingDown,
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        match e {
+            WriteError::InvalidPrecision(p) => ApiError::bad_request(format!(
+                "invalid precision {p:?} (use n, ns, u, ms, s, m or h)"
+            )),
+            WriteError::DatabaseNotFound => ApiError::bad_request("database not found"),
+            WriteError::DatabaseForbidden(db) => {
+                ApiError::bad_request(format!("database forbidden: {db}"))
+            }
+            WriteError::TooLarge => ApiError::new(413, "Request Entity Too Large"),
+            WriteError::BadGzip(m) => ApiError::bad_request(m),
+            WriteError::BodyRead(m) => ApiError::bad_request(format!("unable to read body: {m}")),
+            WriteError::Unparsable(errors) => ApiError::bad_request(errors.join("\n")),
+            WriteError::Partial(errors) => ApiError::bad_request(format!(
+                "partial write: {} dropped=0",
+                errors.join("\n")
+            )),
+            WriteError::ShuttingDown => ApiError::new(503, "proxy is shutting down"),
+        }
+    }
+}
+
+/// What the `/write` endpoint needs, shared by all workers.
+pub struct WriteService {
+    pub cluster: Arc<Cluster>,
+    pub writers: Writers,
+    db_list: Vec<String>,
+    max_body_size: usize,
+    tracing: bool,
+}
+
+/// Per-worker buffers, reused from request to request.
+pub struct WriteScratch {
+    pub batcher: Batcher,
+    body: Vec<u8>,
+    unzipped: Vec<u8>,
+}
+
+impl WriteScratch {
+    pub fn new(cluster: Arc<Cluster>) -> WriteScratch {
+        WriteScratch {
+            batcher: Batcher::new(cluster),
+            body: Vec::new(),
+            unzipped: Vec::new(),
+        }
+    }
+}
+
+impl WriteService {
+    pub fn new(cfg: &Config, cluster: Arc<Cluster>, writers: Writers) -> WriteService {
+        WriteService {
+            cluster,
+            writers,
+            db_list: cfg.db_list.clone(),
+            max_body_size: cfg.max_body_size,
+            tracing: cfg.write_tracing,
+        }
+    }
+
+    /// Whether `db` may be used (an empty `db_list` allows all).
+    pub fn db_allowed(&self, db: &str) -> bool {
+        self.db_list.is_empty() || self.db_list.iter().any(|d| d == db)
+    }
+
+    /// Handles `/write` once method and auth have been checked.
+    pub fn handle(&self, scratch: &mut WriteScratch, req: &mut Request) -> Result<Response, WriteError> {
+        let precision_text = req.params.get("precision").to_string();
+        let precision = Precision::parse_v1(&precision_text)
+            .ok_or_else(|| WriteError::InvalidPrecision(precision_text.clone()))?;
+        let db = req.params.get("db").to_string();
+        if db.is_empty() {
+            return Err(WriteError::DatabaseNotFound);
+        }
+        if !self.db_allowed(&db) {
+            return Err(WriteError::DatabaseForbidden(db));
+        }
+        let rp = req.params.get("rp").to_string();
+        let gzipped = req.header("content-encoding") == Some("gzip");
+        let WriteScratch {
+            batcher,
+            body,
+            unzipped,
+        } = scratch;
+        let body = self.read_body(body, unzipped, req, gzipped)?;
+        if self.tracing {
+            log!(
+                "write: db={db} rp={rp} precision={precision_text} body={}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let routed = batcher.route(&db, &rp, precision, now, body);
+        for (id, batch) in routed.batches {
+            self.writers
+                .submit(id, batch)
+                .map_err(|_| WriteError::ShuttingDown)?;
+        }
+        match (routed.points, routed.errors.is_empty()) {
+            (_, true) => Ok(Response::no_content()),
+            (0, false) => Err(WriteError::Unparsable(routed.errors)),
+            (_, false) => Err(WriteError::Partial(routed.errors)),
+        }
+    }
+
+    /// Reads the whole body into the scratch buffers, gunzipping if needed,
+    /// and refuses anything over `max_body_size` before or after gunzip.
+    fn read_body<'s>(
+        &self,
+        body: &'s mut Vec<u8>,
+        unzipped: &'s mut Vec<u8>,
+        req: &mut Request,
+        gzipped: bool,
+    ) -> Result<&'s [u8], WriteError> {
+        let limit = self.max_body_size;
+        if req.content_length.is_some_and(|n| n > limit) {
+            return Err(WriteError::TooLarge);
+        }
+        body.clear();
+        read_limited(&mut *req.body, body, limit)
+            .map_err(|e| WriteError::BodyRead(e.to_string()))?;
+        if body.len() > limit {
+            return Err(WriteError::TooLarge);
+        }
+        if !gzipped {
+            return Ok(body);
+        }
+        if !body.starts_with(&[0x1f, 0x8b]) {
+            return Err(WriteError::BadGzip("unable to decode gzip body".into()));
+        }
+        unzipped.clear();
+        let mut decoder = MultiGzDecoder::new(&body[..]);
+        read_limited(&mut decoder, unzipped, limit)
+            .map_err(|e| WriteError::BadGzip(format!("unable to decode gzip body: {e}")))?;
+        if unzipped.len() > limit {
+            return Err(WriteError::TooLarge);
+        }
+        Ok(unzipped)
+    }
+}
+
+/// Reads into `out` until EOF or until more than `limit` bytes were read.
+fn read_limited(r: &mut dyn Read, out: &mut Vec<u8>, limit: usize) -> std::io::Result<()> {
+    r.take(limit as u64 + 1).read_to_end(out).map(|_| ())
+}
