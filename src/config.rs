@@ -264,12 +264,12 @@ impl Config {
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
         match path.extension().and_then(|e| e.to_str()) {
             None | Some("json") => {}
-            Some(other) => {
-                return Err(ConfigError::Parse(
-                    path.to_path_buf(),
-                    format!("config format `{other}` is not supported, write the file as JSON (proxy.json)"),
-                ))
-            }
+            Some(other) => return Err(ConfigError::Parse(
+                path.to_path_buf(),
+                format!(
+                    "config format `{other}` is not supported, write the file as JSON (proxy.json)"
+                ),
+            )),
         }
         Config::from_json(&text).map_err(|e| match e {
             ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
@@ -279,8 +279,8 @@ impl Config {
 
     /// Parses and validates a JSON document.
     pub fn from_json(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
         let Value::Object(map) = &value else {
             return Err(ConfigError::Parse(
                 PathBuf::new(),
@@ -320,7 +320,10 @@ impl Config {
             for (bi, b) in circle.backends.into_iter().enumerate() {
                 let key = format!("circles[{ci}].backends[{bi}]");
                 if b.name.is_empty() {
-                    return Err(invalid(format!("{key}.name"), "backend name cannot be empty"));
+                    return Err(invalid(
+                        format!("{key}.name"),
+                        "backend name cannot be empty",
+                    ));
                 }
                 if !names.insert(b.name.clone()) {
                     return Err(invalid(
@@ -449,7 +452,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    const MIN: &str = r#"{"circles":[{"name":"c","backends":[{"name":"b","url":"http://127.0.0.1:8086"}]}]}"#;
+    const MIN: &str =
+        r#"{"circles":[{"name":"c","backends":[{"name":"b","url":"http://127.0.0.1:8086"}]}]}"#;
 
     fn err(text: &str) -> String {
         Config::from_json(text).unwrap_err().to_string()
@@ -504,15 +508,19 @@ mod tests {
         assert!(err(r#"{"circles":[]}"#).contains("circles cannot be empty (key `circles`)"));
         assert!(err(r#"{"circles":[{"name":"c","backends":[]}]}"#)
             .contains("backends cannot be empty (key `circles[0].backends`)"));
-        assert!(err(r#"{"circles":[{"name":"c","backends":[{"url":"http://h:1"}]}]}"#)
-            .contains("backend name cannot be empty (key `circles[0].backends[0].name`)"));
+        assert!(
+            err(r#"{"circles":[{"name":"c","backends":[{"url":"http://h:1"}]}]}"#)
+                .contains("backend name cannot be empty (key `circles[0].backends[0].name`)")
+        );
         let dup = r#"{"circles":[{"name":"c","backends":[{"name":"b","url":"http://h:1"}]},
                                  {"name":"d","backends":[{"name":"b","url":"http://h:2"}]}]}"#;
         assert!(err(dup).contains("backend name duplicated: b (key `circles[1].backends[0].name`)"));
         let bad_hash = MIN.replace("]}]}", "]}],\"hash_key\":\"nope\"}");
         assert!(err(&bad_hash).contains("invalid hash_key"));
         let bad_shard = MIN.replace("]}]}", "]}],\"shard_key\":\"static\"}");
-        assert!(err(&bad_shard).contains("invalid shard_key, require template containing %db or %mm"));
+        assert!(
+            err(&bad_shard).contains("invalid shard_key, require template containing %db or %mm")
+        );
         let bad_url = MIN.replace("http://127.0.0.1:8086", "127.0.0.1:8086");
         assert!(err(&bad_url).contains("key `circles[0].backends[0].url`"));
         let bad_tls = MIN.replace("]}]}", "]}],\"tls\":{\"min_version\":\"tls9\"}}");

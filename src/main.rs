@@ -90,12 +90,20 @@ fn main() -> ExitCode {
     for w in &warnings {
         log!("{w}");
     }
-    log!("{} circles loaded from file {}", cfg.circles.len(), path.display());
+    log!(
+        "{} circles loaded from file {}",
+        cfg.circles.len(),
+        path.display()
+    );
     log!("hash key: {}, shard key: {}", cfg.hash_key, cfg.shard_key);
     if !cfg.db_list.is_empty() {
         log!("db list: {:?}", cfg.db_list);
     }
-    log!("auth: {}, encrypt: {}", cfg.auth_enabled(), cfg.auth_encrypt);
+    log!(
+        "auth: {}, encrypt: {}",
+        cfg.auth_enabled(),
+        cfg.auth_encrypt
+    );
     match influx_proxy::proxy::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

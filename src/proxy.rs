@@ -29,9 +29,17 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg))
         .map_err(|e| format!("cannot start writer threads: {e}"))?;
     let (_stop_health, health_stop) = crossbeam_channel::bounded::<()>(0);
-    let ping_timeout = cfg.write_timeout.min(cfg.check_interval * 2).max(std::time::Duration::from_secs(1));
-    let _health = health::start(&cluster.backends, cfg.check_interval, ping_timeout, &health_stop)
-        .map_err(|e| format!("cannot start health checkers: {e}"))?;
+    let ping_timeout = cfg
+        .write_timeout
+        .min(cfg.check_interval * 2)
+        .max(std::time::Duration::from_secs(1));
+    let _health = health::start(
+        &cluster.backends,
+        cfg.check_interval,
+        ping_timeout,
+        &health_stop,
+    )
+    .map_err(|e| format!("cannot start health checkers: {e}"))?;
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
     let state = Arc::new(State::new(&cfg, cluster, write));
     let listener = server::bind(&cfg)?;

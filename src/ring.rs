@@ -176,7 +176,10 @@ impl ShardKey {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        if !parts.iter().any(|p| matches!(p, Part::Db | Part::Measurement)) {
+        if !parts
+            .iter()
+            .any(|p| matches!(p, Part::Db | Part::Measurement))
+        {
             return None;
         }
         Some(ShardKey {

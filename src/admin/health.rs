@@ -54,7 +54,10 @@ pub fn handle(cluster: &Cluster, pretty: bool) -> Response {
     let (status, message) = if cluster.can_serve_reads() {
         ("pass", "ready for queries and writes")
     } else {
-        ("fail", "no circle has all its backends active: queries may be incomplete")
+        (
+            "fail",
+            "no circle has all its backends active: queries may be incomplete",
+        )
     };
     let body = json!({
         "checks": [],

@@ -79,10 +79,7 @@ impl Response {
     pub fn text(status: u16, text: &str) -> Response {
         Response {
             status,
-            headers: vec![(
-                "Content-Type".into(),
-                "text/plain; charset=utf-8".into(),
-            )],
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
             body: format!("{text}\n").into_bytes(),
         }
     }

@@ -76,7 +76,8 @@ fn worker(server: &tiny_http::Server, state: &State) {
             // `unblock` at shutdown, or the listener is gone.
             Err(_) => return,
         };
-        let response = match catch_unwind(AssertUnwindSafe(|| answer(state, &mut scratch, &mut rq))) {
+        let response = match catch_unwind(AssertUnwindSafe(|| answer(state, &mut scratch, &mut rq)))
+        {
             Ok(r) => r,
             Err(_) => {
                 log!("a handler panicked on {} {}", rq.method(), rq.url());
@@ -89,7 +90,11 @@ fn worker(server: &tiny_http::Server, state: &State) {
     }
 }
 
-fn answer(state: &State, scratch: &mut WriteScratch, rq: &mut tiny_http::Request) -> http::Response {
+fn answer(
+    state: &State,
+    scratch: &mut WriteScratch,
+    rq: &mut tiny_http::Request,
+) -> http::Response {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let headers = rq

@@ -29,7 +29,11 @@ fn ping(state: &State, req: &Request) -> Result<Response, ApiError> {
     Ok(Response::no_content())
 }
 
-fn write(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Result<Response, ApiError> {
+fn write(
+    state: &State,
+    scratch: &mut WriteScratch,
+    req: &mut Request,
+) -> Result<Response, ApiError> {
     if req.method != "POST" {
         return Err(ApiError::method_not_allowed());
     }

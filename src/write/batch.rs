@@ -61,7 +61,14 @@ impl Batcher {
     /// Scans `body` and groups its valid lines per backend. `now` (ns) is
     /// the stamp of lines without a timestamp: one value for the whole
     /// request, so every circle stores the same point.
-    pub fn route(&mut self, db: &str, rp: &str, precision: Precision, now: i64, body: &[u8]) -> Routed {
+    pub fn route(
+        &mut self,
+        db: &str,
+        rp: &str,
+        precision: Precision,
+        now: i64,
+        body: &[u8],
+    ) -> Routed {
         let mut routed = Routed::default();
         let mut last_measurement: &[u8] = &[];
         let mut owners: Box<[u32]> = Box::new([]);
@@ -184,7 +191,13 @@ mod tests {
     #[test]
     fn bad_lines_are_reported_and_good_ones_kept() {
         let mut b = Batcher::new(cluster());
-        let r = b.route("db1", "", Precision::Second, 0, b"cpu v=1 1\ncpu\n# c\n\n,a=b v=1\n");
+        let r = b.route(
+            "db1",
+            "",
+            Precision::Second,
+            0,
+            b"cpu v=1 1\ncpu\n# c\n\n,a=b v=1\n",
+        );
         assert_eq!(r.points, 1);
         assert_eq!(
             r.errors,

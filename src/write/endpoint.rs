@@ -52,10 +52,9 @@ impl From<WriteError> for ApiError {
             WriteError::BadGzip(m) => ApiError::bad_request(m),
             WriteError::BodyRead(m) => ApiError::bad_request(format!("unable to read body: {m}")),
             WriteError::Unparsable(errors) => ApiError::bad_request(errors.join("\n")),
-            WriteError::Partial(errors) => ApiError::bad_request(format!(
-                "partial write: {} dropped=0",
-                errors.join("\n")
-            )),
+            WriteError::Partial(errors) => {
+                ApiError::bad_request(format!("partial write: {} dropped=0", errors.join("\n")))
+            }
             WriteError::ShuttingDown => ApiError::new(503, "proxy is shutting down"),
         }
     }
@@ -104,7 +103,11 @@ impl WriteService {
     }
 
     /// Handles `/write` once method and auth have been checked.
-    pub fn handle(&self, scratch: &mut WriteScratch, req: &mut Request) -> Result<Response, WriteError> {
+    pub fn handle(
+        &self,
+        scratch: &mut WriteScratch,
+        req: &mut Request,
+    ) -> Result<Response, WriteError> {
         let precision_text = req.params.get("precision").to_string();
         let precision = Precision::parse_v1(&precision_text)
             .ok_or_else(|| WriteError::InvalidPrecision(precision_text.clone()))?;

@@ -62,10 +62,9 @@ impl fmt::Display for LineError {
                 "unable to parse integer {v}: strconv.ParseInt: parsing \"{v}\": value out of range"
             ),
             LineError::BadTimestamp => f.write_str("bad timestamp"),
-            LineError::TimestampOutOfRange(v) => write!(
-                f,
-                "strconv.ParseInt: parsing \"{v}\": value out of range"
-            ),
+            LineError::TimestampOutOfRange(v) => {
+                write!(f, "strconv.ParseInt: parsing \"{v}\": value out of range")
+            }
             LineError::PointInvalid => f.write_str("point is invalid"),
         }
     }
@@ -232,7 +231,10 @@ pub enum Scanned<'a> {
     Skip,
     Point(Line<'a>),
     /// Refused; `text` is the line as InfluxDB quotes it in its error.
-    Invalid { text: &'a [u8], error: LineError },
+    Invalid {
+        text: &'a [u8],
+        error: LineError,
+    },
 }
 
 fn is_blank(b: u8) -> bool {
@@ -386,11 +388,13 @@ fn check_fields(text: &[u8], mut i: usize) -> Result<usize, LineError> {
     loop {
         let key_end = find_unescaped(text, i, b"=, ");
         if key_end >= text.len() || text[key_end] != b'=' {
-            return Err(if key_end == i && key_end < text.len() && text[key_end] == b'=' {
-                LineError::MissingFieldKey
-            } else {
-                LineError::InvalidFieldFormat
-            });
+            return Err(
+                if key_end == i && key_end < text.len() && text[key_end] == b'=' {
+                    LineError::MissingFieldKey
+                } else {
+                    LineError::InvalidFieldFormat
+                },
+            );
         }
         if key_end == i {
             return Err(LineError::MissingFieldKey);

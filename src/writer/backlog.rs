@@ -121,7 +121,9 @@ mod tests {
         assert!(q.push(batch(6)).is_ok());
         assert!(q.push(batch(5)).is_err());
         assert!(q.push(batch(4)).is_ok());
-        let Taken::Batch(first) = q.take(Duration::ZERO) else { panic!("empty") };
+        let Taken::Batch(first) = q.take(Duration::ZERO) else {
+            panic!("empty")
+        };
         assert_eq!(first.lines.len(), 6);
         assert!(q.push(batch(1)).is_ok());
         assert_eq!(q.depth(), (2, 5));

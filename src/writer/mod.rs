@@ -325,7 +325,10 @@ fn send_loop(backend: &Backend, backlog: &Backlog, settings: &WriterSettings) {
                 finish(backend, local.pop_front());
             }
             Outcome::TooLarge => {
-                log!("backend {}: a single point is too large, dropped", backend.name);
+                log!(
+                    "backend {}: a single point is too large, dropped",
+                    backend.name
+                );
                 stats.points_rejected.fetch_add(points, Ordering::Relaxed);
                 finish(backend, local.pop_front());
             }
@@ -341,7 +344,11 @@ fn send_loop(backend: &Backend, backlog: &Backlog, settings: &WriterSettings) {
                 }
                 let unreachable = !reason.starts_with("status ");
                 if unreachable && backend.set_active(false) {
-                    log!("backend {} ({}) is now inactive: {reason}", backend.name, backend.url);
+                    log!(
+                        "backend {} ({}) is now inactive: {reason}",
+                        backend.name,
+                        backend.url
+                    );
                 }
                 if closing && attempt > 3 {
                     abandon(backend, backlog, &mut local);

@@ -146,7 +146,13 @@ mod tests {
         ));
         assert_eq!(classify(413, "{}"), Outcome::TooLarge);
         assert!(matches!(classify(503, "busy"), Outcome::Retry(m) if m == "status 503: busy"));
-        assert!(matches!(classify(404, "404 page not found"), Outcome::Retry(_)));
-        assert!(matches!(classify(401, r#"{"error":"authorization failed"}"#), Outcome::Retry(_)));
+        assert!(matches!(
+            classify(404, "404 page not found"),
+            Outcome::Retry(_)
+        ));
+        assert!(matches!(
+            classify(401, r#"{"error":"authorization failed"}"#),
+            Outcome::Retry(_)
+        ));
     }
 }
