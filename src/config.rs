@@ -124,7 +124,7 @@ pub struct Config {
 /// Largest `/write` body by default: InfluxDB's own `max-body-size`.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
 /// Memory held per backend for batches it could not take yet.
-pub const DEFAULT_MAX_BACKLOG_SIZE: usize = 256 << 20;
+pub const DEFAULT_MAX_BACKLOG_SIZE: usize = 64 << 20;
 
 /// Every top-level key we know, including the old aliases.
 const KNOWN_KEYS: &[&str] = &[
@@ -264,12 +264,14 @@ impl Config {
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
         match path.extension().and_then(|e| e.to_str()) {
             None | Some("json") => {}
-            Some(other) => return Err(ConfigError::Parse(
-                path.to_path_buf(),
-                format!(
+            Some(other) => {
+                return Err(ConfigError::Parse(
+                    path.to_path_buf(),
+                    format!(
                     "config format `{other}` is not supported, write the file as JSON (proxy.json)"
                 ),
-            )),
+                ))
+            }
         }
         Config::from_json(&text).map_err(|e| match e {
             ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
