@@ -12,7 +12,8 @@
 //! - [`writer`]: one writer thread (coalescing) and one sender thread
 //!   (delivery, retries) per backend.
 //! - [`admin`]: `/health` and `/replica`.
-//! - [`proxy`]: starts everything in order.
+//! - [`proxy`]: starts everything in order and stops it on SIGTERM/SIGINT
+//!   ([`signals`]).
 
 pub mod admin;
 pub mod cluster;
@@ -21,6 +22,7 @@ pub mod log;
 pub mod proxy;
 pub mod ring;
 pub mod server;
+pub mod signals;
 pub mod url;
 pub mod write;
 pub mod writer;

@@ -86,6 +86,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before any thread exists, so that every thread inherits the mask.
+    influx_proxy::signals::block();
     log!("version: {}", influx_proxy::VERSION);
     for w in &warnings {
         log!("{w}");

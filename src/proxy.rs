@@ -1,20 +1,26 @@
 //! Wiring: build the cluster from the config, start the writers, the health
-//! checkers, the listener and the workers, then wait.
+//! checkers, the listener and the workers, wait for SIGTERM or SIGINT, then
+//! stop in reverse order.
 //!
 //! Start order matters: writers exist before any worker can hand them a
 //! batch, and the listener is bound last so `/ping` answers only when the
-//! proxy can take writes.
+//! proxy can take writes. Stop order too: the workers finish their requests
+//! first, then the writers seal what they hold and the senders deliver it
+//! (for at most `write_timeout`, capped at 5 s).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cluster::{health, Cluster};
 use crate::config::Config;
 use crate::log;
 use crate::server::{self, State};
+use crate::signals;
 use crate::write::endpoint::WriteService;
 use crate::writer::{WriterSettings, Writers};
 
-/// Runs the proxy until the listener fails; returns a message on failure.
+/// Runs the proxy until SIGTERM or SIGINT; returns a message on failure.
+/// Call [`crate::signals::block`] first, before any thread exists.
 pub fn run(cfg: Config) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         format!(
@@ -28,12 +34,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     }
     let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg))
         .map_err(|e| format!("cannot start writer threads: {e}"))?;
-    let (_stop_health, health_stop) = crossbeam_channel::bounded::<()>(0);
+    let (stop_health, health_stop) = crossbeam_channel::bounded::<()>(0);
     let ping_timeout = cfg
         .write_timeout
         .min(cfg.check_interval * 2)
         .max(std::time::Duration::from_secs(1));
-    let _health = health::start(
+    let health = health::start(
         &cluster.backends,
         cfg.check_interval,
         ping_timeout,
@@ -50,8 +56,24 @@ pub fn run(cfg: Config) -> Result<(), String> {
         cfg.listen_addr,
         cfg.worker_threads
     );
+    let signal = signals::wait();
+    log!("{signal} received, stopping: no new requests, finishing the ones in flight");
+    for _ in 0..workers.len() {
+        listener.unblock();
+    }
     for w in workers {
         let _ = w.join();
     }
+    drop(listener);
+    drop(stop_health);
+    let grace = cfg.write_timeout.min(Duration::from_secs(5));
+    match Arc::try_unwrap(state) {
+        Ok(state) => state.write.writers.stop(grace),
+        Err(_) => log!("writers still referenced at shutdown; pending batches not flushed"),
+    }
+    for h in health {
+        let _ = h.join();
+    }
+    log!("stopped");
     Ok(())
 }
