@@ -113,17 +113,12 @@ impl Precision {
 /// one starts. A newline inside a quoted string field does not end the line.
 pub fn next_line(body: &[u8], start: usize) -> (&[u8], usize) {
     let rest = &body[start..];
-    let newline = rest.iter().position(|&b| b == b'\n');
-    let candidate = match newline {
-        Some(n) => &rest[..n],
-        None => rest,
-    };
-    // Fast path: without a double quote no newline can be quoted.
-    if !candidate.contains(&b'"') {
-        return match newline {
-            Some(n) => (candidate, start + n + 1),
-            None => (candidate, body.len()),
-        };
+    // Fast path: up to the newline without meeting a double quote, no
+    // newline can be quoted. One pass over the bytes.
+    match rest.iter().position(|&b| b == b'\n' || b == b'"') {
+        Some(n) if rest[n] == b'\n' => return (&rest[..n], start + n + 1),
+        None => return (rest, body.len()),
+        Some(_) => {}
     }
     let end = quoted_line_end(rest);
     let next = if end < rest.len() { end + 1 } else { end };
@@ -258,15 +253,33 @@ pub fn scan(raw: &[u8]) -> Scanned<'_> {
     }
 }
 
-/// Position of the first unescaped byte of `set` at or after `i`, or `len`.
-fn find_unescaped(buf: &[u8], mut i: usize, set: &[u8]) -> usize {
+/// A byte class: `STOP[b]` says whether `b` ends the token being scanned.
+type Stops = [bool; 256];
+
+const fn stops(set: &[u8]) -> Stops {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < set.len() {
+        table[set[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// Ends of a measurement, or of a field value that is not a string.
+static COMMA_SPACE: Stops = stops(b", ");
+/// Ends of a tag key or value, or of a field key.
+static EQ_COMMA_SPACE: Stops = stops(b"=, ");
+
+/// Position of the first unescaped stop byte at or after `i`, or `len`.
+fn find_unescaped(buf: &[u8], mut i: usize, stop: &Stops) -> usize {
     while i < buf.len() {
         let b = buf[i];
         if b == b'\\' {
             i += 2;
             continue;
         }
-        if set.contains(&b) {
+        if stop[b as usize] {
             return i;
         }
         i += 1;
@@ -278,7 +291,7 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
     if text[0] == b',' || text[0] == b' ' {
         return Err(LineError::MissingMeasurement);
     }
-    let m_end = find_unescaped(text, 0, b", ");
+    let m_end = find_unescaped(text, 0, &COMMA_SPACE);
     if m_end >= text.len() {
         return Err(LineError::MissingFields);
     }
@@ -328,7 +341,7 @@ fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
     let mut sorted = true;
     let mut overflow: Vec<&[u8]> = Vec::new();
     loop {
-        let key_end = find_unescaped(text, i, b"=, ");
+        let key_end = find_unescaped(text, i, &EQ_COMMA_SPACE);
         if key_end == i {
             return Err(LineError::MissingTagKey);
         }
@@ -341,7 +354,7 @@ fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
         }
         let key = &text[i..key_end];
         let value_start = key_end + 1;
-        let value_end = find_unescaped(text, value_start, b"=, ");
+        let value_end = find_unescaped(text, value_start, &EQ_COMMA_SPACE);
         if value_end == value_start {
             return Err(LineError::MissingTagValue);
         }
@@ -386,7 +399,7 @@ fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
 /// the end of the line).
 fn check_fields(text: &[u8], mut i: usize) -> Result<usize, LineError> {
     loop {
-        let key_end = find_unescaped(text, i, b"=, ");
+        let key_end = find_unescaped(text, i, &EQ_COMMA_SPACE);
         if key_end >= text.len() || text[key_end] != b'=' {
             return Err(
                 if key_end == i && key_end < text.len() && text[key_end] == b'=' {
@@ -406,7 +419,7 @@ fn check_fields(text: &[u8], mut i: usize) -> Result<usize, LineError> {
         let value_end = if text[v] == b'"' {
             string_end(text, v)?
         } else {
-            let end = find_unescaped(text, v, b", ");
+            let end = find_unescaped(text, v, &COMMA_SPACE);
             check_value(&text[v..end])?;
             end
         };
@@ -458,15 +471,13 @@ fn check_number(v: &[u8]) -> Result<(), LineError> {
         return Err(LineError::InvalidNumber);
     }
     if integer {
-        if !unsigned.iter().all(u8::is_ascii_digit) {
-            return Err(LineError::InvalidNumber);
-        }
-        // Safe: ASCII digits with an optional sign.
-        let s = std::str::from_utf8(digits).map_err(|_| LineError::InvalidNumber)?;
-        return s
-            .parse::<i64>()
-            .map(|_| ())
-            .map_err(|_| LineError::IntegerOutOfRange(s.to_string()));
+        return match parse_i64(digits) {
+            Ok(_) => Ok(()),
+            Err(true) => Err(LineError::IntegerOutOfRange(
+                String::from_utf8_lossy(digits).into_owned(),
+            )),
+            Err(false) => Err(LineError::InvalidNumber),
+        };
     }
     let mut dots = 0;
     let mut exp = None;
@@ -499,13 +510,45 @@ fn check_number(v: &[u8]) -> Result<(), LineError> {
 }
 
 fn parse_timestamp(ts: &[u8]) -> Result<i64, LineError> {
-    let unsigned = ts.strip_prefix(b"-").unwrap_or(ts);
-    if unsigned.is_empty() || !unsigned.iter().all(u8::is_ascii_digit) {
-        return Err(LineError::BadTimestamp);
+    parse_i64(ts).map_err(|overflow| {
+        if overflow {
+            LineError::TimestampOutOfRange(String::from_utf8_lossy(ts).into_owned())
+        } else {
+            LineError::BadTimestamp
+        }
+    })
+}
+
+/// Parses an optionally negative decimal integer. `Err(true)` on overflow,
+/// `Err(false)` when it is not a number.
+fn parse_i64(text: &[u8]) -> Result<i64, bool> {
+    let (negative, digits) = match text.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(false);
     }
-    let s = std::str::from_utf8(ts).map_err(|_| LineError::BadTimestamp)?;
-    s.parse::<i64>()
-        .map_err(|_| LineError::TimestampOutOfRange(s.to_string()))
+    // Up to 18 digits cannot overflow: the common case (ns timestamps have 19).
+    if digits.len() <= 18 {
+        let v = digits
+            .iter()
+            .fold(0i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
+        return Ok(if negative { -v } else { v });
+    }
+    // Accumulate negatively so that i64::MIN parses too.
+    let mut value: i64 = 0;
+    for &b in digits {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_sub(i64::from(b - b'0')))
+            .ok_or(true)?;
+    }
+    if negative {
+        Ok(value)
+    } else {
+        value.checked_neg().ok_or(true)
+    }
 }
 
 /// The measurement with the Go proxy's unescaping: every backslash is dropped
@@ -612,6 +655,9 @@ mod tests {
         }
         assert!(err("cpu v=99999999999999999999i").contains("value out of range"));
         assert!(err("cpu v=1 99999999999999999999").contains("value out of range"));
+        assert!(err("cpu v=1 9223372036854775808").contains("value out of range"));
+        assert_eq!(ok("m v=1 -9223372036854775808").timestamp, Some(i64::MIN));
+        assert_eq!(ok("m v=1 9223372036854775807").timestamp, Some(i64::MAX));
     }
 
     #[test]
