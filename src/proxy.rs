@@ -48,7 +48,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
     .map_err(|e| format!("cannot start health checkers: {e}"))?;
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
     let state = Arc::new(State::new(&cfg, cluster, write));
-    let listener = server::bind(&cfg)?;
+    let (listener, port) = server::bind(&cfg)?;
+    let janitor = server::sockets::start_janitor(port, cfg.idle_timeout, health_stop.clone())
+        .map_err(|e| format!("cannot start the socket janitor: {e}"))?;
     let workers = server::start_workers(&listener, &state, cfg.worker_threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     log!(
@@ -71,7 +73,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         Ok(state) => state.write.writers.stop(grace),
         Err(_) => log!("writers still referenced at shutdown; pending batches not flushed"),
     }
-    for h in health {
+    for h in health.into_iter().chain([janitor]) {
         let _ = h.join();
     }
     log!("stopped");

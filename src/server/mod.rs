@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod router;
+pub mod sockets;
 
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -44,12 +45,19 @@ impl State {
     }
 }
 
-/// Binds the listener; errors say what to change.
-pub fn bind(cfg: &Config) -> Result<Arc<tiny_http::Server>, String> {
+/// Binds the listener; errors say what to change. Returns the server and
+/// the port it listens on.
+pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, u16), String> {
     let addr = cfg.bind_addr();
-    tiny_http::Server::http(&addr)
-        .map(Arc::new)
-        .map_err(|e| format!("cannot listen on {addr}: {e} (change `listen_addr` in the config or stop what uses the port)"))
+    let hint = "change `listen_addr` in the config or stop what uses the port";
+    let server = tiny_http::Server::http(&addr)
+        .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
+    let port = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.port())
+        .ok_or_else(|| format!("cannot listen on {addr}: not an IP address ({hint})"))?;
+    Ok((Arc::new(server), port))
 }
 
 /// Starts `n` workers taking requests from `server`.

@@ -38,6 +38,7 @@ pub enum LineError {
     IntegerOutOfRange(String),
     BadTimestamp,
     TimestampOutOfRange(String),
+    TimeOutsideRange,
     PointInvalid,
 }
 
@@ -65,10 +66,17 @@ impl fmt::Display for LineError {
             LineError::TimestampOutOfRange(v) => {
                 write!(f, "strconv.ParseInt: parsing \"{v}\": value out of range")
             }
+            LineError::TimeOutsideRange => {
+                write!(f, "time outside range {MIN_NANOS} - {MAX_NANOS}")
+            }
             LineError::PointInvalid => f.write_str("point is invalid"),
         }
     }
 }
+
+/// Earliest and latest timestamps InfluxDB 1.x stores, in nanoseconds.
+pub const MIN_NANOS: i64 = i64::MIN + 2;
+pub const MAX_NANOS: i64 = i64::MAX - 1;
 
 /// Timestamp precision of a write request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,11 +188,16 @@ impl Line<'_> {
         out: &mut Vec<u8>,
     ) -> Result<(), LineError> {
         match self.timestamp {
-            Some(_) if precision == Precision::Nanosecond => out.extend_from_slice(self.text),
             Some(ts) => {
                 let ns = ts
                     .checked_mul(precision.nanos())
-                    .ok_or(LineError::BadTimestamp)?;
+                    .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))
+                    .ok_or(LineError::TimeOutsideRange)?;
+                if precision == Precision::Nanosecond {
+                    out.extend_from_slice(self.text);
+                    out.push(b'\n');
+                    return Ok(());
+                }
                 out.extend_from_slice(&self.text[..self.body_len]);
                 out.push(b' ');
                 push_i64(out, ns);
@@ -453,6 +466,8 @@ fn string_end(text: &[u8], v: usize) -> Result<usize, LineError> {
 fn check_value(v: &[u8]) -> Result<(), LineError> {
     match v[0] {
         b'-' | b'.' | b'0'..=b'9' => check_number(v),
+        // InfluxDB takes `n`/`N` for the start of NaN, which it refuses.
+        b'n' | b'N' => Err(LineError::InvalidNumber),
         _ => match v {
             b"t" | b"T" | b"true" | b"True" | b"TRUE" | b"f" | b"F" | b"false" | b"False"
             | b"FALSE" => Ok(()),
@@ -648,7 +663,10 @@ mod tests {
             ("cpu v=tru", "invalid boolean"),
             ("cpu v=abc", "invalid boolean"),
             ("cpu v=+5", "invalid boolean"),
-            ("cpu v=NaN", "invalid boolean"),
+            ("cpu v=NaN", "invalid number"),
+            ("cpu v=nope", "invalid number"),
+            ("cpu v=-abc", "invalid number"),
+            ("cpu v=.", "invalid number"),
         ];
         for (line, want) in cases {
             assert_eq!(err(line), want, "line {line:?}");
@@ -715,10 +733,30 @@ mod tests {
         );
         assert_eq!(norm("m v=1 -3", Precision::Second), "m v=1 -3000000000\n");
         assert_eq!(norm("m v=1", Precision::Second), "m v=1 42\n");
-        let mut out = Vec::new();
-        assert!(ok("m v=1 9223372036854775807")
-            .write_normalized(Precision::Second, 0, &mut out)
-            .is_err());
+        let outside = |line: &str, p: Precision| {
+            let mut out = Vec::new();
+            ok(line)
+                .write_normalized(p, 0, &mut out)
+                .unwrap_err()
+                .to_string()
+        };
+        let want = "time outside range -9223372036854775806 - 9223372036854775806";
+        assert_eq!(
+            outside("m v=1 9223372036854775807", Precision::Second),
+            want
+        );
+        assert_eq!(
+            outside("m v=1 9223372036854775807", Precision::Nanosecond),
+            want
+        );
+        assert_eq!(
+            outside("m v=1 -9223372036854775807", Precision::Nanosecond),
+            want
+        );
+        assert_eq!(
+            norm("m v=1 9223372036854775806", Precision::Nanosecond),
+            "m v=1 9223372036854775806\n"
+        );
     }
 
     #[test]
