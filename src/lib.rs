@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod ring;
 pub mod server;
 pub mod signals;
+pub mod spool;
 pub mod url;
 pub mod write;
 pub mod writer;

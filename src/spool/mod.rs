@@ -1,0 +1,835 @@
+//! The spool: one memory-mapped append log per backend, on disk, so that a
+//! 204 means the points will reach the backend whatever happens next.
+//!
+//! Two halves share a [`Shared`] state:
+//! - the [`Appender`], owned by the backend's writer thread, copies each
+//!   record into the mapped tail segment and publishes the new head;
+//! - the [`Reader`], owned by the backend's sender thread, reads records
+//!   between the persisted cursor and the head (with `pread`, so reading
+//!   never maps memory), and moves the cursor once a backend confirmed them.
+//!
+//! Invariants:
+//! - Records are only appended, never rewritten; the head only moves forward.
+//! - The cursor never passes the head and only moves forward; segments wholly
+//!   before it are deleted.
+//! - After a restart the appender starts a fresh segment, so older segments
+//!   are read-only and their written part ends at the first zero magic.
+//! - A write to a `MAP_SHARED` mapping is in the page cache at once, so a
+//!   killed process loses no appended record; `spool_sync` adds msync for
+//!   power loss.
+//! - Pages already written are dropped from the mapping (`MADV_DONTNEED`)
+//!   every [`RELEASE_CHUNK`] bytes, so the proxy's resident memory does not
+//!   grow with the spool (the data stays in the page cache and on disk).
+
+pub mod goimport;
+pub mod record;
+pub mod segment;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::log;
+use record::{DecodeError, Kind, Record};
+
+/// Default size of a segment file.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 32 << 20;
+/// Written bytes are released from the mapping in chunks of this size.
+const RELEASE_CHUNK: usize = 1 << 20;
+
+/// When appended records are forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Never by us: the kernel writes back when it likes.
+    None,
+    /// msync every `flush_time`.
+    Interval,
+    /// msync before the writer acknowledges.
+    Always,
+}
+
+impl SyncMode {
+    pub fn parse(value: &str) -> Option<SyncMode> {
+        match value {
+            "none" => Some(SyncMode::None),
+            "" | "interval" => Some(SyncMode::Interval),
+            "always" => Some(SyncMode::Always),
+            _ => None,
+        }
+    }
+}
+
+/// A place in the log: segment number and byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    pub seg: u64,
+    pub off: u64,
+}
+
+/// Counters of one spool, readable at any time.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    /// Records and bytes between cursor and head.
+    pub waiting_records: AtomicU64,
+    pub waiting_bytes: AtomicU64,
+    /// Unix ms of the oldest waiting record (0 when none).
+    pub oldest_ms: AtomicU64,
+    /// Records skipped because they were damaged.
+    pub corrupt_records: AtomicU64,
+    /// Writes refused because the spool was full.
+    pub full_refusals: AtomicU64,
+}
+
+struct State {
+    head: Pos,
+    closed: bool,
+}
+
+/// What both halves share.
+pub struct Shared {
+    state: Mutex<State>,
+    appended: Condvar,
+    pub stats: SpoolStats,
+    max_size: u64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section is a few assignments; a poisoned lock
+        // still holds a consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `bytes` more fit under `spool_max_size`.
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.stats.waiting_bytes.load(Ordering::Relaxed) + bytes <= self.max_size
+    }
+
+    /// The head (end of the last appended record).
+    pub fn head(&self) -> Pos {
+        self.lock().head
+    }
+}
+
+/// Settings of one spool.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The backend's folder (already the safe encoding of its name).
+    pub dir: PathBuf,
+    pub segment_size: u64,
+    pub max_size: u64,
+    pub sync: SyncMode,
+}
+
+/// Opens (or creates) the spool in `cfg.dir`: finds the persisted cursor,
+/// counts what is waiting, and starts a fresh segment for appends.
+pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
+    std::fs::create_dir_all(&cfg.dir)?;
+    let seqs = segment::list_segments(&cfg.dir)?;
+    let cursor_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(cfg.dir.join("cursor"))?;
+    let mut cursor = read_cursor(&cursor_file).unwrap_or_default();
+    let first = seqs.first().copied().unwrap_or(1);
+    if cursor.seg < first {
+        cursor = Pos { seg: first, off: 0 };
+    }
+    for &seq in seqs.iter().filter(|&&s| s < cursor.seg) {
+        segment::remove(&cfg.dir, seq)?;
+    }
+    let next_seq = seqs.last().map_or(cursor.seg, |&s| s + 1).max(cursor.seg);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            head: Pos {
+                seg: next_seq,
+                off: 0,
+            },
+            closed: false,
+        }),
+        appended: Condvar::new(),
+        stats: SpoolStats::default(),
+        max_size: cfg.max_size,
+    });
+    let mut reader = Reader {
+        shared: Arc::clone(&shared),
+        dir: cfg.dir.clone(),
+        cursor,
+        cursor_file,
+        open: None,
+        buf: Vec::new(),
+        buf_at: cursor,
+        cursor_dirty: false,
+    };
+    reader.count_waiting()?;
+    let appender = Appender::new(cfg, shared, next_seq)?;
+    Ok((appender, reader))
+}
+
+fn read_cursor(file: &File) -> Option<Pos> {
+    let mut b = [0u8; 20];
+    file.read_exact_at(&mut b, 0).ok()?;
+    let crc = u32::from_le_bytes([b[16], b[17], b[18], b[19]]);
+    if crc32fast::hash(&b[..16]) != crc {
+        log!("spool cursor is damaged; replaying from the oldest segment");
+        return None;
+    }
+    let mut seg = [0u8; 8];
+    let mut off = [0u8; 8];
+    seg.copy_from_slice(&b[..8]);
+    off.copy_from_slice(&b[8..16]);
+    Some(Pos {
+        seg: u64::from_le_bytes(seg),
+        off: u64::from_le_bytes(off),
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Why an append failed.
+#[derive(Debug)]
+pub enum AppendError {
+    /// `spool_max_size` reached.
+    Full,
+    /// The disk refused (no space, no permission, ...).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppendError::Full => f.write_str("spool is full (spool_max_size)"),
+            AppendError::Io(e) => write!(f, "spool write failed: {e}"),
+        }
+    }
+}
+
+/// The writing half, owned by the writer thread.
+pub struct Appender {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    segment_size: u64,
+    sync: SyncMode,
+    seq: u64,
+    map: Option<MmapMut>,
+    pos: usize,
+    /// Start of the bytes not yet msynced.
+    synced: usize,
+    /// End of the bytes already released from the mapping.
+    released: usize,
+    last_sync: Instant,
+}
+
+impl Appender {
+    fn new(cfg: &SpoolConfig, shared: Arc<Shared>, seq: u64) -> io::Result<Appender> {
+        Ok(Appender {
+            shared,
+            dir: cfg.dir.clone(),
+            segment_size: cfg.segment_size,
+            sync: cfg.sync,
+            // The first append creates segment `seq`.
+            seq: seq.saturating_sub(1),
+            map: None,
+            pos: 0,
+            synced: 0,
+            released: 0,
+            last_sync: Instant::now(),
+        })
+    }
+
+    /// The state both halves share (for `has_room` and counters).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Appends one record; the caller acknowledges after this returns (and
+    /// after [`Appender::sync_if_needed`] under `spool_sync=always`).
+    pub fn append(
+        &mut self,
+        kind: Kind,
+        points: u32,
+        db: &str,
+        rp: &str,
+        payload: &[u8],
+    ) -> Result<(), AppendError> {
+        let n = record::encoded_len(db, rp, payload.len());
+        if n > record::MAX_RECORD || db.len() > u16::MAX as usize || rp.len() > u16::MAX as usize
+        {
+            return Err(AppendError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "record too large for the spool",
+            )));
+        }
+        if !self.shared.has_room(n as u64) {
+            self.shared
+                .stats
+                .full_refusals
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::Full);
+        }
+        let fits = self
+            .map
+            .as_ref()
+            .is_some_and(|m| self.pos + n <= m.len());
+        if !fits {
+            self.roll(n).map_err(AppendError::Io)?;
+        }
+        let at = now_ms();
+        let Some(map) = self.map.as_mut() else {
+            return Err(AppendError::Io(io::Error::other("no segment mapped")));
+        };
+        record::encode_into(&mut map[self.pos..self.pos + n], kind, points, at, db, rp, payload);
+        self.pos += n;
+        self.release_written();
+        let stats = &self.shared.stats;
+        stats.waiting_records.fetch_add(1, Ordering::Relaxed);
+        stats.waiting_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let _ = stats
+            .oldest_ms
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes the records appended so far visible to the reader.
+    pub fn publish(&self) {
+        let mut st = self.shared.lock();
+        st.head = Pos {
+            seg: self.seq,
+            off: self.pos as u64,
+        };
+        drop(st);
+        self.shared.appended.notify_all();
+    }
+
+    /// msyncs what was appended since the last sync, when the mode asks for
+    /// it now: always under `always`, every `interval` under `interval`.
+    pub fn sync_if_needed(&mut self, interval: Duration) -> io::Result<()> {
+        let due = match self.sync {
+            SyncMode::None => false,
+            SyncMode::Always => true,
+            SyncMode::Interval => self.last_sync.elapsed() >= interval,
+        };
+        if due {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// msyncs the unsynced part of the current segment.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.last_sync = Instant::now();
+        if let Some(map) = &self.map {
+            if self.pos > self.synced {
+                map.flush_range(self.synced, self.pos - self.synced)?;
+                self.synced = self.pos;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment and maps a new one of at least `need` bytes.
+    fn roll(&mut self, need: usize) -> io::Result<()> {
+        if self.map.is_some() {
+            // The rest of the old segment stays zero: the reader's end mark.
+            self.sync()?;
+        }
+        let size = self.segment_size.max(need as u64);
+        let seq = self.seq + 1;
+        let file = segment::create(&self.dir, seq, size)?;
+        // SAFETY: the file was just created by us and is only ever written
+        // through this mapping; readers use pread on the same page cache.
+        let map = unsafe { MmapOptions::new().len(size as usize).map_mut(&file)? };
+        self.map = Some(map);
+        self.seq = seq;
+        self.pos = 0;
+        self.synced = 0;
+        self.released = 0;
+        Ok(())
+    }
+
+    /// Drops whole written chunks from the mapping (they stay in the page
+    /// cache and on disk) so resident memory stays small.
+    fn release_written(&mut self) {
+        let Some(map) = &self.map else { return };
+        let upto = self.pos / RELEASE_CHUNK * RELEASE_CHUNK;
+        if upto > self.released && self.sync != SyncMode::Always {
+            // Under `interval` the chunk must be msynced before it leaves
+            // the mapping, or the next msync would not cover it.
+            if self.sync == SyncMode::Interval && self.synced < upto {
+                if map.flush_async_range(self.synced, upto - self.synced).is_ok() {
+                    self.synced = upto;
+                } else {
+                    return;
+                }
+            }
+            // SAFETY: the range is inside the mapping and never read or
+            // written through it again (the log is append-only).
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    upto - self.released,
+                )
+            };
+            self.released = upto;
+        }
+    }
+
+    /// Syncs and tells the reader that nothing more will come.
+    pub fn close(mut self) {
+        if let Err(e) = self.sync() {
+            log!("spool {}: final sync failed: {e}", self.dir.display());
+        }
+        self.publish();
+        self.shared.lock().closed = true;
+        self.shared.appended.notify_all();
+    }
+}
+
+/// A record read from the spool, with where it ends.
+pub struct ReadRecord<'a> {
+    pub record: Record<'a>,
+    pub end: Pos,
+}
+
+/// The reading half, owned by the sender thread.
+pub struct Reader {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    /// Everything before this was delivered.
+    cursor: Pos,
+    cursor_file: File,
+    /// The segment being read and its file.
+    open: Option<(u64, File)>,
+    /// Bytes read ahead from `buf_at`.
+    buf: Vec<u8>,
+    buf_at: Pos,
+    cursor_dirty: bool,
+}
+
+/// How much the reader reads ahead at most.
+const READ_AHEAD: usize = 4 << 20;
+
+impl Reader {
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn cursor(&self) -> Pos {
+        self.cursor
+    }
+
+    /// Waits up to `timeout` for a record after `pos`; false on timeout or
+    /// when the spool is closed with nothing more.
+    pub fn wait_for_more(&self, pos: Pos, timeout: Duration) -> bool {
+        let st = self.shared.lock();
+        if st.head > pos || st.closed {
+            return st.head > pos;
+        }
+        let (st, _) = self
+            .shared
+            .appended
+            .wait_timeout(st, timeout)
+            .unwrap_or_else(|p| p.into_inner());
+        st.head > pos
+    }
+
+    /// Whether the appender closed the spool.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// Reads the next record at or after `from` (a position at a record
+    /// boundary, normally the end of the previous one). Damaged bytes are
+    /// skipped, counted and logged. `None` when nothing more is written.
+    pub fn next(&mut self, from: Pos) -> io::Result<Option<ReadRecord<'_>>> {
+        let head = self.shared.head();
+        let mut at = from;
+        loop {
+            if at >= head {
+                return Ok(None);
+            }
+            let limit = if at.seg == head.seg {
+                head.off
+            } else {
+                u64::MAX
+            };
+            match self.decode_at(at, limit)? {
+                Step::Record(len) => {
+                    let start = (at.off - self.buf_at.off) as usize;
+                    let end = Pos {
+                        seg: at.seg,
+                        off: at.off + len as u64,
+                    };
+                    let (record, _) = record::decode(&self.buf[start..start + len])
+                        .map_err(|_| io::Error::other("record changed under the reader"))?;
+                    return Ok(Some(ReadRecord { record, end }));
+                }
+                Step::Skip(to) => at = to,
+                Step::NextSegment => {
+                    at = Pos {
+                        seg: at.seg + 1,
+                        off: 0,
+                    };
+                    // Segments may be missing (deleted by hand): find the next.
+                    if at.seg < head.seg && !segment::segment_path(&self.dir, at.seg).exists() {
+                        let next = segment::list_segments(&self.dir)?
+                            .into_iter()
+                            .find(|&s| s > at.seg)
+                            .unwrap_or(head.seg);
+                        at = Pos { seg: next, off: 0 };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `buf` hold the record at `at` (reading ahead) and decodes it.
+    fn decode_at(&mut self, at: Pos, limit: u64) -> io::Result<Step> {
+        let mut want = record::PREFIX;
+        loop {
+            let have_from = if self.buf_at.seg == at.seg && self.buf_at.off <= at.off {
+                (at.off - self.buf_at.off) as usize
+            } else {
+                usize::MAX
+            };
+            if have_from == usize::MAX || have_from + want > self.buf.len() {
+                let got = self.fill(at, want.max(READ_AHEAD), limit)?;
+                if got < want {
+                    // The segment ends (or was cut) before the record does.
+                    return Ok(self.damaged(at, got, true));
+                }
+                continue;
+            }
+            let bytes = &self.buf[have_from..];
+            return Ok(match record::decode(bytes) {
+                Ok((_, len)) => Step::Record(len),
+                Err(DecodeError::Incomplete { needed }) if needed > want => {
+                    want = needed;
+                    continue;
+                }
+                Err(DecodeError::End) => Step::NextSegment,
+                Err(DecodeError::Incomplete { .. }) | Err(DecodeError::Corrupt) => {
+                    self.damaged(at, bytes.len(), false)
+                }
+            });
+        }
+    }
+
+    /// Reads up to `len` bytes of segment `at.seg` from `at.off` (not past
+    /// `limit`) into the buffer; returns how many bytes are available.
+    fn fill(&mut self, at: Pos, len: usize, limit: u64) -> io::Result<usize> {
+        if self.open.as_ref().map(|(s, _)| *s) != Some(at.seg) {
+            match segment::open_read(&self.dir, at.seg) {
+                Ok(f) => self.open = Some((at.seg, f)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.buf.clear();
+                    self.buf_at = at;
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((_, file)) = &self.open else {
+            return Ok(0);
+        };
+        let max = limit.saturating_sub(at.off).min(len as u64) as usize;
+        self.buf.clear();
+        self.buf.resize(max, 0);
+        let mut got = 0;
+        while got < max {
+            match file.read_at(&mut self.buf[got..], at.off + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.truncate(got);
+        self.buf_at = at;
+        Ok(got)
+    }
+
+    /// Skips a damaged record at `at`: to the next magic in the bytes at
+    /// hand, or to the next segment when `at_end` or none is found.
+    fn damaged(&mut self, at: Pos, available: usize, at_end: bool) -> Step {
+        self.shared
+            .stats
+            .corrupt_records
+            .fetch_add(1, Ordering::Relaxed);
+        let start = (at.off.saturating_sub(self.buf_at.off)) as usize;
+        let next = if at_end {
+            None
+        } else {
+            record::find_magic(&self.buf[..start + available], start + 1)
+        };
+        match next {
+            Some(p) => {
+                let to = Pos {
+                    seg: at.seg,
+                    off: self.buf_at.off + p as u64,
+                };
+                log!(
+                    "spool {}: damaged record at segment {} offset {}, skipped {} bytes",
+                    self.dir.display(),
+                    at.seg,
+                    at.off,
+                    to.off - at.off
+                );
+                Step::Skip(to)
+            }
+            None => {
+                log!(
+                    "spool {}: damaged record at segment {} offset {}, skipped the rest of the segment",
+                    self.dir.display(),
+                    at.seg,
+                    at.off
+                );
+                Step::NextSegment
+            }
+        }
+    }
+
+    /// Marks everything before `to` delivered (or set aside): moves the
+    /// cursor, persists it, and deletes segments wholly before it.
+    /// `records`/`bytes` are what the caller consumed, for the counters.
+    pub fn commit(&mut self, to: Pos, records: u64, bytes: u64, next_oldest_ms: u64) -> io::Result<()> {
+        if to <= self.cursor {
+            return Ok(());
+        }
+        let stats = &self.shared.stats;
+        let _ = stats
+            .waiting_records
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(records))
+            });
+        let _ = stats
+            .waiting_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(bytes))
+            });
+        stats.oldest_ms.store(next_oldest_ms, Ordering::Relaxed);
+        let old = self.cursor;
+        self.cursor = to;
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&to.seg.to_le_bytes());
+        b[8..16].copy_from_slice(&to.off.to_le_bytes());
+        let crc = crc32fast::hash(&b[..16]);
+        b[16..].copy_from_slice(&crc.to_le_bytes());
+        self.cursor_file.write_all_at(&b, 0)?;
+        self.cursor_dirty = true;
+        for seq in old.seg..to.seg {
+            if self.open.as_ref().is_some_and(|(s, _)| *s == seq) {
+                self.open = None;
+            }
+            segment::remove(&self.dir, seq)?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs the cursor file if it changed.
+    pub fn sync_cursor(&mut self) -> io::Result<()> {
+        if self.cursor_dirty {
+            self.cursor_file.sync_data()?;
+            self.cursor_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// At open: counts records and bytes from the cursor to the end of the
+    /// old segments, and notes the oldest record's time.
+    fn count_waiting(&mut self) -> io::Result<()> {
+        let mut at = self.cursor;
+        let (mut records, mut bytes, mut oldest) = (0u64, 0u64, 0u64);
+        while let Some(r) = self.next(at)? {
+            records += 1;
+            bytes += if r.end.seg == at.seg {
+                r.end.off - at.off
+            } else {
+                r.end.off
+            };
+            if oldest == 0 {
+                oldest = r.record.appended_at_ms;
+            }
+            at = r.end;
+        }
+        let stats = &self.shared.stats;
+        stats.waiting_records.store(records, Ordering::Relaxed);
+        stats.waiting_bytes.store(bytes, Ordering::Relaxed);
+        stats.oldest_ms.store(oldest, Ordering::Relaxed);
+        if records > 0 {
+            log!(
+                "spool {}: {records} records ({bytes} bytes) to replay",
+                self.dir.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+enum Step {
+    /// A valid record of this many bytes.
+    Record(usize),
+    /// Damaged bytes: resume here.
+    Skip(Pos),
+    /// Nothing more in this segment.
+    NextSegment,
+}
+
+/// Where a backend's spool lives under `data_dir`.
+pub fn backend_dir(data_dir: &Path, backend: &str) -> PathBuf {
+    data_dir.join(segment::dir_name(backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "influx-proxy-spool-{}-{name}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn cfg(dir: &Path, segment_size: u64) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.to_path_buf(),
+            segment_size,
+            max_size: 1 << 30,
+            sync: SyncMode::Interval,
+        }
+    }
+
+    fn drain(r: &mut Reader) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        let mut at = r.cursor();
+        let (mut n, mut bytes) = (0u64, 0u64);
+        let mut last = at;
+        while let Some(rec) = r.next(at).unwrap() {
+            out.push((
+                String::from_utf8_lossy(rec.record.payload).into_owned(),
+                rec.record.points,
+            ));
+            n += 1;
+            bytes += 1;
+            at = rec.end;
+            last = rec.end;
+        }
+        r.commit(last, n, bytes, 0).unwrap();
+        out
+    }
+
+    #[test]
+    fn appended_records_are_read_in_order_across_segments_and_after_restart() {
+        let dir = tmp("order");
+        {
+            let (mut a, mut r) = open(&cfg(&dir, 256)).unwrap();
+            for i in 0..20u32 {
+                let line = format!("m v={i} {i}\n");
+                a.append(Kind::Write, 1, "db", "", line.as_bytes()).unwrap();
+            }
+            a.publish();
+            let got = drain(&mut r);
+            assert_eq!(got.len(), 20);
+            assert_eq!(got[7].0, "m v=7 7\n");
+            for i in 20..25u32 {
+                a.append(Kind::Write, 1, "db", "", format!("m v={i} {i}\n").as_bytes())
+                    .unwrap();
+            }
+            a.publish();
+            a.close();
+        }
+        // Restart: only the 5 undelivered records come back.
+        let (_a, mut r) = open(&cfg(&dir, 256)).unwrap();
+        assert_eq!(r.shared().stats.waiting_records.load(Ordering::Relaxed), 5);
+        let got = drain(&mut r);
+        assert_eq!(
+            got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
+            vec!["m v=20 20\n", "m v=21 21\n", "m v=22 22\n", "m v=23 23\n", "m v=24 24\n"]
+        );
+        // Delivered segments are gone.
+        let left = segment::list_segments(&dir).unwrap();
+        assert!(left.len() <= 2, "segments left: {left:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn damaged_records_are_skipped_and_counted() {
+        let dir = tmp("damage");
+        {
+            let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
+            for i in 0..10u32 {
+                a.append(Kind::Write, 1, "db", "", format!("m v={i} {i}\n").as_bytes())
+                    .unwrap();
+            }
+            a.close();
+        }
+        let seg = segment::list_segments(&dir).unwrap()[0];
+        let path = segment::segment_path(&dir, seg);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let one = record::encoded_len("db", "", "m v=0 0\n".len());
+        // Flip a byte inside record 3's payload.
+        bytes[3 * one + one - 3] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (_a, mut r) = open(&cfg(&dir, 1 << 20)).unwrap();
+        let got = drain(&mut r);
+        assert_eq!(got.len(), 9, "{got:?}");
+        assert!(!got.iter().any(|g| g.0 == "m v=3 3\n"));
+        assert!(r.shared().stats.corrupt_records.load(Ordering::Relaxed) >= 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_segment_cut_mid_record_loses_only_that_record() {
+        let dir = tmp("cut");
+        {
+            let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
+            for i in 0..10u32 {
+                a.append(Kind::Write, 1, "db", "", format!("m v={i} {i}\n").as_bytes())
+                    .unwrap();
+            }
+            a.close();
+        }
+        let seg = segment::list_segments(&dir).unwrap()[0];
+        let one = record::encoded_len("db", "", "m v=0 0\n".len()) as u64;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(segment::segment_path(&dir, seg))
+            .unwrap();
+        f.set_len(6 * one + 5).unwrap();
+        let (_a, mut r) = open(&cfg(&dir, 1 << 20)).unwrap();
+        assert_eq!(drain(&mut r).len(), 6);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn full_spool_refuses() {
+        let dir = tmp("full");
+        let mut c = cfg(&dir, 1 << 20);
+        c.max_size = 100;
+        let (mut a, _r) = open(&c).unwrap();
+        a.append(Kind::Write, 1, "db", "", &[b'x'; 40]).unwrap();
+        assert!(matches!(
+            a.append(Kind::Write, 1, "db", "", &[b'x'; 40]),
+            Err(AppendError::Full)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
