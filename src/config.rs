@@ -2,7 +2,8 @@
 //!
 //! Keys and defaults are the Go influx-proxy's (v2.5.12), plus its older names
 //! (`mlog_dir`, `vnode_size`, `auth_secure`, `log_enabled`) and the keys this
-//! proxy adds (`worker_threads`, `max_body_size`, `max_backlog_size`).
+//! proxy adds (`worker_threads`, `max_body_size`, `spool_sync`,
+//! `spool_max_size`, `spool_segment_size`).
 //! As in the Go proxy, a numeric value <= 0 or an empty string means "use the
 //! default". Unknown keys are reported as warnings, not errors, so a config
 //! written for a newer Go proxy still starts.
@@ -117,14 +118,18 @@ pub struct Config {
     pub worker_threads: usize,
     /// Largest request body accepted, before and after gunzip (ours).
     pub max_body_size: usize,
-    /// Bytes of batches held in memory per backend while it is down (ours).
-    pub max_backlog_size: usize,
+    /// When appended spool records are msynced (ours).
+    pub spool_sync: crate::spool::SyncMode,
+    /// Undelivered bytes each backend's spool may hold (ours).
+    pub spool_max_size: u64,
+    /// Size of one spool segment file (ours).
+    pub spool_segment_size: u64,
 }
 
 /// Largest `/write` body by default: InfluxDB's own `max-body-size`.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
-/// Memory held per backend for batches it could not take yet.
-pub const DEFAULT_MAX_BACKLOG_SIZE: usize = 64 << 20;
+/// Undelivered bytes a backend's spool may hold by default.
+pub const DEFAULT_SPOOL_MAX_SIZE: u64 = 1 << 30;
 
 /// Every top-level key we know, including the old aliases.
 const KNOWN_KEYS: &[&str] = &[
@@ -160,7 +165,9 @@ const KNOWN_KEYS: &[&str] = &[
     "tls",
     "worker_threads",
     "max_body_size",
-    "max_backlog_size",
+    "spool_sync",
+    "spool_max_size",
+    "spool_segment_size",
 ];
 
 #[derive(Deserialize, Default)]
@@ -225,7 +232,9 @@ struct RawConfig {
     tls: RawTls,
     worker_threads: f64,
     max_body_size: f64,
-    max_backlog_size: f64,
+    spool_sync: String,
+    spool_max_size: f64,
+    spool_segment_size: f64,
 }
 
 fn or_default_str(value: String, default: &str) -> String {
@@ -393,6 +402,15 @@ impl Config {
             ));
         }
 
+        let spool_sync = crate::spool::SyncMode::parse(&raw.spool_sync).ok_or_else(|| {
+            invalid(
+                "spool_sync",
+                format!(
+                    "invalid spool_sync {:?}, require none, interval or always",
+                    raw.spool_sync
+                ),
+            )
+        })?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -431,7 +449,13 @@ impl Config {
             },
             worker_threads: or_default_count(raw.worker_threads, cores),
             max_body_size: or_default_count(raw.max_body_size, DEFAULT_MAX_BODY_SIZE),
-            max_backlog_size: or_default_count(raw.max_backlog_size, DEFAULT_MAX_BACKLOG_SIZE),
+            spool_sync,
+            spool_max_size: or_default_count(raw.spool_max_size, DEFAULT_SPOOL_MAX_SIZE as usize)
+                as u64,
+            spool_segment_size: or_default_count(
+                raw.spool_segment_size,
+                crate::spool::DEFAULT_SEGMENT_SIZE as usize,
+            ) as u64,
         })
     }
 
@@ -527,6 +551,8 @@ mod tests {
         assert!(err(&bad_url).contains("key `circles[0].backends[0].url`"));
         let bad_tls = MIN.replace("]}]}", "]}],\"tls\":{\"min_version\":\"tls9\"}}");
         assert!(err(&bad_tls).contains("unknown tls version: tls9 (key `tls.min_version`)"));
+        let bad_sync = MIN.replace("]}]}", "]}],\"spool_sync\":\"sometimes\"}");
+        assert!(err(&bad_sync).contains("(key `spool_sync`)"));
         assert!(err("{").contains("illegal config file"));
         assert!(err(r#"{"circles":"x"}"#).contains("illegal config file"));
     }

@@ -32,8 +32,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     for c in &cluster.circles {
         log!("circle {}: {} backends loaded", c.id, c.backends.len());
     }
-    let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg))
-        .map_err(|e| format!("cannot start writer threads: {e}"))?;
+    let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg), &cfg.data_dir)?;
     let (stop_health, health_stop) = crossbeam_channel::bounded::<()>(0);
     let ping_timeout = cfg
         .write_timeout
@@ -47,8 +46,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot start health checkers: {e}"))?;
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
-    let state = Arc::new(State::new(&cfg, cluster, write));
     let (listener, port) = server::bind(&cfg)?;
+    let state = Arc::new(State::new(&cfg, cluster, write, port));
     let janitor = server::sockets::start_janitor(port, cfg.idle_timeout, health_stop.clone())
         .map_err(|e| format!("cannot start the socket janitor: {e}"))?;
     let workers = server::start_workers(&listener, &state, cfg.worker_threads)

@@ -1,5 +1,7 @@
 //! `GET /health`: the state of every circle and backend, in the Go proxy's
-//! shape (keys sorted), plus our counters under `stats` per backend.
+//! shape (keys sorted), plus per backend our `spool` state (records, bytes
+//! and age of what waits, dead letters, parked, damaged records, refusals)
+//! and `points` counters.
 //!
 //! Unlike the Go proxy, `status` is `fail` (still 200) when no circle has all
 //! its backends active, i.e. when reads cannot be served completely.
@@ -9,9 +11,14 @@ use std::sync::atomic::Ordering;
 
 use crate::cluster::Cluster;
 use crate::server::http::Response;
+use crate::writer::Writers;
 use crate::VERSION;
 
-pub fn handle(cluster: &Cluster, pretty: bool) -> Response {
+pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let circles: Vec<Value> = cluster
         .circles
         .iter()
@@ -21,21 +28,38 @@ pub fn handle(cluster: &Cluster, pretty: bool) -> Response {
                 .iter()
                 .map(|b| {
                     let s = &b.stats;
+                    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                    let spool = writers.spool(b.id).map(|sp| &sp.stats);
+                    let waiting = spool.map_or(0, |sp| load(&sp.waiting_records));
+                    let oldest = spool.map_or(0, |sp| load(&sp.oldest_ms));
+                    let age = if waiting == 0 || oldest == 0 {
+                        0.0
+                    } else {
+                        now_ms.saturating_sub(oldest) as f64 / 1000.0
+                    };
                     json!({
                         "name": b.name,
                         "url": b.url,
                         "active": b.is_active(),
-                        "backlog": b.has_backlog(),
+                        "backlog": waiting > 0,
                         "rewriting": b.is_rewriting(),
                         "write_only": b.write_only,
-                        "stats": {
-                            "points_in": s.points_in.load(Ordering::Relaxed),
-                            "points_delivered": s.points_delivered.load(Ordering::Relaxed),
-                            "points_rejected": s.points_rejected.load(Ordering::Relaxed),
-                            "points_overflowed": s.points_overflowed.load(Ordering::Relaxed),
-                            "backlog_batches": s.backlog_batches.load(Ordering::Relaxed),
-                            "backlog_bytes": s.backlog_bytes.load(Ordering::Relaxed),
-                            "send_failures": s.send_failures.load(Ordering::Relaxed),
+                        "spool": {
+                            "records_waiting": waiting,
+                            "bytes_waiting": spool.map_or(0, |sp| load(&sp.waiting_bytes)),
+                            "oldest_waiting_age_s": age,
+                            "dead_letter_records": load(&s.records_dead_lettered),
+                            "parked_records": load(&s.records_parked),
+                            "corrupt_records": spool.map_or(0, |sp| load(&sp.corrupt_records)),
+                            "full_refusals": spool.map_or(0, |sp| load(&sp.full_refusals)),
+                        },
+                        "points": {
+                            "accepted": load(&s.points_in),
+                            "delivered": load(&s.points_delivered),
+                            "rejected": load(&s.points_rejected),
+                            "dead_lettered": load(&s.points_dead_lettered),
+                            "parked": load(&s.points_parked),
+                            "send_failures": load(&s.send_failures),
                         },
                     })
                 })

@@ -14,17 +14,19 @@ use crate::config::BackendConfig;
 /// Counters of one backend, readable at any time.
 #[derive(Debug, Default)]
 pub struct BackendStats {
-    /// Points accepted from clients for this backend.
+    /// Points accepted from clients for this backend (in its spool).
     pub points_in: AtomicU64,
     /// Points the backend confirmed (2xx).
     pub points_delivered: AtomicU64,
-    /// Points the backend refused for good (e.g. 400 partial write).
+    /// Points the backend refused for good (400 partial write and the like).
     pub points_rejected: AtomicU64,
-    /// Points dropped because the backlog was full.
-    pub points_overflowed: AtomicU64,
-    /// Batches and bytes waiting to be sent.
-    pub backlog_batches: AtomicU64,
-    pub backlog_bytes: AtomicU64,
+    /// Records (and their points) set aside in the dead-letter file.
+    pub records_dead_lettered: AtomicU64,
+    pub points_dead_lettered: AtomicU64,
+    /// Records (and their points) parked: their database or retention policy
+    /// exists nowhere in the cluster.
+    pub records_parked: AtomicU64,
+    pub points_parked: AtomicU64,
     /// Failed POST attempts (network errors, 5xx, timeouts).
     pub send_failures: AtomicU64,
 }
@@ -89,10 +91,5 @@ impl Backend {
 
     pub fn set_rewriting(&self, rewriting: bool) {
         self.rewriting.store(rewriting, Ordering::Release);
-    }
-
-    /// Whether batches are waiting to be sent.
-    pub fn has_backlog(&self) -> bool {
-        self.stats.backlog_batches.load(Ordering::Acquire) > 0
     }
 }

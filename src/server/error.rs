@@ -6,6 +6,9 @@
 
 use super::http::Response;
 
+/// Longest `X-Influxdb-Error` value sent.
+const MAX_ERROR_HEADER: usize = 4096;
+
 /// A failed request: status and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -35,8 +38,16 @@ impl ApiError {
         let mut body = serde_json::Map::new();
         body.insert("error".into(), self.message.clone().into());
         let mut resp = Response::json(self.status, &body, pretty);
-        // A header value cannot hold a newline (multi-line parse errors).
-        let header = self.message.replace(['\r', '\n'], " ");
+        // A header value cannot hold a newline (multi-line parse errors),
+        // and clients refuse huge headers: the body has the full text.
+        let mut header = self.message.replace(['\r', '\n'], " ");
+        if header.len() > MAX_ERROR_HEADER {
+            let mut cut = MAX_ERROR_HEADER;
+            while !header.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            header.truncate(cut);
+        }
         resp.headers.push(("X-Influxdb-Error".into(), header));
         resp
     }

@@ -71,7 +71,7 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body,
+            body: escape_html(body),
         }
     }
 
@@ -87,5 +87,35 @@ impl Response {
     /// The Go mux's answer to an unknown path.
     pub fn not_found() -> Response {
         Response::text(404, "404 page not found")
+    }
+}
+
+/// Escapes `<`, `>` and `&` as `\u003c`, `\u003e`, `\u0026`, as Go's
+/// encoding/json (and so InfluxDB and the Go proxy) does. In JSON text these
+/// bytes can only occur inside strings, so a byte-wise rewrite is exact.
+fn escape_html(body: Vec<u8>) -> Vec<u8> {
+    if !body.iter().any(|&b| matches!(b, b'<' | b'>' | b'&')) {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len() + 16);
+    for b in body {
+        match b {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_html_like_go() {
+        let r = Response::json(400, &serde_json::json!({"error": "a > b & c < d"}), false);
+        assert_eq!(r.body, b"{\"error\":\"a \\u003e b \\u0026 c \\u003c d\"}\n");
     }
 }

@@ -32,15 +32,18 @@ pub struct State {
     pub write: WriteService,
     pub auth: Option<Auth>,
     pub ping_auth: bool,
+    /// Puts timeouts on a client's socket before its body is read.
+    pub sockets: sockets::ClientSockets,
 }
 
 impl State {
-    pub fn new(cfg: &Config, cluster: Arc<Cluster>, write: WriteService) -> State {
+    pub fn new(cfg: &Config, cluster: Arc<Cluster>, write: WriteService, port: u16) -> State {
         State {
             auth: Auth::new(&cfg.username, &cfg.password),
             ping_auth: cfg.ping_auth_enabled,
             cluster,
             write,
+            sockets: sockets::ClientSockets::new(port, cfg.idle_timeout),
         }
     }
 }
@@ -116,6 +119,13 @@ fn answer(
         })
         .collect();
     let method = rq.method().as_str().to_ascii_uppercase();
+    // A body is coming (small ones were read by tiny_http already): make
+    // sure a stalled client cannot hold this worker past idle_timeout.
+    if rq.body_length().is_none_or(|n| n > 1024) {
+        if let Some(peer) = rq.remote_addr() {
+            state.sockets.ensure(*peer);
+        }
+    }
     let content_length = rq.body_length();
     let mut req = http::Request {
         method,

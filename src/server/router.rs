@@ -13,7 +13,8 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
     let result = match req.path.as_str() {
         "/ping" => ping(state, req),
         "/write" => write(state, scratch, req),
-        "/health" => get_only(state, req).map(|()| admin::health::handle(&state.cluster, pretty)),
+        "/health" => get_only(state, req)
+            .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
         "/replica" => {
             get_only(state, req).and_then(|()| admin::replica::handle(&state.cluster, req))
         }

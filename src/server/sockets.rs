@@ -10,13 +10,24 @@
 //! closes an idle keep-alive connection, and a worker reading a stalled body
 //! gets an error and moves on.
 //!
-//! A new connection goes without a timeout for at most one sweep. A socket is
-//! only touched when its local port is ours and it has a peer, so backend
-//! connections and the listener itself are left alone.
+//! A `recv` that is already blocked when the timeout is set keeps waiting, so
+//! the sweep alone cannot protect a body read. Workers therefore call
+//! [`ClientSockets::ensure`] before reading a body: it finds the socket of
+//! the request's peer (remembered per peer address, checked with
+//! `getpeername` so a reused address is caught) and sets the timeouts first.
+//! The sweep covers what workers never see: the header reads of the next
+//! request on a keep-alive connection.
+//!
+//! A socket is only touched when its local port is ours and it has a peer,
+//! so backend connections and the listener itself are left alone.
 
 use std::mem::{size_of, MaybeUninit};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use fxhash::FxHashMap;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -42,27 +53,103 @@ pub fn start_janitor(
 
 /// One pass over the open descriptors; returns how many got timeouts.
 pub fn sweep(port: u16, timeout: Duration) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
     let mut set = 0;
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let is_socket = std::fs::read_link(entry.path())
-            .map(|l| l.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
-            .unwrap_or(false);
-        if is_socket && is_client_of(fd, port) && !has_timeout(fd) {
+    for fd in client_fds(port) {
+        if !has_timeout(fd) {
             set_timeouts(fd, timeout);
             set += 1;
         }
     }
     set
+}
+
+/// Descriptors of connected TCP sockets whose local port is `port`.
+fn client_fds(port: u16) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let link = std::fs::read_link(entry.path()).ok()?;
+            let is_socket = link.as_os_str().as_encoded_bytes().starts_with(b"socket:");
+            (is_socket && is_client_of(fd, port)).then_some(fd)
+        })
+        .collect()
+}
+
+/// Makes sure the socket of a request's peer has its timeouts before a
+/// worker reads from it.
+pub struct ClientSockets {
+    port: u16,
+    timeout: Duration,
+    /// Peer address -> descriptor, as last found.
+    known: Mutex<FxHashMap<SocketAddr, i32>>,
+}
+
+/// Most peers remembered; the map starts over beyond it.
+const KNOWN_LIMIT: usize = 16_384;
+
+impl ClientSockets {
+    pub fn new(port: u16, timeout: Duration) -> ClientSockets {
+        ClientSockets {
+            port,
+            timeout,
+            known: Mutex::new(FxHashMap::default()),
+        }
+    }
+
+    /// Sets the timeouts on `peer`'s socket if it has none yet.
+    pub fn ensure(&self, peer: SocketAddr) {
+        let cached = self.known.lock().ok().and_then(|k| k.get(&peer).copied());
+        if let Some(fd) = cached {
+            if peer_of(fd) == Some(peer) && has_timeout(fd) {
+                return;
+            }
+        }
+        let found: Vec<i32> = client_fds(self.port)
+            .into_iter()
+            .filter(|&fd| peer_of(fd) == Some(peer))
+            .collect();
+        for &fd in &found {
+            if !has_timeout(fd) {
+                set_timeouts(fd, self.timeout);
+            }
+        }
+        if let (Some(&fd), Ok(mut known)) = (found.first(), self.known.lock()) {
+            if known.len() >= KNOWN_LIMIT {
+                known.clear();
+            }
+            known.insert(peer, fd);
+        }
+    }
+}
+
+/// The peer address of a connected socket.
+fn peer_of(fd: i32) -> Option<SocketAddr> {
+    let mut addr = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: valid out pointers of the advertised size; a bad fd just fails.
+    if unsafe { libc::getpeername(fd, addr.as_mut_ptr().cast(), &mut len) } != 0 {
+        return None;
+    }
+    // SAFETY: zero-initialised and possibly filled by the kernel.
+    let addr = unsafe { addr.assume_init_ref() };
+    match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(addr as *const _ as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(addr as *const _ as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::new(IpAddr::V6(ip), u16::from_be(a.sin6_port)))
+        }
+        _ => None,
+    }
 }
 
 /// Local port of an IPv4/IPv6 socket.
@@ -161,5 +248,22 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(2));
         // A second sweep finds nothing new.
         assert_eq!(sweep(port, Duration::from_millis(200)), 0);
+    }
+
+    #[test]
+    fn ensure_finds_the_socket_of_a_peer() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        let sockets = ClientSockets::new(port, Duration::from_millis(300));
+        sockets.ensure(peer);
+        assert_eq!(
+            server_side.read_timeout().unwrap(),
+            Some(Duration::from_millis(300))
+        );
+        // Cached: a second call does not need to scan.
+        sockets.ensure(peer);
     }
 }

@@ -64,9 +64,13 @@ pub fn import(data_dir: &Path, backend: &str, appender: &mut Appender) -> io::Re
     let mut pos = offset;
     let mut lines = Vec::new();
     while pos + 4 <= data.len() {
-        let len = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let len =
+            u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         let Some(body) = data.get(pos + 4..pos + 4 + len) else {
-            log!("{}: record at {pos} is cut short, stopping there", dat.display());
+            log!(
+                "{}: record at {pos} is cut short, stopping there",
+                dat.display()
+            );
             done.skipped += 1;
             break;
         };
@@ -80,7 +84,11 @@ pub fn import(data_dir: &Path, backend: &str, appender: &mut Appender) -> io::Re
                 done.points += u64::from(points);
             }
             None => {
-                log!("{}: record at {} is not readable, skipped", dat.display(), pos - 4 - len);
+                log!(
+                    "{}: record at {} is not readable, skipped",
+                    dat.display(),
+                    pos - 4 - len
+                );
                 done.skipped += 1;
             }
         }
@@ -139,7 +147,8 @@ mod tests {
 
     #[test]
     fn go_queue_is_imported_from_its_committed_offset() {
-        let dir = std::env::temp_dir().join(format!("influx-proxy-goimport-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("influx-proxy-goimport-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let first = go_record("db", "", "old v=1 1\n");
@@ -155,7 +164,14 @@ mod tests {
         };
         let (mut a, mut r) = open(&cfg).unwrap();
         let done = import(&dir, "b1", &mut a).unwrap();
-        assert_eq!(done, Imported { records: 1, points: 2, skipped: 0 });
+        assert_eq!(
+            done,
+            Imported {
+                records: 1,
+                points: 2,
+                skipped: 0
+            }
+        );
         let rec = r.next(r.cursor()).unwrap().unwrap();
         assert_eq!((rec.record.db, rec.record.rp), ("my db", "rp"));
         assert_eq!(rec.record.payload, b"a v=1 1\nb v=2 2\n");

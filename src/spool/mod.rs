@@ -266,8 +266,7 @@ impl Appender {
         payload: &[u8],
     ) -> Result<(), AppendError> {
         let n = record::encoded_len(db, rp, payload.len());
-        if n > record::MAX_RECORD || db.len() > u16::MAX as usize || rp.len() > u16::MAX as usize
-        {
+        if n > record::MAX_RECORD || db.len() > u16::MAX as usize || rp.len() > u16::MAX as usize {
             return Err(AppendError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "record too large for the spool",
@@ -280,10 +279,7 @@ impl Appender {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(AppendError::Full);
         }
-        let fits = self
-            .map
-            .as_ref()
-            .is_some_and(|m| self.pos + n <= m.len());
+        let fits = self.map.as_ref().is_some_and(|m| self.pos + n <= m.len());
         if !fits {
             self.roll(n).map_err(AppendError::Io)?;
         }
@@ -291,7 +287,15 @@ impl Appender {
         let Some(map) = self.map.as_mut() else {
             return Err(AppendError::Io(io::Error::other("no segment mapped")));
         };
-        record::encode_into(&mut map[self.pos..self.pos + n], kind, points, at, db, rp, payload);
+        record::encode_into(
+            &mut map[self.pos..self.pos + n],
+            kind,
+            points,
+            at,
+            db,
+            rp,
+            payload,
+        );
         self.pos += n;
         self.release_written();
         let stats = &self.shared.stats;
@@ -369,7 +373,10 @@ impl Appender {
             // Under `interval` the chunk must be msynced before it leaves
             // the mapping, or the next msync would not cover it.
             if self.sync == SyncMode::Interval && self.synced < upto {
-                if map.flush_async_range(self.synced, upto - self.synced).is_ok() {
+                if map
+                    .flush_async_range(self.synced, upto - self.synced)
+                    .is_ok()
+                {
                     self.synced = upto;
                 } else {
                     return;
@@ -606,7 +613,13 @@ impl Reader {
     /// Marks everything before `to` delivered (or set aside): moves the
     /// cursor, persists it, and deletes segments wholly before it.
     /// `records`/`bytes` are what the caller consumed, for the counters.
-    pub fn commit(&mut self, to: Pos, records: u64, bytes: u64, next_oldest_ms: u64) -> io::Result<()> {
+    pub fn commit(
+        &mut self,
+        to: Pos,
+        records: u64,
+        bytes: u64,
+        next_oldest_ms: u64,
+    ) -> io::Result<()> {
         if to <= self.cursor {
             return Ok(());
         }
@@ -750,8 +763,14 @@ mod tests {
             assert_eq!(got.len(), 20);
             assert_eq!(got[7].0, "m v=7 7\n");
             for i in 20..25u32 {
-                a.append(Kind::Write, 1, "db", "", format!("m v={i} {i}\n").as_bytes())
-                    .unwrap();
+                a.append(
+                    Kind::Write,
+                    1,
+                    "db",
+                    "",
+                    format!("m v={i} {i}\n").as_bytes(),
+                )
+                .unwrap();
             }
             a.publish();
             a.close();
@@ -762,7 +781,13 @@ mod tests {
         let got = drain(&mut r);
         assert_eq!(
             got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
-            vec!["m v=20 20\n", "m v=21 21\n", "m v=22 22\n", "m v=23 23\n", "m v=24 24\n"]
+            vec![
+                "m v=20 20\n",
+                "m v=21 21\n",
+                "m v=22 22\n",
+                "m v=23 23\n",
+                "m v=24 24\n"
+            ]
         );
         // Delivered segments are gone.
         let left = segment::list_segments(&dir).unwrap();
@@ -776,8 +801,14 @@ mod tests {
         {
             let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
             for i in 0..10u32 {
-                a.append(Kind::Write, 1, "db", "", format!("m v={i} {i}\n").as_bytes())
-                    .unwrap();
+                a.append(
+                    Kind::Write,
+                    1,
+                    "db",
+                    "",
+                    format!("m v={i} {i}\n").as_bytes(),
+                )
+                .unwrap();
             }
             a.close();
         }
@@ -802,8 +833,14 @@ mod tests {
         {
             let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
             for i in 0..10u32 {
-                a.append(Kind::Write, 1, "db", "", format!("m v={i} {i}\n").as_bytes())
-                    .unwrap();
+                a.append(
+                    Kind::Write,
+                    1,
+                    "db",
+                    "",
+                    format!("m v={i} {i}\n").as_bytes(),
+                )
+                .unwrap();
             }
             a.close();
         }

@@ -205,10 +205,26 @@ mod tests {
     #[test]
     fn round_trip_and_both_encoders_agree() {
         let mut v = Vec::new();
-        encode(&mut v, Kind::Write, 2, 1234, "db", "rp", b"a v=1 1\nb v=2 2\n");
+        encode(
+            &mut v,
+            Kind::Write,
+            2,
+            1234,
+            "db",
+            "rp",
+            b"a v=1 1\nb v=2 2\n",
+        );
         assert_eq!(v.len(), encoded_len("db", "rp", 16));
         let mut w = vec![0u8; v.len()];
-        encode_into(&mut w, Kind::Write, 2, 1234, "db", "rp", b"a v=1 1\nb v=2 2\n");
+        encode_into(
+            &mut w,
+            Kind::Write,
+            2,
+            1234,
+            "db",
+            "rp",
+            b"a v=1 1\nb v=2 2\n",
+        );
         assert_eq!(v, w);
         let (r, n) = decode(&v).unwrap();
         assert_eq!(n, v.len());

@@ -5,10 +5,15 @@
 //! precision, database, then the body. The answer follows InfluxDB: 204 when
 //! every line is valid, 400 `unable to parse ...` when none is, and 400
 //! `partial write: ... dropped=0` when some are (the valid ones are written).
+//!
+//! Nothing is answered before every batch is in the spool of its backend:
+//! the worker hands the batches to the writers and waits for their acks. If
+//! a spool is full, nothing is handed over at all and the client gets 503
+//! naming the backend.
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flate2::read::MultiGzDecoder;
 
@@ -19,7 +24,7 @@ use crate::config::Config;
 use crate::log;
 use crate::server::error::ApiError;
 use crate::server::http::{Request, Response};
-use crate::writer::Writers;
+use crate::writer::{Ack, AckError, Writers};
 
 /// Why a write was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +39,8 @@ pub enum WriteError {
     Unparsable(Vec<String>),
     /// Some lines were invalid; the others were accepted.
     Partial(Vec<String>),
-    /// The writers are stopping.
-    ShuttingDown,
+    /// A spool could not take the points (full, disk error, stopping).
+    Unavailable(AckError),
 }
 
 impl From<WriteError> for ApiError {
@@ -55,7 +60,7 @@ impl From<WriteError> for ApiError {
             WriteError::Partial(errors) => {
                 ApiError::bad_request(format!("partial write: {} dropped=0", errors.join("\n")))
             }
-            WriteError::ShuttingDown => ApiError::new(503, "proxy is shutting down"),
+            WriteError::Unavailable(e) => ApiError::new(503, e.to_string()),
         }
     }
 }
@@ -74,17 +79,28 @@ pub struct WriteScratch {
     pub batcher: Batcher,
     body: Vec<u8>,
     unzipped: Vec<u8>,
+    /// This worker's ack channel and the tag of its current request.
+    ack_tx: crossbeam_channel::Sender<Ack>,
+    ack_rx: crossbeam_channel::Receiver<Ack>,
+    tag: u64,
 }
 
 impl WriteScratch {
     pub fn new(cluster: Arc<Cluster>) -> WriteScratch {
+        let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         WriteScratch {
             batcher: Batcher::new(cluster),
             body: Vec::new(),
             unzipped: Vec::new(),
+            ack_tx,
+            ack_rx,
+            tag: 0,
         }
     }
 }
+
+/// Longest a worker waits for the writers' acks (they only touch the disk).
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl WriteService {
     pub fn new(cfg: &Config, cluster: Arc<Cluster>, writers: Writers) -> WriteService {
@@ -124,6 +140,9 @@ impl WriteService {
             batcher,
             body,
             unzipped,
+            ack_tx,
+            ack_rx,
+            tag,
         } = scratch;
         let body = self.read_body(body, unzipped, req, gzipped)?;
         if self.tracing {
@@ -137,11 +156,23 @@ impl WriteService {
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0);
         let routed = batcher.route(&db, &rp, precision, now, body);
+        // Refuse before handing anything over, so a 503 leaves no circle
+        // with points the others lack.
+        for (id, batch) in &routed.batches {
+            if !self.writers.has_room(*id, batch.lines.len()) {
+                return Err(WriteError::Unavailable(AckError::Full {
+                    backend: self.cluster.backends[*id].name.clone(),
+                }));
+            }
+        }
+        *tag += 1;
+        let expected = routed.batches.len();
         for (id, batch) in routed.batches {
             self.writers
-                .submit(id, batch)
-                .map_err(|_| WriteError::ShuttingDown)?;
+                .submit(id, batch, *tag, ack_tx)
+                .map_err(WriteError::Unavailable)?;
         }
+        wait_for_acks(ack_rx, *tag, expected)?;
         match (routed.points, routed.errors.is_empty()) {
             (_, true) => Ok(Response::no_content()),
             (0, false) => Err(WriteError::Unparsable(routed.errors)),
@@ -182,6 +213,37 @@ impl WriteService {
             return Err(WriteError::TooLarge);
         }
         Ok(unzipped)
+    }
+}
+
+/// Waits for `expected` acks of request `tag`; the first failure wins.
+fn wait_for_acks(
+    acks: &crossbeam_channel::Receiver<Ack>,
+    tag: u64,
+    expected: usize,
+) -> Result<(), WriteError> {
+    let deadline = Instant::now() + ACK_TIMEOUT;
+    let mut failure = None;
+    let mut got = 0;
+    while got < expected {
+        match acks.recv_deadline(deadline) {
+            // An answer to an earlier request this worker gave up on.
+            Ok((t, _)) if t != tag => {}
+            Ok((_, result)) => {
+                got += 1;
+                if let (Err(e), None) = (result, &failure) {
+                    failure = Some(e);
+                }
+            }
+            Err(_) => {
+                log!("writers did not acknowledge within {ACK_TIMEOUT:?}");
+                return Err(WriteError::Unavailable(AckError::Stopped));
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(WriteError::Unavailable(e)),
+        None => Ok(()),
     }
 }
 

@@ -39,6 +39,8 @@ pub enum LineError {
     BadTimestamp,
     TimestampOutOfRange(String),
     TimeOutsideRange,
+    /// Measurement and tags longer than InfluxDB's 65,535 bytes.
+    MaxKeyLength(usize),
     PointInvalid,
 }
 
@@ -69,6 +71,7 @@ impl fmt::Display for LineError {
             LineError::TimeOutsideRange => {
                 write!(f, "time outside range {MIN_NANOS} - {MAX_NANOS}")
             }
+            LineError::MaxKeyLength(n) => write!(f, "max key length exceeded: {n} > {MAX_KEY_LEN}"),
             LineError::PointInvalid => f.write_str("point is invalid"),
         }
     }
@@ -77,6 +80,9 @@ impl fmt::Display for LineError {
 /// Earliest and latest timestamps InfluxDB 1.x stores, in nanoseconds.
 pub const MIN_NANOS: i64 = i64::MIN + 2;
 pub const MAX_NANOS: i64 = i64::MAX - 1;
+
+/// Longest series key (measurement and tags, as written) InfluxDB accepts.
+pub const MAX_KEY_LEN: usize = 65_535;
 
 /// Timestamp precision of a write request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,6 +320,9 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
         i = check_tags(text, i + 1)?;
     }
     // `i` is at the space ending the key; blanks may repeat.
+    if i > MAX_KEY_LEN {
+        return Err(LineError::MaxKeyLength(i));
+    }
     while i < text.len() && text[i] == b' ' {
         i += 1;
     }
@@ -672,6 +681,8 @@ mod tests {
             assert_eq!(err(line), want, "line {line:?}");
         }
         assert!(err("cpu v=99999999999999999999i").contains("value out of range"));
+        let long = format!("{} v=1", "m".repeat(70_000));
+        assert_eq!(err(&long), "max key length exceeded: 70000 > 65535");
         assert!(err("cpu v=1 99999999999999999999").contains("value out of range"));
         assert!(err("cpu v=1 9223372036854775808").contains("value out of range"));
         assert_eq!(ok("m v=1 -9223372036854775808").timestamp, Some(i64::MIN));

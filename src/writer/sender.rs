@@ -13,7 +13,6 @@ use flate2::Compression;
 
 use crate::cluster::Backend;
 use crate::url;
-use crate::write::batch::Batch;
 
 /// What became of one POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,17 +71,17 @@ impl Sender {
         }
     }
 
-    /// POSTs `batch` to `backend` and classifies the answer.
-    pub fn send(&mut self, backend: &Backend, batch: &Batch) -> Outcome {
-        let gz = match gzip(&batch.lines, std::mem::take(&mut self.gz)) {
+    /// POSTs `lines` to `backend`'s `/write` and classifies the answer.
+    pub fn send(&mut self, backend: &Backend, db: &str, rp: &str, lines: &[u8]) -> Outcome {
+        let gz = match gzip(lines, std::mem::take(&mut self.gz)) {
             Ok(gz) => gz,
             Err(e) => return Outcome::Retry(format!("gzip: {e}")),
         };
         let target = format!(
             "{}/write?db={}&rp={}",
             backend.url,
-            url::encode(&batch.db),
-            url::encode(&batch.rp)
+            url::encode(db),
+            url::encode(rp)
         );
         let mut req = self
             .agent
@@ -93,24 +92,93 @@ impl Sender {
             req = req.header("Authorization", auth);
         }
         let outcome = match req.send(&gz[..]) {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let body = if status / 100 == 2 {
-                    String::new()
-                } else {
-                    resp.body_mut()
-                        .with_config()
-                        .limit(64 * 1024)
-                        .read_to_string()
-                        .unwrap_or_default()
-                };
-                classify(status, &body)
-            }
+            Ok(resp) => answer(resp),
             Err(e) => Outcome::Unreachable(e.to_string()),
         };
         self.gz = gz;
         outcome
     }
+
+    /// POSTs an InfluxQL statement to `backend`'s `/query`. A statement
+    /// error inside a 200 answer counts as `Rejected`.
+    pub fn query(&mut self, backend: &Backend, db: &str, q: &str) -> Outcome {
+        let form = format!("q={}&db={}", url::encode(q), url::encode(db));
+        let mut req = self
+            .agent
+            .post(format!("{}/query", backend.url))
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        if let Some(auth) = &backend.authorization {
+            req = req.header("Authorization", auth);
+        }
+        match req.send(form.as_bytes()) {
+            Ok(mut resp) if resp.status().as_u16() / 100 == 2 => {
+                let body = read_body(&mut resp);
+                match statement_error(&body) {
+                    Some(e) => Outcome::Rejected(e),
+                    None => Outcome::Delivered,
+                }
+            }
+            Ok(resp) => answer(resp),
+            Err(e) => Outcome::Unreachable(e.to_string()),
+        }
+    }
+
+    /// The databases `backend` has (`SHOW DATABASES`), if it answers.
+    pub fn databases(&mut self, backend: &Backend) -> Option<Vec<String>> {
+        let mut req = self
+            .agent
+            .get(format!("{}/query?q=SHOW+DATABASES", backend.url));
+        if let Some(auth) = &backend.authorization {
+            req = req.header("Authorization", auth);
+        }
+        let mut resp = req.call().ok()?;
+        if resp.status().as_u16() != 200 {
+            return None;
+        }
+        let body: serde_json::Value = serde_json::from_str(&read_body(&mut resp)).ok()?;
+        let values = body
+            .pointer("/results/0/series/0/values")
+            .and_then(|v| v.as_array())?;
+        Some(
+            values
+                .iter()
+                .filter_map(|row| row.get(0).and_then(|v| v.as_str()).map(String::from))
+                .collect(),
+        )
+    }
+}
+
+fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    resp.body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default()
+}
+
+/// Classifies a backend's HTTP answer.
+fn answer(mut resp: ureq::http::Response<ureq::Body>) -> Outcome {
+    let status = resp.status().as_u16();
+    let body = if status / 100 == 2 {
+        // Drain so the connection can be reused.
+        let _ = read_body(&mut resp);
+        String::new()
+    } else {
+        read_body(&mut resp)
+    };
+    classify(status, &body)
+}
+
+/// The first `error` of a `/query` answer's results, if any.
+fn statement_error(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        return Some(e.to_string());
+    }
+    v.get("results")?
+        .as_array()?
+        .iter()
+        .find_map(|r| r.get("error").and_then(|e| e.as_str()).map(String::from))
 }
 
 /// Gzips `data` into `out` (cleared first) at level 1. The deflate stream
@@ -152,6 +220,15 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn statement_errors_are_found_in_results() {
+        assert_eq!(statement_error(r#"{"results":[{"statement_id":0}]}"#), None);
+        assert_eq!(
+            statement_error(r#"{"results":[{"statement_id":0,"error":"database not found: x"}]}"#),
+            Some("database not found: x".into())
+        );
     }
 
     #[test]

@@ -1,0 +1,985 @@
+#!/usr/bin/env bash
+# Benchmark influx-proxy's write path with the bundled load generator.
+#
+#   scripts/bench.sh [--backend sink|influxd] [--rounds N] [--proxy-cmd 'CMD'] ...
+#
+# Starts two backends (null sinks or real influxd), then runs rounds that
+# alternate scenarios: influx-stress -> influx-proxy -> backends, [the same
+# through another proxy given by --proxy-cmd], and influx-stress straight into
+# one backend. Prints one table of medians/min/max; see -h.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_DIR="$ROOT/run/bench"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+BIN_DIR="$TARGET_DIR/release"
+DB=stress
+
+BACKEND=sink
+TOPOLOGY=1x2
+POINTS=""
+BATCH=5000
+CONCURRENCY=8
+MEASUREMENTS=16
+SERIES=100000
+GZIP=0
+ROUNDS=5
+PROXY_CMD=""
+KEEP=0
+BUILD=1
+WAIT_TIMEOUT=120
+SETTLE=""
+
+usage() {
+    cat <<EOF
+Usage: ${0##*/} [options]
+
+Builds the release binaries, starts two backends and measures influx-proxy
+with the bundled load generator (target/release/influx-stress). Each round
+restarts the proxy (so its peak RSS is per round) and empties the backends;
+rounds alternate scenarios:
+  influx-proxy  influx-stress -> influx-proxy -> the two backends
+  proxy-cmd     the same through the command given by --proxy-cmd (if any)
+  direct        influx-stress straight into the first backend (no proxy)
+At the end one table gives, per scenario, the median, min and max of:
+  acked pts/s      points/s acknowledged (the load generator's throughput)
+  delivered pts/s  points / seconds from load start until the backends had
+                   counted every point (polled every 100 ms, down to 10 ms
+                   when the last point is due sooner)
+  CPU s/M points   proxy user+system CPU seconds per million client points
+                   (/proc/PID/stat, whole process session, over load start ->
+                   all delivered)
+  peak RSS MB      proxy VmHWM (summed over its process session)
+The table and the raw per-round numbers are also written to run/bench/last.txt.
+
+Options:
+  --backend sink|influxd  null backends (bundled influx-sink, default) or real
+                          influxd (/usr/bin/influxd, one temp instance each)
+  --topology 1x2|2x1      1 circle x 2 backends (default), or 2 circles of one
+                          backend each (every point goes to both backends)
+  --points N              points per round (default 4000000 with sinks,
+                          2000000 with influxd)
+  --batch N               points per request (default $BATCH)
+  --concurrency N         concurrent writers (default $CONCURRENCY; the load
+                          generator gets --pps N*batch)
+  --measurements N        spread points over N measurements (default $MEASUREMENTS)
+  --series N              series (default $SERIES)
+  --gzip LEVEL            client gzip level, 0 = off (default $GZIP)
+  --rounds N              rounds per scenario (default $ROUNDS)
+  --proxy-cmd 'CMD'       also measure another proxy: CMD is run with bash -c,
+                          {config} replaced by the generated config path and
+                          {port} by the port it must listen on, e.g.
+                          --proxy-cmd '/opt/go-proxy/influx-proxy -config {config}'
+                          (the config uses only keys the Go influx-proxy knows)
+  --timeout S             max seconds to wait for delivery per round (default $WAIT_TIMEOUT)
+  --settle S              pause after emptying the backends, before each round
+                          (default 1 with sinks, 3 with influxd)
+  --no-build              use the binaries already in $BIN_DIR
+  --keep                  keep the temp dir run/bench/<stamp>/ (configs, logs,
+                          influxd data); it is also kept when the script fails
+  -h, --help              this text
+
+Example: ${0##*/} --rounds 3
+         ${0##*/} --backend influxd --rounds 3 --points 1000000
+EOF
+}
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+    printf 'bench.sh: error: %s\n' "$*" >&2
+    FAILED=1
+    exit 1
+}
+
+need_int() { # NAME VALUE MIN
+    if ! [[ "$2" =~ ^-?(0|[1-9][0-9]{0,15})$ ]] || (($2 < $3)); then
+        die "$1 needs an integer >= $3, got '$2'"
+    fi
+}
+
+while [[ $# -gt 0 ]]; do
+    opt="$1"
+    val=""
+    case "$opt" in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    --keep) KEEP=1 ;;
+    --no-build) BUILD=0 ;;
+    --*=*)
+        set -- "${opt%%=*}" "${opt#*=}" "${@:2}"
+        continue
+        ;;
+    --backend | --topology | --points | --batch | --concurrency | --measurements | --series | --gzip | --rounds | --proxy-cmd | --timeout | --settle)
+        [[ $# -ge 2 ]] || die "$opt needs a value"
+        val="$2"
+        shift
+        case "$opt" in
+        --backend) BACKEND="$val" ;;
+        --topology) TOPOLOGY="$val" ;;
+        --points) POINTS="$val" ;;
+        --batch) BATCH="$val" ;;
+        --concurrency) CONCURRENCY="$val" ;;
+        --measurements) MEASUREMENTS="$val" ;;
+        --series) SERIES="$val" ;;
+        --gzip) GZIP="$val" ;;
+        --rounds) ROUNDS="$val" ;;
+        --proxy-cmd) PROXY_CMD="$val" ;;
+        --timeout) WAIT_TIMEOUT="$val" ;;
+        --settle) SETTLE="$val" ;;
+        esac
+        ;;
+    *)
+        usage >&2
+        die "unknown argument: $opt"
+        ;;
+    esac
+    shift
+done
+
+case "$BACKEND" in sink | influxd) ;; *) die "--backend must be sink or influxd, got '$BACKEND'" ;; esac
+case "$TOPOLOGY" in 1x2 | 2x1) ;; *) die "--topology must be 1x2 or 2x1, got '$TOPOLOGY'" ;; esac
+if [[ -z "$POINTS" ]]; then
+    if [[ "$BACKEND" == sink ]]; then POINTS=4000000; else POINTS=2000000; fi
+fi
+if [[ -z "$SETTLE" ]]; then
+    if [[ "$BACKEND" == sink ]]; then SETTLE=1; else SETTLE=3; fi
+fi
+need_int --points "$POINTS" 1
+need_int --batch "$BATCH" 1
+need_int --concurrency "$CONCURRENCY" 1
+need_int --measurements "$MEASUREMENTS" 1
+need_int --series "$SERIES" 1
+need_int --gzip "$GZIP" -1
+((GZIP <= 9)) || die "--gzip must be -1..9"
+need_int --rounds "$ROUNDS" 1
+need_int --timeout "$WAIT_TIMEOUT" 1
+[[ "$SETTLE" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--settle needs a number of seconds, got '$SETTLE'"
+
+for tool in curl python3 setsid; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+# The interpreter itself, not a wrapper such as a pyenv shim (slow to start).
+PYTHON="$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)" || PYTHON=""
+[[ -x "$PYTHON" ]] || PYTHON="$(command -v python3)"
+if [[ "$BACKEND" == influxd ]]; then
+    command -v influxd >/dev/null 2>&1 || die "influxd is not installed (scripts/influxd.sh install)"
+fi
+
+# ---------------------------------------------------------------- processes
+
+RUN_DIR=""
+FAILED=0
+LIVE=()          # pids (= process-group and session ids, via setsid) we started
+RUNNER_PID=""    # the python round runner (it owns the load generator)
+BACKEND_PIDS=()
+BACKEND_PORTS=()
+BACKEND_LOGS=()
+PROXY_PID=""
+PROXY_PORT=""
+PROXY_LOG=""
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+    local pid="$1" state
+    kill -0 "$pid" 2>/dev/null || return 1
+    state="$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" || true
+    [[ "$state" != Z ]]
+}
+
+# group_alive PID: PID or another member of its process group still runs.
+group_alive() {
+    local pid="$1"
+    alive "$pid" && return 0
+    wait "$pid" 2>/dev/null || true # reap it if it is our child
+    kill -0 -- "-$pid" 2>/dev/null
+}
+
+tail_log() {
+    local file="$1"
+    if [[ -s "$file" ]]; then
+        log "---- last lines of $file ----"
+        tail -n 30 "$file" >&2
+        log "----"
+    else
+        log "($file is empty)"
+    fi
+}
+
+# start_bg NAME LOG CWD CMD...: start CMD in its own session (so that
+# everything it forks can be found and stopped), output to LOG; sets BG_PID.
+start_bg() {
+    local name="$1" logfile="$2" cwd="$3" pidfile i launcher
+    shift 3
+    pidfile="$RUN_DIR/.$name.pid"
+    rm -f "$pidfile"
+    # shellcheck disable=SC2016 # $$, $0, $1 and $@ belong to the inner bash
+    setsid bash -c 'echo $$ >"$0"; cd "$1" || exit 1; shift; exec "$@"' \
+        "$pidfile" "$cwd" "$@" >>"$logfile" 2>&1 </dev/null &
+    launcher=$!
+    for ((i = 0; i < 50; i++)); do
+        [[ -s "$pidfile" ]] && break
+        sleep 0.1
+    done
+    BG_PID="$(tr -dc '0-9' <"$pidfile" 2>/dev/null || true)"
+    [[ -n "$BG_PID" ]] || BG_PID="$launcher"
+    LIVE+=("$BG_PID")
+}
+
+# stop_bg PID TIMEOUT: SIGTERM its process group, SIGKILL after TIMEOUT s.
+stop_bg() {
+    local pid="$1" timeout="$2" deadline i keep=()
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + timeout))
+    while group_alive "$pid" && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    if group_alive "$pid"; then
+        log "bench.sh: process group $pid still running ${timeout}s after SIGTERM; sending SIGKILL"
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            group_alive "$pid" || break
+            sleep 0.1
+        done
+    fi
+    wait "$pid" 2>/dev/null || true
+    for i in "${LIVE[@]}"; do
+        [[ "$i" == "$pid" ]] || keep+=("$i")
+    done
+    LIVE=("${keep[@]}")
+}
+
+cleanup() {
+    local rc=$? pid i
+    trap '' INT TERM
+    if [[ -n "$RUNNER_PID" ]] && kill -0 "$RUNNER_PID" 2>/dev/null; then
+        kill -TERM "$RUNNER_PID" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$RUNNER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$RUNNER_PID" 2>/dev/null || true
+        wait "$RUNNER_PID" 2>/dev/null || true
+    fi
+    # Newest first: the proxy before the backends.
+    for ((i = ${#LIVE[@]} - 1; i >= 0; i--)); do
+        pid="${LIVE[i]}"
+        stop_bg "$pid" 30
+    done
+    if [[ -n "$RUN_DIR" && -d "$RUN_DIR" ]]; then
+        if [[ $KEEP -eq 1 || $FAILED -eq 1 ]]; then
+            log "bench.sh: kept $RUN_DIR"
+        else
+            rm -rf "$RUN_DIR"
+        fi
+    fi
+    exit "$rc"
+}
+
+# ping_code PORT -> HTTP status of GET /ping ("000" if none).
+ping_code() {
+    curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 2 \
+        "http://127.0.0.1:$1/ping" 2>/dev/null || true
+}
+
+# wait_up WHAT PORT PID LOG TIMEOUT: wait until /ping answers 204.
+wait_up() {
+    local what="$1" port="$2" pid="$3" logfile="$4" timeout="$5" code deadline
+    deadline=$((SECONDS + timeout))
+    while :; do
+        code="$(ping_code "$port")"
+        [[ "$code" == 204 ]] && return 0
+        if ! group_alive "$pid"; then
+            tail_log "$logfile"
+            die "$what exited during startup (port $port)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail_log "$logfile"
+            die "$what did not answer /ping with 204 on port $port within ${timeout}s (last status $code)"
+        fi
+        sleep 0.1
+    done
+}
+
+# free_ports N -> N distinct free TCP ports on 127.0.0.1, below the ephemeral range.
+free_ports() {
+    "$PYTHON" "$RUN_DIR/bench.py" ports "$1"
+}
+
+# http METHOD PORT PATH [curl args...] -> body; fails on transport errors.
+http() {
+    local method="$1" port="$2" path="$3"
+    shift 3
+    curl -sS --noproxy '*' --max-time 120 -X "$method" "$@" "http://127.0.0.1:$port$path"
+}
+
+# ---------------------------------------------------------------- backends
+
+write_influxd_config() { # DIR PORT RPC
+    local dir="$1" port="$2" rpc="$3"
+    cat >"$dir/influxd.conf" <<EOF
+# Generated by scripts/bench.sh. Debian's build spells the opt-out "reporting-enabled".
+reporting-disabled = true
+reporting-enabled = false
+bind-address = "127.0.0.1:$rpc"
+
+[meta]
+  dir = "$dir/meta"
+  logging-enabled = false
+
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  query-log-enabled = false
+  # influx-stress writes 100,000 series by default: the default limit (100,000) rejects points.
+  max-values-per-tag = 0
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:$port"
+  log-enabled = false
+
+[logging]
+  level = "error"
+  suppress-logo = true
+
+[continuous_queries]
+  enabled = false
+EOF
+}
+
+start_backends() {
+    local ports i dir port logfile
+    if [[ "$BACKEND" == sink ]]; then
+        read -r -a ports <<<"$(free_ports 2)"
+    else
+        read -r -a ports <<<"$(free_ports 4)"
+    fi
+    [[ ${#ports[@]} -ge 2 ]] || die "could not find free ports"
+    for i in 0 1; do
+        port="${ports[i]}"
+        dir="$RUN_DIR/backend-$((i + 1))"
+        mkdir -p "$dir"
+        logfile="$dir/$BACKEND.log"
+        if [[ "$BACKEND" == sink ]]; then
+            start_bg "sink-$((i + 1))" "$logfile" "$dir" "$BIN_DIR/influx-sink" --listen "127.0.0.1:$port"
+        else
+            mkdir -p "$dir/meta" "$dir/data" "$dir/wal"
+            write_influxd_config "$dir" "$port" "${ports[i + 2]}"
+            start_bg "influxd-$((i + 1))" "$logfile" "$dir" influxd -config "$dir/influxd.conf"
+        fi
+        BACKEND_PIDS+=("$BG_PID")
+        BACKEND_PORTS+=("$port")
+        BACKEND_LOGS+=("$logfile")
+    done
+    for i in 0 1; do
+        wait_up "$BACKEND backend $((i + 1))" "${BACKEND_PORTS[i]}" "${BACKEND_PIDS[i]}" "${BACKEND_LOGS[i]}" 60
+        log "backend $((i + 1)): $BACKEND on 127.0.0.1:${BACKEND_PORTS[i]} (pid ${BACKEND_PIDS[i]})"
+    done
+}
+
+# reset_backends: zero the sinks' counters / drop and recreate the database.
+reset_backends() {
+    local i port out
+    for i in 0 1; do
+        port="${BACKEND_PORTS[i]}"
+        group_alive "${BACKEND_PIDS[i]}" || {
+            tail_log "${BACKEND_LOGS[i]}"
+            die "backend $((i + 1)) (port $port) is gone"
+        }
+        if [[ "$BACKEND" == sink ]]; then
+            out="$(http POST "$port" /reset -o /dev/null -w '%{http_code}')" || die "POST /reset to sink $port failed"
+            [[ "$out" == 204 || "$out" == 200 ]] || die "POST /reset to sink $port answered $out"
+        else
+            out="$(http POST "$port" /query --data-urlencode "q=DROP DATABASE $DB")" || die "DROP DATABASE on influxd $port failed"
+            [[ "$out" != *'"error"'* ]] || die "DROP DATABASE on influxd $port: $out"
+            out="$(http POST "$port" /query --data-urlencode "q=CREATE DATABASE $DB")" || die "CREATE DATABASE on influxd $port failed"
+            [[ "$out" != *'"error"'* ]] || die "CREATE DATABASE on influxd $port: $out"
+        fi
+    done
+}
+
+# influxd_count PORT -> points stored in $DB (SELECT count(n) summed over measurements).
+influxd_count() {
+    http GET "$1" /query -G --data-urlencode "db=$DB" --data-urlencode 'q=SELECT count(n) FROM /.*/' |
+        "$PYTHON" "$RUN_DIR/bench.py" sumcount
+}
+
+# ---------------------------------------------------------------- proxy
+
+# write_proxy_config FILE PORT DIR: keys the Go influx-proxy also understands.
+write_proxy_config() {
+    local file="$1" port="$2" dir="$3" b1 b2 circles
+    b1="{\"name\": \"backend-1\", \"url\": \"http://127.0.0.1:${BACKEND_PORTS[0]}\", \"username\": \"\", \"password\": \"\", \"auth_encrypt\": false}"
+    b2="{\"name\": \"backend-2\", \"url\": \"http://127.0.0.1:${BACKEND_PORTS[1]}\", \"username\": \"\", \"password\": \"\", \"auth_encrypt\": false}"
+    if [[ "$TOPOLOGY" == 1x2 ]]; then
+        circles="{\"name\": \"circle-1\", \"backends\": [$b1, $b2]}"
+    else
+        circles="{\"name\": \"circle-1\", \"backends\": [$b1]}, {\"name\": \"circle-2\", \"backends\": [$b2]}"
+    fi
+    cat >"$file" <<EOF
+{
+    "circles": [$circles],
+    "listen_addr": "127.0.0.1:$port",
+    "db_list": [],
+    "data_dir": "$dir/data",
+    "tlog_dir": "$dir/log",
+    "hash_key": "idx",
+    "shard_key": "%db,%mm",
+    "flush_size": 10000,
+    "flush_time": 1,
+    "check_interval": 1,
+    "rewrite_interval": 10,
+    "rewrite_threads": 5,
+    "conn_pool_size": 20,
+    "write_timeout": 10,
+    "idle_timeout": 10,
+    "username": "",
+    "password": "",
+    "auth_encrypt": false,
+    "ping_auth_enabled": false,
+    "write_tracing": false,
+    "query_tracing": false,
+    "pprof_enabled": false,
+    "https_enabled": false
+}
+EOF
+}
+
+# start_proxy KIND DIR: KIND is "ours" or "theirs"; sets PROXY_PID/PORT/LOG.
+start_proxy() {
+    local kind="$1" dir="$2" cfg cmd
+    mkdir -p "$dir/data" "$dir/log"
+    PROXY_PORT="$(free_ports 1)"
+    [[ -n "$PROXY_PORT" ]] || die "could not find a free port"
+    cfg="$dir/proxy.json"
+    write_proxy_config "$cfg" "$PROXY_PORT" "$dir"
+    PROXY_LOG="$dir/proxy.log"
+    if [[ "$kind" == ours ]]; then
+        start_bg "proxy" "$PROXY_LOG" "$dir" "$BIN_DIR/influx-proxy" -config "$cfg"
+    else
+        cmd="${PROXY_CMD//\{config\}/$cfg}"
+        cmd="${cmd//\{port\}/$PROXY_PORT}"
+        start_bg "proxy" "$PROXY_LOG" "$dir" bash -c "$cmd"
+    fi
+    PROXY_PID="$BG_PID"
+    wait_up "proxy ($kind)" "$PROXY_PORT" "$PROXY_PID" "$PROXY_LOG" 30
+    sleep 0.5 # let a health checker see the backends once
+}
+
+stop_proxy() {
+    [[ -n "$PROXY_PID" ]] || return 0
+    stop_bg "$PROXY_PID" 15
+    PROXY_PID=""
+}
+
+# ---------------------------------------------------------------- python helpers
+
+write_helpers() {
+    cat >"$RUN_DIR/bench.py" <<'PY'
+"""Helpers for scripts/bench.sh: ports, round runner, count parsing, summary."""
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+
+def cmd_ports(n):
+    lo = 20000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            hi = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        hi = 32768
+    if hi <= lo + 100:
+        lo, hi = 10000, 20000
+    found, socks = [], []
+    for port in random.sample(range(lo, hi), min(2000, hi - lo)):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+        found.append(port)
+        if len(found) == n:
+            break
+    for s in socks:
+        s.close()
+    print(" ".join(map(str, found)))
+
+
+def get(port, path, timeout=5.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path} on {port}: HTTP {resp.status}")
+        return body
+    finally:
+        conn.close()
+
+
+def read_counter(mode, port):
+    """(points received OK, points refused) so far on one backend."""
+    if mode == "sink":
+        return int(get(port, "/count").strip()), 0
+    stats = json.loads(get(port, "/debug/vars"))
+    for key, val in stats.items():
+        if key.startswith("httpd") and isinstance(val, dict):
+            v = val.get("values") or {}
+            return int(v.get("pointsWrittenOK", 0)), int(v.get("pointsWrittenFail", 0)) + int(
+                v.get("pointsWrittenDropped", 0)
+            )
+    raise RuntimeError(f"no httpd stats in /debug/vars of {port}")
+
+
+def session_procs(sid):
+    procs = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2 :].split()
+        if int(rest[3]) == sid and rest[0] != "Z":
+            procs.append((int(name), rest))
+    return procs
+
+
+def cpu_seconds(sid):
+    """utime+stime (+ reaped children's) of every process in session sid."""
+    tck = os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(x) for x in rest[11:15]) for _, rest in session_procs(sid)) / tck
+
+
+def hwm_kb(sid):
+    total = 0
+    for pid, _ in session_procs(sid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cmd_round(spec_json):
+    spec = json.loads(spec_json)
+    mode, ports, target = spec["mode"], spec["ports"], spec["target"]
+    sid = spec.get("proxy_pid") or 0
+    stress = None
+
+    def on_term(_sig, _frame):
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    result = {"target": target, "error": ""}
+    try:
+        base = {p: read_counter(mode, p) for p in ports}
+        cpu0 = cpu_seconds(sid) if sid else None
+        out = open(spec["stress_out"], "w")
+        t0 = time.monotonic()
+        stress = subprocess.Popen(spec["stress"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        exit_times = []
+        exited = threading.Event()
+
+        def watch():
+            stress.wait()
+            exit_times.append(time.monotonic())
+            exited.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        deadline = t0 + spec["timeout"]
+        t_done = None
+        t_exit = None
+        total = refused = 0
+        while True:
+            if t_exit is None and exited.is_set():
+                t_exit = exit_times[0]
+            try:
+                total = refused = 0
+                for p in ports:
+                    ok, bad = read_counter(mode, p)
+                    total += ok - base[p][0]
+                    refused += bad - base[p][1]
+            except (OSError, RuntimeError, ValueError) as e:
+                result["error"] = f"counting: {e}"
+            now = time.monotonic()
+            if total >= target:
+                t_done = now
+                break
+            if now >= deadline:
+                break
+            if t_exit is not None and stress.returncode != 0 and now - t_exit > 5:
+                break  # the load generator failed: what is missing will not come
+            # Every 100 ms, but sooner when the current rate says the last point
+            # is due before that (so short runs are not rounded up by a whole poll).
+            pause = 0.1
+            if total > 0:
+                pause = min(pause, max(0.01, (target - total) * (now - t0) / total))
+            if t_exit is not None:
+                time.sleep(0.01)
+            else:
+                exited.wait(pause)  # wake up as soon as the load generator is done
+        end = t_done if t_done is not None else time.monotonic()
+        if sid:
+            result["cpu_s"] = cpu_seconds(sid) - cpu0
+            result["hwm_kb"] = hwm_kb(sid)
+            result["proxy_alive"] = bool(session_procs(sid))
+        result["delivered"] = total
+        result["refused"] = refused
+        result["elapsed_s"] = end - t0
+        result["complete"] = t_done is not None
+        try:
+            stress.wait(timeout=max(1.0, deadline + 10 - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            stress.kill()
+            stress.wait()
+            result["error"] = (result["error"] + "; " if result["error"] else "") + "load generator killed"
+        result["stress_rc"] = stress.returncode
+        out.close()
+        summary = None
+        with open(spec["stress_out"]) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        summary = json.loads(line)
+                    except ValueError:
+                        pass
+        result["stress"] = summary
+    finally:
+        if stress is not None and stress.poll() is None:
+            stress.kill()
+            stress.wait()
+    print(json.dumps(result))
+
+
+def cmd_sumcount():
+    data = json.load(sys.stdin)
+    if "error" in data:
+        raise SystemExit(f"count query: {data['error']}")
+    total = 0
+    for res in data.get("results", []):
+        if "error" in res:
+            raise SystemExit(f"count query: {res['error']}")
+        for series in res.get("series", []):
+            for row in series.get("values", []):
+                total += int(row[1] or 0)
+    print(total)
+
+
+def cmd_record(result_file, scenario, rnd, points, extra):
+    """Turn a runner result into one raw row (JSON line) and print it."""
+    with open(result_file) as f:
+        r = json.load(f)
+    s = r.get("stress") or {}
+    points = int(points)
+    mpts = points / 1e6
+    row = {
+        "round": int(rnd),
+        "scenario": scenario,
+        "acked_pps": s.get("throughput"),
+        "delivered_pps": points / r["elapsed_s"] if r.get("complete") else None,
+        "cpu_s_per_mpts": r["cpu_s"] / mpts if "cpu_s" in r else None,
+        "rss_mb": r["hwm_kb"] / 1024 if "hwm_kb" in r else None,
+        "elapsed_s": round(r.get("elapsed_s", 0), 3),
+        "load_s": s.get("seconds"),
+        "p50_ms": s.get("p50_ms"),
+        "p99_ms": s.get("p99_ms"),
+        "load_errors": s.get("errors"),
+        "failed_points": s.get("failed_points"),
+        "target": r["target"],
+        "delivered": r.get("delivered"),
+        "refused": r.get("refused"),
+        "stored": None,
+        "ok": bool(r.get("complete")) and not s.get("errors") and r.get("stress_rc") == 0,
+        "note": r.get("error", ""),
+    }
+    row.update(json.loads(extra))
+    if row["stored"] is not None and row["stored"] != row["target"]:
+        row["ok"] = False
+        row["note"] = (row["note"] + "; " if row["note"] else "") + f"stored {row['stored']} != {row['target']}"
+    if not r.get("complete"):
+        row["note"] = (row["note"] + "; " if row["note"] else "") + (
+            f"only {row['delivered']} of {row['target']} points counted"
+        )
+    if s == {}:
+        row["note"] = (row["note"] + "; " if row["note"] else "") + f"no JSON from the load generator (rc {r.get('stress_rc')})"
+    print(json.dumps(row))
+
+
+def fmt(v, kind):
+    if v is None:
+        return "-"
+    if kind == "pps":
+        return f"{v:,.0f}"
+    if kind == "cpu":
+        return f"{v:.3f}"
+    return f"{v:.1f}"
+
+
+def cmd_line(row_json):
+    r = json.loads(row_json)
+    parts = [
+        f"round {r['round']} {r['scenario']:<13}",
+        f"acked {fmt(r['acked_pps'], 'pps')}/s",
+        f"delivered {fmt(r['delivered_pps'], 'pps')}/s",
+    ]
+    if r["cpu_s_per_mpts"] is not None:
+        parts.append(f"cpu {fmt(r['cpu_s_per_mpts'], 'cpu')} s/M")
+        parts.append(f"rss {fmt(r['rss_mb'], 'mb')} MB")
+    parts.append(f"p99 {r['p99_ms']} ms")
+    if not r["ok"]:
+        parts.append(f"FAILED: {r['note']}")
+    elif r["note"]:
+        parts.append(f"({r['note']})")
+    print("  ".join(parts))
+
+
+def cmd_summary(params_json, raw_file):
+    params = json.loads(params_json)
+    rows = [json.loads(line) for line in open(raw_file) if line.strip()]
+    order = []
+    for r in rows:
+        if r["scenario"] not in order:
+            order.append(r["scenario"])
+    metrics = [
+        ("acked_pps", "acked pts/s", "pps"),
+        ("delivered_pps", "delivered pts/s", "pps"),
+        ("cpu_s_per_mpts", "CPU s/M points", "cpu"),
+        ("rss_mb", "peak RSS MB", "mb"),
+    ]
+    table = [("scenario", "metric", "median", "min", "max", "rounds")]
+    medians = {}
+    for sc in order:
+        srows = [r for r in rows if r["scenario"] == sc]
+        ok = [r for r in srows if r["ok"]]
+        for key, label, kind in metrics:
+            vals = [r[key] for r in ok if r[key] is not None]
+            if not vals and key in ("cpu_s_per_mpts", "rss_mb"):
+                continue
+            med = statistics.median(vals) if vals else None
+            medians[(sc, key)] = med
+            table.append(
+                (
+                    sc,
+                    label,
+                    fmt(med, kind),
+                    fmt(min(vals), kind) if vals else "-",
+                    fmt(max(vals), kind) if vals else "-",
+                    f"{len(vals)}/{len(srows)}",
+                )
+            )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    out = []
+    out.append(
+        "influx-proxy bench: backend={backend} topology={topology} points={points} batch={batch} "
+        "concurrency={concurrency} measurements={measurements} series={series} gzip={gzip} "
+        "rounds={rounds} cores={cores}".format(**params)
+    )
+    for i, row in enumerate(table):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [row[j].rjust(widths[j]) for j in range(2, len(row))]
+        out.append("  ".join(cells).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    direct = medians.get(("direct", "delivered_pps"))
+    for sc in order:
+        d = medians.get((sc, "delivered_pps"))
+        if sc != "direct" and d and direct:
+            out.append(f"{sc}: delivered {100.0 * d / direct:.1f}% of direct (medians)")
+    bad = [r for r in rows if not r["ok"]]
+    for r in bad:
+        out.append(f"round {r['round']} {r['scenario']} FAILED (not in the table): {r['note']}")
+    print("\n".join(out))
+
+
+def cmd_raw(raw_file):
+    rows = [json.loads(line) for line in open(raw_file) if line.strip()]
+    cols = [
+        "round", "scenario", "acked_pps", "delivered_pps", "cpu_s_per_mpts", "rss_mb", "elapsed_s",
+        "load_s", "p50_ms", "p99_ms", "load_errors", "target", "delivered", "refused", "stored", "ok", "note",
+    ]
+
+    def cell(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.0f}" if v >= 1000 else f"{v:.3f}"
+        return str(v)
+
+    table = [cols] + [[cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(row[i].ljust(widths[i]) for i in range(len(cols))).rstrip())
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "ports":
+        cmd_ports(int(args[0]))
+    elif cmd == "round":
+        cmd_round(args[0])
+    elif cmd == "sumcount":
+        cmd_sumcount()
+    elif cmd == "record":
+        cmd_record(*args)
+    elif cmd == "line":
+        cmd_line(args[0])
+    elif cmd == "summary":
+        cmd_summary(*args)
+    elif cmd == "raw":
+        cmd_raw(args[0])
+    else:
+        raise SystemExit(f"bench.py: unknown command {cmd}")
+
+
+main()
+PY
+}
+
+# ---------------------------------------------------------------- rounds
+
+# run_round ROUND SCENARIO: SCENARIO is influx-proxy, proxy-cmd or direct.
+run_round() {
+    local rnd="$1" scenario="$2" dir host target ports sid spec rc i stored extra row
+    dir="$RUN_DIR/round-$rnd-$scenario"
+    mkdir -p "$dir"
+    reset_backends
+    sleep "$SETTLE"
+    PROXY_PID=""
+    case "$scenario" in
+    influx-proxy) start_proxy ours "$dir" ;;
+    proxy-cmd) start_proxy theirs "$dir" ;;
+    esac
+    if [[ "$scenario" == direct ]]; then
+        host="http://127.0.0.1:${BACKEND_PORTS[0]}"
+        target="$POINTS"
+        ports="[${BACKEND_PORTS[0]}]"
+        sid=0
+    else
+        host="http://127.0.0.1:$PROXY_PORT"
+        if [[ "$TOPOLOGY" == 1x2 ]]; then target="$POINTS"; else target=$((2 * POINTS)); fi
+        ports="[${BACKEND_PORTS[0]}, ${BACKEND_PORTS[1]}]"
+        sid="$PROXY_PID"
+    fi
+    spec="$(
+        cat <<EOF
+{"mode": "$BACKEND", "ports": $ports, "target": $target, "timeout": $WAIT_TIMEOUT,
+ "proxy_pid": $sid, "stress_out": "$dir/stress.out",
+ "stress": ["$BIN_DIR/influx-stress", "--host", "$host", "--db", "$DB", "-k",
+            "-n", "$POINTS", "-b", "$BATCH", "--pps", "$((CONCURRENCY * BATCH))", "-f",
+            "--measurements", "$MEASUREMENTS", "-s", "$SERIES", "--gzip", "$GZIP", "--json"]}
+EOF
+    )"
+    "$PYTHON" "$RUN_DIR/bench.py" round "$spec" >"$dir/result.json" 2>"$dir/runner.err" &
+    RUNNER_PID=$!
+    rc=0
+    wait "$RUNNER_PID" || rc=$?
+    RUNNER_PID=""
+    if [[ $rc -ne 0 || ! -s "$dir/result.json" ]]; then
+        tail_log "$dir/runner.err"
+        die "round $rnd ($scenario): the round runner failed (exit $rc)"
+    fi
+    if [[ -n "$PROXY_PID" ]] && ! group_alive "$PROXY_PID"; then
+        tail_log "$PROXY_LOG"
+        die "round $rnd ($scenario): the proxy exited during the round"
+    fi
+    stop_proxy
+    stored=null
+    if [[ "$BACKEND" == influxd ]]; then
+        # Not timed: check what influxd actually stored.
+        local n
+        stored=0
+        for ((i = 0; i < 2; i++)); do
+            [[ "$scenario" == direct && $i -eq 1 ]] && break
+            n="$(influxd_count "${BACKEND_PORTS[i]}")" || die "count query on influxd ${BACKEND_PORTS[i]} failed"
+            [[ "$n" =~ ^[0-9]+$ ]] || die "count query on influxd ${BACKEND_PORTS[i]}: unexpected answer '$n'"
+            stored=$((stored + n))
+        done
+    fi
+    extra="{\"stored\": $stored}"
+    row="$("$PYTHON" "$RUN_DIR/bench.py" record "$dir/result.json" "$scenario" "$rnd" "$POINTS" "$extra")" ||
+        die "round $rnd ($scenario): cannot read $dir/result.json"
+    printf '%s\n' "$row" >>"$RUN_DIR/rounds.jsonl"
+    "$PYTHON" "$RUN_DIR/bench.py" line "$row" >&2
+    if [[ "$row" == *'"ok": false'* ]]; then
+        [[ -s "$dir/stress.out" ]] && tail -n 5 "$dir/stress.out" >&2
+        [[ -n "$PROXY_LOG" && "$scenario" != direct && -s "$PROXY_LOG" ]] && tail_log "$PROXY_LOG"
+    fi
+    PROXY_LOG=""
+}
+
+# ---------------------------------------------------------------- main
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started=$SECONDS
+if [[ $BUILD -eq 1 ]]; then
+    log "building release binaries (cargo build --release --bins)"
+    (cd "$ROOT" && cargo build --release --bins) || die "cargo build --release --bins failed"
+fi
+for bin in influx-proxy influx-stress influx-sink; do
+    [[ -x "$BIN_DIR/$bin" ]] || die "$BIN_DIR/$bin is missing (build with cargo build --release --bins)"
+done
+
+mkdir -p "$BENCH_DIR"
+RUN_DIR="$BENCH_DIR/$(date +%Y%m%d-%H%M%S)-$$"
+mkdir -p "$RUN_DIR"
+write_helpers
+: >"$RUN_DIR/rounds.jsonl"
+
+start_backends
+
+scenarios=(influx-proxy)
+[[ -n "$PROXY_CMD" ]] && scenarios+=(proxy-cmd)
+scenarios+=(direct)
+log "rounds: $ROUNDS x (${scenarios[*]}), $POINTS points each, batch $BATCH, concurrency $CONCURRENCY, $MEASUREMENTS measurements, $SERIES series, client gzip $GZIP, topology $TOPOLOGY"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for sc in "${scenarios[@]}"; do
+        run_round "$r" "$sc"
+    done
+done
+
+params="$(
+    cat <<EOF
+{"backend": "$BACKEND", "topology": "$TOPOLOGY", "points": $POINTS, "batch": $BATCH,
+ "concurrency": $CONCURRENCY, "measurements": $MEASUREMENTS, "series": $SERIES,
+ "gzip": $GZIP, "rounds": $ROUNDS, "cores": $(nproc 2>/dev/null || echo 0)}
+EOF
+)"
+table="$("$PYTHON" "$RUN_DIR/bench.py" summary "$params" "$RUN_DIR/rounds.jsonl")" || die "summary failed"
+raw="$("$PYTHON" "$RUN_DIR/bench.py" raw "$RUN_DIR/rounds.jsonl")" || die "raw table failed"
+{
+    printf '# scripts/bench.sh %s, %s, commit %s\n' "$(date '+%F %T')" "$(uname -srm)" \
+        "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+    [[ -n "$PROXY_CMD" ]] && printf '# proxy-cmd: %s\n' "$PROXY_CMD"
+    printf '%s\n\n# raw rounds\n%s\n' "$table" "$raw"
+} >"$BENCH_DIR/last.txt"
+echo
+printf '%s\n' "$table"
+log "(raw rounds and this table: run/bench/last.txt; took $((SECONDS - started)) s)"

@@ -1,0 +1,627 @@
+//! Bad `/write` requests get InfluxDB's answers, and no request, however
+//! malformed, panics a thread or stops the server.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const DELIVERY: Duration = Duration::from_secs(10);
+
+fn assert_error(r: &Resp, what: &str, status: u16, message: &str) {
+    assert_eq!(r.status, status, "{what}: status (body {:?})", r.body);
+    assert_eq!(
+        r.body,
+        format!("{}\n", json!({ "error": message })),
+        "{what}: body"
+    );
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{what}: Content-Type {:?}",
+        r.header("content-type")
+    );
+    assert_eq!(
+        r.header("x-influxdb-error"),
+        Some(message),
+        "{what}: X-Influxdb-Error header"
+    );
+}
+
+#[test]
+fn invalid_precision_is_400_with_the_allowed_list() {
+    let cluster = Cluster::start(&["bi"], |_| {});
+    for p in ["xx", "us", "S", "nanoseconds", " s"] {
+        let r = cluster
+            .proxy
+            .write_with(&[("db", "bi"), ("precision", p)], &[], b"cpu v=1\n");
+        assert_error(
+            &r,
+            &format!("precision={p:?}"),
+            400,
+            &format!("invalid precision \"{p}\" (use n, ns, u, ms, s, m or h)"),
+        );
+    }
+    // Every accepted precision is accepted.
+    for p in ["", "n", "ns", "u", "ms", "s", "m", "h"] {
+        let r = cluster
+            .proxy
+            .write_with(&[("db", "bi"), ("precision", p)], &[], b"cpu v=1 1\n");
+        assert_eq!(r.status, 204, "precision={p:?}: {:?}", r.body);
+    }
+}
+
+#[test]
+fn write_without_db_is_400_database_not_found() {
+    let cluster = Cluster::start(&[], |_| {});
+    let r = cluster.proxy.write_with(&[], &[], b"cpu v=1\n");
+    assert_error(&r, "no db parameter", 400, "database not found");
+    let r = cluster.proxy.write_with(&[("db", "")], &[], b"cpu v=1\n");
+    assert_error(&r, "db=", 400, "database not found");
+}
+
+#[test]
+fn precision_is_checked_before_db() {
+    let cluster = Cluster::start(&[], |_| {});
+    let r = cluster
+        .proxy
+        .write_with(&[("precision", "xx")], &[], b"cpu v=1\n");
+    assert_error(
+        &r,
+        "no db and bad precision",
+        400,
+        "invalid precision \"xx\" (use n, ns, u, ms, s, m or h)",
+    );
+}
+
+#[test]
+fn db_outside_db_list_is_forbidden() {
+    let cluster = Cluster::start(&["allowed"], |c| {
+        c["db_list"] = json!(["allowed"]);
+    });
+    let r = cluster
+        .proxy
+        .write_with(&[("db", "other")], &[], b"cpu v=1\n");
+    assert_error(&r, "db=other", 400, "database forbidden: other");
+    let r = cluster
+        .proxy
+        .write_with(&[("db", "allowed")], &[], b"cpu v=1 1\n");
+    assert_eq!(r.status, 204, "db=allowed: {:?}", r.body);
+}
+
+#[test]
+fn gzip_header_with_plain_body_is_400() {
+    let cluster = Cluster::start(&["gz"], |_| {});
+    let r = cluster.proxy.write_with(
+        &[("db", "gz")],
+        &[("Content-Encoding", "gzip")],
+        b"cpu v=1 1\n",
+    );
+    assert_eq!(r.status, 400, "plain body sent as gzip: {:?}", r.body);
+    let msg = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("gzip"), "error should mention gzip: {msg:?}");
+    assert_eq!(r.header("x-influxdb-error"), Some(msg.as_str()));
+
+    // A valid gzip header followed by a corrupt stream.
+    let mut corrupt = gzip(b"cpu v=1 1\ncpu v=2 2\n");
+    let n = corrupt.len();
+    corrupt.truncate(n - 10);
+    corrupt.extend_from_slice(b"0123456789");
+    let r = cluster
+        .proxy
+        .write_with(&[("db", "gz")], &[("Content-Encoding", "gzip")], &corrupt);
+    assert_eq!(r.status, 400, "corrupt gzip stream: {:?}", r.body);
+}
+
+#[test]
+fn body_over_max_body_size_is_413() {
+    let db = "big";
+    let cluster = Cluster::start(&[db], |c| {
+        c["max_body_size"] = json!(1000);
+    });
+    let line = "cpu,host=a v=1 1700000000000000000\n"; // 35 bytes
+    let big = line.repeat(60); // 2100 bytes
+    let r = cluster.proxy.write_with(&[("db", db)], &[], big.as_bytes());
+    assert_error(
+        &r,
+        "plain body of 2100 bytes",
+        413,
+        "Request Entity Too Large",
+    );
+
+    let gz = gzip(line.repeat(200).as_bytes()); // 7000 bytes once expanded
+    assert!(
+        gz.len() < 1000,
+        "gzip body itself must be small: {}",
+        gz.len()
+    );
+    let r = cluster
+        .proxy
+        .write_with(&[("db", db)], &[("Content-Encoding", "gzip")], &gz);
+    assert_error(
+        &r,
+        "gzip body expanding to 7000 bytes",
+        413,
+        "Request Entity Too Large",
+    );
+
+    // Just under the limit, plain and gzip: accepted and stored.
+    let small = "small,host=a v=1 1700000000000000000\n".repeat(20); // 740 bytes
+    let r = cluster
+        .proxy
+        .write_with(&[("db", db)], &[], small.as_bytes());
+    assert_eq!(r.status, 204, "740-byte body: {:?}", r.body);
+    let small_gz = "smallgz,host=a v=1 1700000000000000000\n".repeat(20); // 780 bytes
+    let r = cluster.proxy.write_with(
+        &[("db", db)],
+        &[("Content-Encoding", "gzip")],
+        &gzip(small_gz.as_bytes()),
+    );
+    assert_eq!(
+        r.status, 204,
+        "gzip body expanding to 780 bytes: {:?}",
+        r.body
+    );
+    for mm in ["small", "smallgz"] {
+        for c in 0..2 {
+            let d = cluster.owner_of(c, db, mm);
+            wait_until(DELIVERY, &format!("{mm} on circle {}", c + 1), || {
+                !d.rows(db, None, mm).is_empty()
+            });
+        }
+    }
+    // Nothing of the refused bodies was stored.
+    for c in 0..2 {
+        let d = cluster.owner_of(c, db, "cpu");
+        assert!(
+            d.rows(db, None, "cpu").is_empty(),
+            "a 413 body was partly stored on circle {}",
+            c + 1
+        );
+    }
+}
+
+/// Lines InfluxDB refuses: the proxy answers exactly what influxd answers for
+/// the same body, and still stores the valid lines of the body.
+#[test]
+fn unparsable_lines_get_the_same_answer_as_influxdb_and_valid_lines_are_kept() {
+    let db = "lp";
+    let cluster = Cluster::start(&[db], |_| {});
+    let reference = Influxd::start();
+    reference.create_db(db);
+    let ts = "1700000000000000000";
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        ("cpu\n".into(), vec![]),
+        ("cpu,host=a\n".into(), vec![]),
+        (",host=a v=1\n".into(), vec![]),
+        (
+            format!("good_a v=1 {ts}\ncpu\ngood_b v=2 {ts}\n"),
+            vec!["good_a", "good_b"],
+        ),
+        (
+            format!("good_c v=3 {ts}\ncpu\n,host=a v=1\n"),
+            vec!["good_c"],
+        ),
+        (format!(",host=a v=1\ngood_d v=4 {ts}"), vec!["good_d"]),
+        ("\n\n\n".into(), vec![]),
+        ("".into(), vec![]),
+        (format!("# a comment\ngood_e v=5 {ts}\n"), vec!["good_e"]),
+    ];
+    for (body, good) in &cases {
+        let want = reference.write(db, None, body.as_bytes());
+        let got = cluster
+            .proxy
+            .write_with(&[("db", db)], &[], body.as_bytes());
+        assert_eq!(
+            (got.status, got.body.as_str()),
+            (want.status, want.body.as_str()),
+            "body {body:?}: proxy answer (left) differs from influxd's (right)"
+        );
+        for mm in good {
+            for c in 0..2 {
+                let d = cluster.owner_of(c, db, mm);
+                wait_until(
+                    DELIVERY,
+                    &format!("valid line {mm} of body {body:?} on circle {}", c + 1),
+                    || d.rows(db, None, mm).len() == 1,
+                );
+            }
+        }
+    }
+    // The refused lines were not stored anywhere (and nothing else was).
+    let good: std::collections::BTreeSet<String> = cases
+        .iter()
+        .flat_map(|(_, g)| g.iter().map(|s| s.to_string()))
+        .collect();
+    for c in 0..2 {
+        for b in 0..2 {
+            let have = cluster.backend(c, b).measurements(db);
+            let want: std::collections::BTreeSet<String> = good
+                .iter()
+                .filter(|m| owner(db, m, 2) == b)
+                .cloned()
+                .collect();
+            assert_eq!(have, want, "measurements on {}", backend_name(c, b));
+        }
+    }
+}
+
+/// Every other kind of line InfluxDB refuses, alone and between good lines,
+/// with the precisions that change the timestamp check: the proxy answers what
+/// influxd answers for the same body and keeps the good lines.
+#[test]
+fn other_refused_lines_get_the_same_answer_as_influxdb() {
+    let db = "lp2";
+    let cluster = Cluster::start(&[db], |_| {});
+    let reference = Influxd::start();
+    reference.create_db(db);
+    let bad_lines = [
+        "cpu,a v=1",
+        "cpu,a= v=1",
+        "cpu,=a v=1",
+        "cpu, v=1",
+        "cpu,a=b=c v=1",
+        "cpu,a=1,a=2 v=1",
+        "cpu v",
+        "cpu =1",
+        "cpu v=1,=2",
+        "cpu v=",
+        "cpu v=,w=1",
+        "cpu v=1,",
+        "cpu v=1,,w=2",
+        "cpu v=1 abc",
+        "cpu v=1 1.5",
+        "cpu v=1 0x5",
+        "cpu v=1 1 2",
+        "cpu v=1x",
+        "cpu v=1.2.3",
+        "cpu v=--1",
+        "cpu v=1.5i",
+        "cpu v=1e",
+        "cpu v=\"abc",
+        "cpu v=tru",
+        "cpu v=NaN",
+        "cpu v=99999999999999999999i",
+        "cpu v=1 99999999999999999999",
+        "cpu v=1 9223372036854775808",
+        "cpu v=1 -9223372036854775808",
+    ];
+    let mut cases: Vec<(Option<&str>, String, Vec<String>)> = Vec::new();
+    for (k, bad) in bad_lines.iter().enumerate() {
+        cases.push((None, format!("{bad}\n"), vec![]));
+        let (a, b) = (format!("ok_{k}_a"), format!("ok_{k}_b"));
+        let body = format!("{a} v=1 1700000000000000000\n{bad}\n{b} v=2 1700000000000000000\n");
+        cases.push((None, body, vec![a, b]));
+    }
+    // Timestamps that only overflow once scaled by the precision.
+    for (k, (p, line)) in [
+        ("h", "cpu v=1 9223372036854775807"),
+        ("m", "cpu v=1 9223372036854775807"),
+        ("s", "cpu v=1 9223372036854775807"),
+        ("ms", "cpu v=1 99999999999999999"),
+        ("u", "cpu v=1 -9223372036854775808"),
+        ("h", "cpu v=1 -9223372036854775808"),
+        ("h", "cpu v=1 2562047"),
+        ("h", "cpu v=1 2562048"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = format!("okp_{k}");
+        let body = format!("{a} v=1 472223\n{line}\n");
+        cases.push((Some(p), body, vec![a]));
+    }
+    // A series key longer than InfluxDB accepts.
+    let long = format!("{} v=1 1\n", "k".repeat(70_000));
+    cases.push((None, long, vec![]));
+
+    let mut mismatches = Vec::new();
+    for (precision, body, _) in &cases {
+        let want = reference.write(db, *precision, body.as_bytes());
+        let mut params = vec![("db", db)];
+        if let Some(p) = precision {
+            params.push(("precision", p));
+        }
+        let got = cluster.proxy.write_with(&params, &[], body.as_bytes());
+        if (got.status, &got.body) != (want.status, &want.body) {
+            let shown: String = body.chars().take(200).collect();
+            let cut = |t: &str| -> String { t.chars().take(300).collect() };
+            mismatches.push(format!(
+                "precision {precision:?} body {shown:?}\n   proxy: {} {:?}\n  influx: {} {:?}",
+                got.status,
+                cut(&got.body),
+                want.status,
+                cut(&want.body)
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} bodies answered differently from influxd:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
+    // Exactly what the reference stored was stored, each on its owner (a
+    // quote left open swallows the next line in both; `2562047` hours is a
+    // valid `cpu` point).
+    let good = reference.measurements(db);
+    for c in 0..2 {
+        for b in 0..2 {
+            let d = cluster.backend(c, b);
+            let want: std::collections::BTreeSet<String> = good
+                .iter()
+                .filter(|m| owner(db, m, 2) == b)
+                .cloned()
+                .collect();
+            wait_for_eq(
+                DELIVERY,
+                &format!("measurements on {}", backend_name(c, b)),
+                &want,
+                || d.measurements(db),
+            );
+        }
+    }
+}
+
+/// `POST path` with extra header lines (each ending in CRLF) and a body.
+fn post(path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// A request head (`head` lines joined by CRLF, then an empty line) and body.
+fn raw(head: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut r = head.join("\r\n").into_bytes();
+    r.extend_from_slice(b"\r\n\r\n");
+    r.extend_from_slice(body);
+    r
+}
+
+/// Raw requests that a robust server must survive.
+fn garbage(db: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let w = format!("/write?db={db}");
+    let pw = format!("POST {w} HTTP/1.1");
+    let with_precision = |p: &str, body: &[u8]| post(&format!("{w}&precision={p}"), "", body);
+    let gz = "Content-Encoding: gzip\r\n";
+    let max = b"cpu v=1 9223372036854775807\n";
+    let min = b"cpu v=1 -9223372036854775808\n";
+    let many_headers: Vec<String> = std::iter::once("GET /ping HTTP/1.1".to_string())
+        .chain((0..5000).map(|i| format!("X-H{i}: v")))
+        .collect();
+    let many_headers: Vec<&str> = many_headers.iter().map(|s| s.as_str()).collect();
+    let big_header = format!("X-Big: {}", "a".repeat(200_000));
+    let big_url = format!("GET /write?db={} HTTP/1.1", "a".repeat(100_000));
+    let long_ts = format!("cpu v=1 {}\n", "9".repeat(500));
+    let long_mm = format!("{} v=1 1\n", "m".repeat(1 << 20));
+    let pipelined = [
+        "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        format!("POST {w} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"),
+        "GET /nope HTTP/1.1\r\n\r\n".to_string(),
+    ]
+    .concat();
+    vec![
+        ("garbage request line", b"GARBAGE\r\n\r\n".to_vec()),
+        ("binary junk", b"\x00\x01\x02\xff\xfe\r\n\r\n".to_vec()),
+        ("request line only", raw(&["GET /ping"], b"")),
+        ("http/0.9", raw(&["GET /ping HTTP/0.9"], b"")),
+        ("unknown protocol", raw(&["GET /ping FOO/9.9"], b"")),
+        (
+            "huge header",
+            raw(&["GET /ping HTTP/1.1", "Host: x", &big_header], b""),
+        ),
+        ("many headers", raw(&many_headers, b"")),
+        ("huge url", raw(&[&big_url, "Host: x"], b"")),
+        (
+            "method PURGE",
+            raw(&["PURGE /write?db=x HTTP/1.1", "Host: x"], b""),
+        ),
+        (
+            "method BREW",
+            raw(
+                &["BREW /write?db=x HTTP/1.1", "Content-Length: 7"],
+                b"cpu v=1",
+            ),
+        ),
+        (
+            "method CONNECT",
+            raw(&["CONNECT 127.0.0.1:1 HTTP/1.1", "Host: x"], b""),
+        ),
+        (
+            "method TRACE",
+            raw(&["TRACE /write HTTP/1.1", "Host: x"], b""),
+        ),
+        ("db=%ff", post("/write?db=%ff", "", b"cpu v=1\n")),
+        (
+            "db=%zz precision=%ff",
+            post("/write?db=%zz&precision=%ff", "", b"cpu v=1\n"),
+        ),
+        ("precision=xx", with_precision("xx", b"cpu v=1\n")),
+        (
+            "duplicate params",
+            with_precision("s&db=e&precision=ms", b"cpu v=1 1\n"),
+        ),
+        ("path with NUL", post("/wri%00te?db=x", "", b"cpu v=1\n")),
+        ("bad percent in path", post("/%zz%", "", b"")),
+        (
+            "invalid utf-8 body",
+            post(&w, "", b"\xff\xfe v=1\n\xc3\x28 f=1 1\nc,h=\xff v=1 1\n"),
+        ),
+        ("body of only newlines", post(&w, "", &b"\n".repeat(10_000))),
+        (
+            "NUL bytes in lines",
+            post(&w, "", b"cpu\x00 v=1\n\x00\x00\ncpu v=1\x00 1\n"),
+        ),
+        (
+            "lone backslashes",
+            post(&w, "", b"\\\ncpu\\\n\\ v=1\n,\n \n=\ncpu,=,= =\n\\\\\\\n"),
+        ),
+        (
+            "unterminated string",
+            post(&w, "", b"cpu v=\"unterminated\n"),
+        ),
+        ("hour overflow", with_precision("h", max)),
+        ("minute overflow", with_precision("m", max)),
+        ("second overflow", with_precision("s", max)),
+        (
+            "ms overflow",
+            with_precision("ms", b"cpu v=1 99999999999999999\n"),
+        ),
+        ("u underflow", with_precision("u", min)),
+        ("hour underflow", with_precision("h", min)),
+        ("timestamp too long", post(&w, "", long_ts.as_bytes())),
+        ("1 MB measurement", post(&w, "", long_mm.as_bytes())),
+        ("gzip header, empty body", post(&w, gz, b"")),
+        (
+            "gzip header, junk body",
+            post(&w, gz, b"\x1f\x8b\x08\x00junk"),
+        ),
+        ("gzip bomb", post(&w, gz, &gzip(&vec![b'\n'; 16 << 20]))),
+        (
+            "short body",
+            raw(&[&pw, "Host: x", "Content-Length: 100"], b"cpu v=1\n"),
+        ),
+        (
+            "absurd content-length",
+            raw(&[&pw, "Content-Length: 99999999999999999999"], b"cpu v=1\n"),
+        ),
+        (
+            "negative content-length",
+            raw(&[&pw, "Content-Length: -1"], b"cpu v=1\n"),
+        ),
+        (
+            "bad chunked encoding",
+            raw(&[&pw, "Transfer-Encoding: chunked"], b"zz\r\ncpu\r\n"),
+        ),
+        (
+            "both chunked and length",
+            raw(
+                &[&pw, "Transfer-Encoding: chunked", "Content-Length: 5"],
+                b"5\r\ncpu v\r\n0\r\n\r\n",
+            ),
+        ),
+        ("pipelined requests", pipelined.into_bytes()),
+        (
+            "header without colon",
+            raw(&["GET /ping HTTP/1.1", "Host x", "junk"], b""),
+        ),
+        (
+            "bad auth header",
+            raw(&["GET /health HTTP/1.1", "Authorization: Basic %%%"], b""),
+        ),
+        (
+            "replica with junk",
+            raw(&["GET /replica?db=%ff&mm=%00 HTTP/1.1"], b""),
+        ),
+    ]
+}
+
+#[test]
+fn malformed_requests_never_stop_the_server() {
+    let db = "junk";
+    // A small body limit keeps the gzip bomb cheap to build and to refuse.
+    let mut cluster = Cluster::start(&[db], |c| {
+        c["max_body_size"] = json!(4 << 20);
+    });
+    let addr = cluster.proxy.addr();
+    for (what, request) in garbage(db) {
+        let t = Instant::now();
+        let answer = raw_request(addr, &request, Duration::from_millis(1500));
+        let status = raw_status(&answer);
+        eprintln!("{what}: {status:?} in {:?}", t.elapsed());
+        cluster.proxy.assert_running();
+        assert!(
+            ping_ok(&cluster.proxy.url()),
+            "after {what:?} (answered {status:?} in {:?}) /ping no longer answers",
+            t.elapsed()
+        );
+        if what == "gzip bomb" {
+            assert_eq!(status, Some(413), "gzip bomb past max_body_size");
+        }
+    }
+    // A valid write still works and arrives in both circles.
+    let (status, text) =
+        cluster
+            .proxy
+            .write(db, None, "after_junk,host=a v=42 1700000000000000000\n");
+    assert_eq!(status, 204, "valid write after the junk: {text:?}");
+    for c in 0..2 {
+        let d = cluster.owner_of(c, db, "after_junk");
+        let want = vec![Row::new(
+            "after_junk",
+            1_700_000_000_000_000_000,
+            &[("host", "a")],
+            &[("v", json!(42))],
+        )];
+        wait_for_eq(
+            DELIVERY,
+            &format!("the valid write on circle {}", c + 1),
+            &want,
+            || d.rows(db, None, "after_junk"),
+        );
+    }
+    cluster.proxy.assert_running();
+    let log = cluster.proxy.log();
+    assert!(
+        !log.contains("panicked"),
+        "a thread panicked; log {}:\n{}",
+        cluster.proxy.log_path().display(),
+        file_tail(cluster.proxy.log_path(), 40)
+    );
+}
+
+#[test]
+fn stalled_uploads_do_not_block_other_clients() {
+    let db = "stall";
+    // Client sockets time out after `idle_timeout`: a stalled body frees
+    // its worker then, so the proxy is back within that bound.
+    let mut cluster = Cluster::start(&[db], |c| c["idle_timeout"] = json!(1));
+    let addr = cluster.proxy.addr();
+    // Many clients that announce a body and never finish sending it.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+        let _ = s.write_all(
+            format!(
+                "POST /write?db={db} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\ncpu v=1"
+            )
+            .as_bytes(),
+        );
+        stalled.push(s);
+    }
+    // And many that connect and say nothing at all.
+    for _ in 0..8 {
+        stalled.push(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect"));
+    }
+    // Each stalled body holds a worker for at most idle_timeout (plus one
+    // janitor sweep of 0.5 s), so with W workers the proxy answers again
+    // within about 8 / W seconds here.
+    wait_until(
+        Duration::from_secs(10),
+        "/ping to answer while 16 clients stall (idle_timeout 1 s)",
+        || ping_ok(&cluster.proxy.url()),
+    );
+    let (status, text) =
+        cluster
+            .proxy
+            .write(db, None, "unblocked,host=a v=1 1700000000000000000\n");
+    assert_eq!(status, 204, "write while clients stall: {text:?}");
+    for c in 0..2 {
+        let d = cluster.owner_of(c, db, "unblocked");
+        wait_until(DELIVERY, &format!("the write on circle {}", c + 1), || {
+            d.rows(db, None, "unblocked").len() == 1
+        });
+    }
+    drop(stalled);
+    cluster.proxy.assert_running();
+}
