@@ -317,6 +317,31 @@ mod tests {
     }
 
     #[test]
+    fn removing_any_backend_named_by_name_moves_only_its_own_keys() {
+        // With `name` (or `url`) elements, removing a backend from the middle
+        // leaves every other backend's element, hence its keys, in place.
+        let names: Vec<String> = (0..6).map(|i| format!("influxdb-{i}")).collect();
+        let full = Ring::new(&names, DEFAULT_REPLICAS);
+        for removed in 0..names.len() {
+            let rest: Vec<String> = names
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != removed)
+                .map(|(_, n)| n.clone())
+                .collect();
+            let less = Ring::new(&rest, DEFAULT_REPLICAS);
+            for k in 0..3000 {
+                let key = format!("db{},m{}", k % 5, k);
+                let before = &names[full.get(key.as_bytes()).unwrap()];
+                let after = &rest[less.get(key.as_bytes()).unwrap()];
+                if before != &names[removed] {
+                    assert_eq!(before, after, "key {key} moved when removing {removed}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn removing_the_last_backend_moves_only_its_own_keys() {
         // Property over many keys: with `exi` (no collisions) removing the
         // last backend changes the owner only of keys that backend owned.
