@@ -78,8 +78,17 @@ fn gather(
     out.bytes = 0;
     out.start = from;
     out.end = from;
+    extend(reader, max_points, out)
+}
+
+/// Reads more records into `out`, from its end, while they belong to it.
+/// A lingering group grows this way without reading its records again.
+fn extend(reader: &mut Reader, max_points: usize, out: &mut Group) -> std::io::Result<bool> {
+    if out.kind == Some(Kind::Statement) {
+        return Ok(true);
+    }
     out.at_head = false;
-    let mut at = from;
+    let mut at = out.end;
     loop {
         let Some(r) = reader.next(at)? else {
             out.at_head = true;
@@ -158,7 +167,10 @@ pub fn send_loop(
             }
         }
         let cursor = reader.cursor();
-        if !reader.wait_for_more(cursor, Duration::from_millis(200)) {
+        // Keep a group that was not sent yet (lingering, or to retry) and
+        // only read what arrived after it.
+        let kept = group.kind.is_some() && group.start == cursor;
+        if !kept && !reader.wait_for_more(cursor, Duration::from_millis(200)) {
             backend.set_rewriting(false);
             if reader.is_closed() {
                 let _ = reader.sync_cursor();
@@ -176,11 +188,21 @@ pub fn send_loop(
             std::thread::sleep(s.check_interval.min(Duration::from_millis(200)));
             continue;
         }
-        match gather(&mut reader, cursor, s.flush_size, &mut group) {
+        let read = if kept {
+            if group.at_head {
+                extend(&mut reader, s.flush_size, &mut group)
+            } else {
+                Ok(true)
+            }
+        } else {
+            gather(&mut reader, cursor, s.flush_size, &mut group)
+        };
+        match read {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
                 log!("backend {}: cannot read the spool: {e}", backend.name);
+                group.kind = None;
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -194,23 +216,15 @@ pub fn send_loop(
             && age < s.flush_time
         {
             reader.wait_for_more(group.end, s.flush_time - age);
-            if !reader.is_closed() {
-                let age = Duration::from_millis(now_ms().saturating_sub(group.first_ms));
-                if age < s.flush_time {
-                    // Woken by new records: gather again with them.
-                    continue;
-                }
-                // Deadline passed: regather once to include what arrived.
-                if gather(&mut reader, cursor, s.flush_size, &mut group).is_err() {
-                    continue;
-                }
-            }
+            // Next turn extends the group with whatever arrived.
+            continue;
         }
         let outcome = send_group(&mut client, cluster, backend, &group);
         match settle(backend, &group, outcome, dir) {
             Settled::Done => {
                 attempts = 0;
                 commit(&mut reader, backend, &group, s);
+                group.kind = None;
             }
             Settled::Retry {
                 unreachable,
@@ -248,6 +262,7 @@ pub fn send_loop(
                     )
                 {
                     attempts = 0;
+                    group.kind = None;
                     continue;
                 }
                 if reader.is_closed() {
