@@ -62,6 +62,20 @@ fn version_text() -> String {
     )
 }
 
+/// Keeps glibc malloc from holding memory the proxy no longer uses: few
+/// arenas (threads mostly reuse their own buffers), and a fixed mmap
+/// threshold so a large buffer, once freed, goes back to the system instead
+/// of raising the threshold and staying in an arena.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = match parse_args(&args) {
@@ -88,6 +102,7 @@ fn main() -> ExitCode {
     };
     // Before any thread exists, so that every thread inherits the mask.
     influx_proxy::signals::block();
+    limit_malloc_arenas();
     log!("version: {}", influx_proxy::VERSION);
     for w in &warnings {
         log!("{w}");

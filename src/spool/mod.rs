@@ -18,7 +18,7 @@
 //!   killed process loses no appended record; `spool_sync` adds msync for
 //!   power loss.
 //! - Pages already written are dropped from the mapping (`MADV_DONTNEED`)
-//!   every [`RELEASE_CHUNK`] bytes, so the proxy's resident memory does not
+//!   every `RELEASE_CHUNK` bytes, so the proxy's resident memory does not
 //!   grow with the spool (the data stays in the page cache and on disk).
 
 pub mod goimport;
@@ -40,8 +40,10 @@ use record::{DecodeError, Kind, Record};
 
 /// Default size of a segment file.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 32 << 20;
-/// Written bytes are released from the mapping in chunks of this size.
-const RELEASE_CHUNK: usize = 1 << 20;
+/// Written bytes are released from the mapping (and the next bytes faulted
+/// in) in chunks of this size: the mapping's resident part stays about one
+/// chunk.
+const RELEASE_CHUNK: usize = 256 << 10;
 
 /// When appended records are forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +171,8 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
         buf_len: 0,
         buf_at: cursor,
         cursor_dirty: false,
+        scanned: cursor,
+        damage_seen: Pos::default(),
     };
     reader.count_waiting()?;
     let appender = Appender::new(cfg, shared, next_seq)?;
@@ -458,10 +462,16 @@ pub struct Reader {
     buf_len: usize,
     buf_at: Pos,
     cursor_dirty: bool,
+    /// Where the last `next` that found nothing stopped: past segment ends
+    /// and damaged bytes, so the caller can move the cursor over them.
+    scanned: Pos,
+    /// The furthest damaged record counted, so a re-read does not count it
+    /// again.
+    damage_seen: Pos,
 }
 
 /// How much the reader reads ahead at most (more when one record is larger).
-const READ_AHEAD: usize = 1 << 20;
+const READ_AHEAD: usize = 256 << 10;
 
 impl Reader {
     pub fn shared(&self) -> &Arc<Shared> {
@@ -470,6 +480,13 @@ impl Reader {
 
     pub fn cursor(&self) -> Pos {
         self.cursor
+    }
+
+    /// Where the last [`Reader::next`] that returned `None` stopped. When
+    /// that is past the cursor, only segment ends and damaged bytes lie in
+    /// between: commit it so they are not read again.
+    pub fn scanned_to(&self) -> Pos {
+        self.scanned
     }
 
     /// Waits up to `timeout` for a record after `pos`; false on timeout or
@@ -500,6 +517,7 @@ impl Reader {
         let mut at = from;
         loop {
             if at >= head {
+                self.scanned = at;
                 return Ok(None);
             }
             let limit = if at.seg == head.seg {
@@ -607,10 +625,16 @@ impl Reader {
     /// Skips a damaged record at `at`: to the next magic in the bytes at
     /// hand, or to the next segment when `at_end` or none is found.
     fn damaged(&mut self, at: Pos, available: usize, at_end: bool) -> Step {
-        self.shared
-            .stats
-            .corrupt_records
-            .fetch_add(1, Ordering::Relaxed);
+        // The same damage is met again when a group is read twice: count
+        // and log it once.
+        let first_time = at > self.damage_seen;
+        if first_time {
+            self.damage_seen = at;
+            self.shared
+                .stats
+                .corrupt_records
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let start = (at.off.saturating_sub(self.buf_at.off)) as usize;
         let next = if at_end {
             None
@@ -623,22 +647,26 @@ impl Reader {
                     seg: at.seg,
                     off: self.buf_at.off + p as u64,
                 };
-                log!(
-                    "spool {}: damaged record at segment {} offset {}, skipped {} bytes",
-                    self.dir.display(),
-                    at.seg,
-                    at.off,
-                    to.off - at.off
-                );
+                if first_time {
+                    log!(
+                        "spool {}: damaged record at segment {} offset {}, skipped {} bytes",
+                        self.dir.display(),
+                        at.seg,
+                        at.off,
+                        to.off - at.off
+                    );
+                }
                 Step::Skip(to)
             }
             None => {
-                log!(
+                if first_time {
+                    log!(
                     "spool {}: damaged record at segment {} offset {}, skipped the rest of the segment",
                     self.dir.display(),
                     at.seg,
                     at.off
                 );
+                }
                 Step::NextSegment
             }
         }

@@ -34,6 +34,10 @@ pub struct Routed {
     pub errors: Vec<String>,
 }
 
+/// Largest line buffer kept for reuse; bigger ones (a rare huge request)
+/// are freed.
+const RECYCLE_LIMIT: usize = 4 << 20;
+
 /// Most distinct shard keys a worker remembers before starting over.
 const CACHE_LIMIT: usize = 65_536;
 
@@ -129,6 +133,17 @@ impl Batcher {
             }
         }
         routed
+    }
+
+    /// Takes back a line buffer the writer is done with, so the next
+    /// request for that backend reuses it instead of allocating.
+    pub fn recycle(&mut self, backend: usize, mut lines: Vec<u8>) {
+        if let Some((buf, _)) = self.buffers.get_mut(backend) {
+            if buf.capacity() == 0 && lines.capacity() <= RECYCLE_LIMIT {
+                lines.clear();
+                *buf = lines;
+            }
+        }
     }
 
     /// Owner ids of (db, measurement) in every circle, through the cache.

@@ -172,7 +172,7 @@ impl WriteService {
                 .submit(id, batch, *tag, ack_tx)
                 .map_err(WriteError::Unavailable)?;
         }
-        wait_for_acks(ack_rx, *tag, expected)?;
+        wait_for_acks(ack_rx, *tag, expected, batcher)?;
         match (routed.points, routed.errors.is_empty()) {
             (_, true) => Ok(Response::no_content()),
             (0, false) => Err(WriteError::Unparsable(routed.errors)),
@@ -216,29 +216,33 @@ impl WriteService {
     }
 }
 
-/// Waits for `expected` acks of request `tag`; the first failure wins.
+/// Waits for `expected` acks of request `tag`; the first failure wins. The
+/// line buffers that come back go to the batcher for the next request.
 fn wait_for_acks(
     acks: &crossbeam_channel::Receiver<Ack>,
     tag: u64,
     expected: usize,
+    batcher: &mut Batcher,
 ) -> Result<(), WriteError> {
     let deadline = Instant::now() + ACK_TIMEOUT;
     let mut failure = None;
     let mut got = 0;
     while got < expected {
-        match acks.recv_deadline(deadline) {
-            // An answer to an earlier request this worker gave up on.
-            Ok((t, _)) if t != tag => {}
-            Ok((_, result)) => {
-                got += 1;
-                if let (Err(e), None) = (result, &failure) {
-                    failure = Some(e);
-                }
-            }
+        let ack = match acks.recv_deadline(deadline) {
+            Ok(ack) => ack,
             Err(_) => {
                 log!("writers did not acknowledge within {ACK_TIMEOUT:?}");
                 return Err(WriteError::Unavailable(AckError::Stopped));
             }
+        };
+        batcher.recycle(ack.backend, ack.lines);
+        // An answer to an earlier request this worker gave up on.
+        if ack.tag != tag {
+            continue;
+        }
+        got += 1;
+        if let (Err(e), None) = (ack.result, &failure) {
+            failure = Some(e);
         }
     }
     match failure {

@@ -53,6 +53,9 @@ struct Group {
     end: Pos,
     /// The group reaches the head: nothing more was written yet.
     at_head: bool,
+    /// A send failed: the group is retried as it is and never grows, so
+    /// what comes after it can be tried past it (poison detection).
+    frozen: bool,
 }
 
 impl Group {
@@ -78,6 +81,7 @@ fn gather(
     out.bytes = 0;
     out.start = from;
     out.end = from;
+    out.frozen = false;
     extend(reader, max_points, out)
 }
 
@@ -189,7 +193,7 @@ pub fn send_loop(
             continue;
         }
         let read = if kept {
-            if group.at_head {
+            if group.at_head && !group.frozen {
                 extend(&mut reader, s.flush_size, &mut group)
             } else {
                 Ok(true)
@@ -199,7 +203,22 @@ pub fn send_loop(
         };
         match read {
             Ok(true) => {}
-            Ok(false) => continue,
+            Ok(false) => {
+                // Nothing deliverable after the cursor: only the end of an
+                // old segment or damaged bytes. Step over them for good, or
+                // this loop would spin on them.
+                let to = reader.scanned_to();
+                if to > cursor {
+                    if let Err(e) = reader.commit(to, 0, 0, 0) {
+                        log!(
+                            "backend {}: cannot move the spool cursor: {e}",
+                            backend.name
+                        );
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+                continue;
+            }
             Err(e) => {
                 log!("backend {}: cannot read the spool: {e}", backend.name);
                 group.kind = None;
@@ -230,6 +249,7 @@ pub fn send_loop(
                 unreachable,
                 reason,
             } => {
+                group.frozen = true;
                 attempts += 1;
                 backend.stats.send_failures.fetch_add(1, Ordering::Relaxed);
                 backend.set_rewriting(true);

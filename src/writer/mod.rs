@@ -67,8 +67,17 @@ impl std::fmt::Display for AckError {
     }
 }
 
-/// The answer to one submission: its tag and the outcome.
-pub type Ack = (u64, Result<(), AckError>);
+/// The answer to one submission.
+pub struct Ack {
+    /// The submission's tag.
+    pub tag: u64,
+    /// The backend it was for.
+    pub backend: usize,
+    pub result: Result<(), AckError>,
+    /// The batch's line buffer, emptied, for the worker to reuse: the write
+    /// path allocates nothing per request once warm.
+    pub lines: Vec<u8>,
+}
 
 /// A batch for one backend and where to answer.
 pub struct Submission {
@@ -222,7 +231,7 @@ fn write_loop(
     input: &Receiver<Submission>,
     s: &WriterSettings,
 ) {
-    let mut acks: Vec<(Tx<Ack>, u64, Result<(), AckError>)> = Vec::with_capacity(GROUP_COMMIT);
+    let mut acks: Vec<(Tx<Ack>, Ack)> = Vec::with_capacity(GROUP_COMMIT);
     loop {
         let first = match input.recv_timeout(s.flush_time) {
             Ok(sub) => sub,
@@ -254,7 +263,15 @@ fn write_loop(
                         message: e.to_string(),
                     },
                 });
-            acks.push((sub.ack, sub.tag, result));
+            let mut lines = sub.batch.lines;
+            lines.clear();
+            let ack = Ack {
+                tag: sub.tag,
+                backend: backend.id,
+                result,
+                lines,
+            };
+            acks.push((sub.ack, ack));
             if acks.len() < GROUP_COMMIT {
                 next = input.try_recv().ok();
             }
@@ -264,17 +281,17 @@ fn write_loop(
             log!("backend {}: spool sync failed: {e}", backend.name);
             if s.sync == SyncMode::Always {
                 // Not on stable storage: do not promise it is.
-                for (_, _, r) in acks.iter_mut().filter(|(_, _, r)| r.is_ok()) {
-                    *r = Err(AckError::Disk {
+                for (_, ack) in acks.iter_mut().filter(|(_, a)| a.result.is_ok()) {
+                    ack.result = Err(AckError::Disk {
                         backend: backend.name.clone(),
                         message: format!("msync: {e}"),
                     });
                 }
             }
         }
-        for (tx, tag, result) in acks.drain(..) {
+        for (tx, ack) in acks.drain(..) {
             // The worker may have given up waiting; nothing to do then.
-            let _ = tx.send((tag, result));
+            let _ = tx.send(ack);
         }
     }
     appender.close();

@@ -1100,9 +1100,12 @@ pub enum Fault {
     Slow(Duration),
     /// Answers 204 at once and records every request.
     Record,
+    /// Records every request; answers 500 to a `/write` whose body (gunzipped
+    /// when `Content-Encoding: gzip`) contains the marker, 204 to anything else.
+    RejectContaining(&'static str),
 }
 
-/// A request a [`Fault::Record`] backend received.
+/// A request a [`Fault::Record`] or [`Fault::RejectContaining`] backend received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub method: String,
@@ -1111,6 +1114,8 @@ pub struct Recorded {
     /// Lower-case header names.
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// The status the fake backend answered.
+    pub status: u16,
 }
 
 impl Recorded {
@@ -1230,7 +1235,7 @@ impl FakeBackend {
                 });
                 (port, t)
             }
-            Fault::Error500 | Fault::Slow(_) | Fault::Record => {
+            Fault::Error500 | Fault::Slow(_) | Fault::Record | Fault::RejectContaining(_) => {
                 let server = tiny_http::Server::http("127.0.0.1:0").expect("bind fake backend");
                 let port = server.server_addr().to_ip().expect("ip listener").port();
                 let (stop2, hits2, rec2) = (stop.clone(), hits.clone(), recorded.clone());
@@ -1243,7 +1248,14 @@ impl FakeBackend {
                         hits2.fetch_add(1, Ordering::Relaxed);
                         let mut sink = Vec::new();
                         let _ = req.as_reader().read_to_end(&mut sink);
-                        if let Fault::Record = fault {
+                        let status = match fault {
+                            Fault::Error500 => 500,
+                            Fault::RejectContaining(marker) => {
+                                reject_status(req.url(), req.headers(), &sink, marker)
+                            }
+                            _ => 204,
+                        };
+                        if let Fault::Record | Fault::RejectContaining(_) = fault {
                             let headers = req
                                 .headers()
                                 .iter()
@@ -1259,6 +1271,7 @@ impl FakeBackend {
                                 url: req.url().to_string(),
                                 headers,
                                 body: sink,
+                                status,
                             });
                         }
                         let resp = match fault {
@@ -1274,6 +1287,15 @@ impl FakeBackend {
                                 tiny_http::Response::from_string("").with_status_code(204)
                             }
                             Fault::Record => {
+                                tiny_http::Response::from_string("").with_status_code(204)
+                            }
+                            Fault::RejectContaining(_) if status == 500 => {
+                                tiny_http::Response::from_string(
+                                    "{\"error\":\"injected failure for this batch\"}\n",
+                                )
+                                .with_status_code(500)
+                            }
+                            Fault::RejectContaining(_) => {
                                 tiny_http::Response::from_string("").with_status_code(204)
                             }
                             Fault::Hang => unreachable!(),
@@ -1301,7 +1323,8 @@ impl FakeBackend {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// Requests recorded so far (only with [`Fault::Record`]).
+    /// Requests recorded so far (only with [`Fault::Record`] and
+    /// [`Fault::RejectContaining`]).
     pub fn recorded(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }
@@ -1319,4 +1342,231 @@ impl Drop for FakeBackend {
 /// A URL on which nothing listens (connection refused).
 pub fn refused_url() -> String {
     format!("http://127.0.0.1:{}", free_port())
+}
+
+/// What a [`Fault::RejectContaining`] backend answers: 500 to a `/write`
+/// whose (decoded) body holds `marker`, else 204.
+fn reject_status(url: &str, headers: &[tiny_http::Header], body: &[u8], marker: &str) -> u16 {
+    if !url.starts_with("/write") {
+        return 204;
+    }
+    let gzipped = headers.iter().any(|h| {
+        h.field.equiv("Content-Encoding") && h.value.as_str().eq_ignore_ascii_case("gzip")
+    });
+    let text = if gzipped {
+        let mut out = Vec::new();
+        match flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out) {
+            Ok(_) => out,
+            Err(_) => body.to_vec(),
+        }
+    } else {
+        body.to_vec()
+    };
+    if text.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+        500
+    } else {
+        204
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Spool tests: stopping, killing and restarting the proxy on its data_dir.
+
+/// The folder name the proxy gives a backend's spool: bytes outside
+/// `[A-Za-z0-9_-]` written `%XX`.
+pub fn spool_dir_name(backend: &str) -> String {
+    let mut out = String::new();
+    for &b in backend.as_bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `VmRSS` of process `pid` in KiB, from `/proc/<pid>/status`.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// `POST url` that reports transport failures (refused, reset, timeout) as
+/// `Err` instead of panicking: for clients that run while the proxy dies.
+pub fn try_http_post(
+    agent: &ureq::Agent,
+    url: &str,
+    params: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Resp, String> {
+    let mut req = agent.post(url);
+    for (k, v) in params {
+        req = req.query(*k, *v);
+    }
+    let resp = req.send(body).map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    resp.into_body()
+        .into_reader()
+        .read_to_end(&mut body)
+        .map_err(|e| e.to_string())?;
+    Ok(Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+impl Proxy {
+    /// The process id, while it runs (or until reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The proxy's temp dir (config, log, default data_dir).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config file the proxy was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("proxy.json")
+    }
+
+    /// `data_dir` from the config file.
+    pub fn data_dir(&self) -> PathBuf {
+        let text = std::fs::read(self.config_path()).expect("read proxy config");
+        let v: Value = serde_json::from_slice(&text).expect("proxy config is JSON");
+        PathBuf::from(v["data_dir"].as_str().expect("data_dir in proxy config"))
+    }
+
+    /// The spool folder of backend `name`.
+    pub fn spool_dir(&self, name: &str) -> PathBuf {
+        self.data_dir().join(spool_dir_name(name))
+    }
+
+    /// The `/health` object of backend `name`.
+    pub fn backend_health(&self, name: &str) -> Value {
+        let h = self.health();
+        for c in h["circles"].as_array().into_iter().flatten() {
+            for b in c["backends"].as_array().into_iter().flatten() {
+                if b["name"] == name {
+                    return b.clone();
+                }
+            }
+        }
+        panic!("backend {name} not in /health: {h}");
+    }
+
+    /// `VmRSS` of the proxy process in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.pid().and_then(vm_rss_kib)
+    }
+
+    /// SIGKILL (no chance to clean up) and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `grace` for the process to exit by itself.
+    /// Returns its exit status, or `None` if it had to be SIGKILLed.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            sys::kill(child.id() as i32, sys::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Starts the binary again with the same config (same port, same
+    /// data_dir) after [`Proxy::kill9`] or [`Proxy::terminate`]; the log is
+    /// appended to. Waits for `/ping` 204 (retrying a few times if the port
+    /// is briefly not bindable).
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart: the proxy is still running; kill9 or terminate it first"
+        );
+        let mut last_err = String::new();
+        for attempt in 0..5 {
+            let mut log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .expect("open proxy log");
+            let _ = writeln!(
+                log_file,
+                "---- test harness: restart (attempt {attempt}) ----"
+            );
+            let mut cmd = Command::new(PROXY_BIN);
+            cmd.arg("-config")
+                .arg(self.config_path())
+                .current_dir(self.dir.path())
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().expect("clone log handle"))
+                .stderr(log_file);
+            die_with_parent(&mut cmd);
+            self.child = Some(
+                cmd.spawn()
+                    .unwrap_or_else(|e| panic!("cannot run {PROXY_BIN}: {e}")),
+            );
+            let start = Instant::now();
+            loop {
+                if ping_ok(&self.url()) {
+                    return;
+                }
+                if let Some(status) = self.exit_status() {
+                    self.child = None;
+                    last_err = format!(
+                        "proxy exited with {status} after a restart; log {}:\n{}",
+                        self.log.display(),
+                        file_tail(&self.log, 30)
+                    );
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(20) {
+                    panic!(
+                        "proxy did not answer /ping 204 within 20 s of a restart; log {}:\n{}",
+                        self.log.display(),
+                        file_tail(&self.log, 30)
+                    );
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            if !last_err.to_ascii_lowercase().contains("in use") {
+                panic!("{last_err}");
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{last_err}");
+    }
 }
