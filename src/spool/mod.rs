@@ -97,6 +97,10 @@ struct State {
 pub struct Shared {
     state: Mutex<State>,
     appended: Condvar,
+    /// Also signalled on every publish and on close, for a reader that
+    /// waits on other channels too (`crossbeam_channel::select!`).
+    wake_tx: crossbeam_channel::Sender<()>,
+    wake_rx: crossbeam_channel::Receiver<()>,
     pub stats: SpoolStats,
     max_size: u64,
 }
@@ -149,6 +153,7 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
         segment::remove(&cfg.dir, seq)?;
     }
     let next_seq = seqs.last().map_or(cursor.seg, |&s| s + 1).max(cursor.seg);
+    let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             head: Pos {
@@ -158,6 +163,8 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
             closed: false,
         }),
         appended: Condvar::new(),
+        wake_tx,
+        wake_rx,
         stats: SpoolStats::default(),
         max_size: cfg.max_size,
     });
@@ -325,6 +332,7 @@ impl Appender {
         };
         drop(st);
         self.shared.appended.notify_all();
+        let _ = self.shared.wake_tx.try_send(());
     }
 
     /// msyncs what was appended since the last sync, when the mode asks for
@@ -438,6 +446,7 @@ impl Appender {
         self.publish();
         self.shared.lock().closed = true;
         self.shared.appended.notify_all();
+        let _ = self.shared.wake_tx.try_send(());
     }
 }
 
@@ -502,6 +511,12 @@ impl Reader {
             .wait_timeout(st, timeout)
             .unwrap_or_else(|p| p.into_inner());
         st.head > pos
+    }
+
+    /// A channel that receives a message after new records are published
+    /// or the spool is closed (at most one is pending).
+    pub fn wakeups(&self) -> crossbeam_channel::Receiver<()> {
+        self.shared.wake_rx.clone()
     }
 
     /// Whether the appender closed the spool.

@@ -1,37 +1,48 @@
-//! The sender thread of one backend: delivers its spool in order.
+//! The sender of one backend: delivers its spool, oldest first, with up to
+//! `rewrite_threads` POSTs in flight.
 //!
-//! Loop: wait for records after the cursor; while the backend is inactive,
-//! wait; otherwise gather a *group* (consecutive write records of one
-//! (db, rp), up to `flush_size` points; a statement record is a group of its
-//! own), linger up to `flush_time` for a group that is still small, send it,
-//! and act on the outcome:
+//! The sender thread reads the spool and cuts it into *groups*: consecutive
+//! write records of one (db, rp), up to `flush_size` points (a statement
+//! record is a group of its own). A group at the head that is still small
+//! lingers up to `flush_time` after its first record was written. Groups are
+//! handed to `poster-<backend>-<i>` threads, each with its own keep-alive
+//! client; their outcomes come back over a channel and the sender acts on
+//! them:
 //!
 //! | outcome | action |
 //! |---|---|
-//! | 2xx | delivered: commit |
-//! | 400 (partial write, type conflict) | InfluxDB kept the good points: count, log, commit |
-//! | 404 `database not found` | create the database when another backend has it, and retry; else park |
-//! | `retention policy not found` | park |
-//! | 413 | split in halves, send each (recursively) |
-//! | other status | retry with backoff; after [`PROBE_AFTER`] failures send the next group: if it goes through, the stuck group is poison and goes to the dead-letter file |
-//! | no answer | mark the backend inactive, retry after it is back |
+//! | 2xx | delivered |
+//! | 400 (partial write, type conflict) | InfluxDB kept the good points: count, log, done |
+//! | 404 `database not found` | the poster creates the database when another backend has it, and sends again; else parked |
+//! | `retention policy not found` | parked |
+//! | 413 | the poster splits it in halves, recursively |
+//! | other status | retried with backoff, the group unchanged; once the oldest group has failed [`PROBE_AFTER`] times while a later one went through, it is poison: dead-letter file |
+//! | no answer | the backend is marked inactive; retried once it is back |
 //!
-//! "Commit" moves the spool cursor past the group; nothing is ever skipped
+//! The spool cursor only moves past the oldest groups that are done, in
+//! order, so a crash replays at most the groups that were in flight (InfluxDB
+//! absorbs the duplicates: same series, same timestamps). A statement is a
+//! barrier: it is sent alone, after everything before it is done, and
+//! nothing after it is sent before it is done. Nothing leaves the spool
 //! without being delivered, refused by InfluxDB, parked or dead-lettered,
 //! and each of those is counted in `/health` and logged.
 
+use std::collections::VecDeque;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::sender::{Outcome, Sender};
+use crossbeam_channel::{bounded, unbounded};
+
+use super::sender::{Gzipper, Outcome, Sender};
 use super::WriterSettings;
 use crate::cluster::{Backend, Cluster};
 use crate::log;
 use crate::spool::record::Kind;
-use crate::spool::{Pos, Reader};
+use crate::spool::{Pos, Reader, SyncMode};
 
 /// Failures of one group before the next group is tried past it.
 const PROBE_AFTER: u32 = 3;
@@ -53,9 +64,9 @@ struct Group {
     end: Pos,
     /// The group reaches the head: nothing more was written yet.
     at_head: bool,
-    /// A send failed: the group is retried as it is and never grows, so
-    /// what comes after it can be tried past it (poison detection).
-    frozen: bool,
+    /// A write group once handed to a poster: its lines gzipped (the lines
+    /// themselves stay in the sender's one gathering buffer).
+    gz: Vec<u8>,
 }
 
 impl Group {
@@ -64,6 +75,39 @@ impl Group {
             "{} points for db {:?} rp {:?}",
             self.points, self.db, self.rp
         )
+    }
+
+    /// A packet for a poster: this group's description, and its lines
+    /// gzipped (a statement keeps its text). Reuses `into`'s buffers.
+    fn pack(&self, mut into: Group, zip: &mut Gzipper) -> std::io::Result<Group> {
+        into.kind = self.kind;
+        into.db.clone_from(&self.db);
+        into.rp.clone_from(&self.rp);
+        into.points = self.points;
+        into.records = self.records;
+        into.bytes = self.bytes;
+        into.first_ms = self.first_ms;
+        into.start = self.start;
+        into.end = self.end;
+        into.at_head = self.at_head;
+        into.lines.clear();
+        if self.kind == Some(Kind::Statement) {
+            into.lines.extend_from_slice(&self.lines);
+        } else {
+            into.gz = zip.gzip(&self.lines, std::mem::take(&mut into.gz))?;
+        }
+        Ok(into)
+    }
+
+    /// The lines as text: the gathered ones, or a packet's gunzipped (only
+    /// needed on rare paths: 413 splits, parking, dead letters).
+    fn text(&self) -> std::borrow::Cow<'_, [u8]> {
+        if !self.lines.is_empty() || self.gz.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.lines);
+        }
+        let mut out = Vec::new();
+        let _ = flate2::read::GzDecoder::new(&self.gz[..]).read_to_end(&mut out);
+        std::borrow::Cow::Owned(out)
     }
 }
 
@@ -81,7 +125,6 @@ fn gather(
     out.bytes = 0;
     out.start = from;
     out.end = from;
-    out.frozen = false;
     extend(reader, max_points, out)
 }
 
@@ -147,21 +190,79 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
     Duration::from_millis(ms).min(max)
 }
 
-/// The sender thread. Returns when the spool is closed (shutdown).
+/// A group handed to a poster, until its outcome is final.
+struct Flight {
+    /// Where the group ends in the spool (the next group starts there).
+    end: Pos,
+    /// When its first record was written, for `/health`'s oldest age.
+    first_ms: u64,
+    /// A statement: nothing else is sent while it is pending.
+    statement: bool,
+    /// The group, except while a poster has it.
+    group: Option<Group>,
+    attempts: u32,
+    state: FlightState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlightState {
+    /// With a poster now.
+    Sending,
+    /// Failed; send again at this time.
+    RetryAt(Instant),
+    /// Final outcome recorded; waits for the groups before it.
+    Done,
+}
+
+/// Work for a poster: flight number and the group (given back with the
+/// outcome so its buffer is reused).
+type Job = (u64, Group);
+type Posted = (u64, Group, Outcome);
+
+/// The sender thread. Returns when the spool is closed (shutdown), after
+/// giving the POSTs in flight a moment to finish.
 pub fn send_loop(
-    cluster: &Cluster,
-    backend: &Backend,
+    cluster: &Arc<Cluster>,
+    backend: &Arc<Backend>,
     mut reader: Reader,
     s: &WriterSettings,
     dir: &Path,
 ) {
-    let mut client = Sender::new(s.write_timeout);
-    let mut group = Group::default();
-    let mut probe = Group::default();
-    let mut attempts = 0u32;
+    let slots = s.in_flight.max(1);
+    let (job_tx, job_rx) = bounded::<Job>(slots);
+    let (done_tx, done_rx) = unbounded::<Posted>();
+    for i in 0..slots {
+        let (jobs, done) = (job_rx.clone(), done_tx.clone());
+        let (c, b, timeout) = (Arc::clone(cluster), Arc::clone(backend), s.write_timeout);
+        let spawned = std::thread::Builder::new()
+            .name(format!("poster-{}-{i}", backend.name))
+            .spawn(move || {
+                let mut client = Sender::new(timeout);
+                for (id, group) in jobs {
+                    let outcome = send_group(&mut client, &c, &b, &group);
+                    if done.send((id, group, outcome)).is_err() {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log!(
+                "backend {}: cannot start a poster thread: {e}",
+                backend.name
+            );
+        }
+    }
+    drop((job_rx, done_tx));
+    let wake = reader.wakeups();
+    let mut flights: VecDeque<(u64, Flight)> = VecDeque::new();
+    let mut next_id = 0u64;
+    let mut spare: Vec<Group> = Vec::new();
+    // The one buffer lines are gathered in (a lingering group stays here).
+    let mut gathered = Group::default();
+    let mut zip = Gzipper::new();
     let mut last_cursor_sync = Instant::now();
     loop {
-        if s.sync != crate::spool::SyncMode::None && last_cursor_sync.elapsed() >= s.flush_time {
+        if s.sync != SyncMode::None && last_cursor_sync.elapsed() >= s.flush_time {
             last_cursor_sync = Instant::now();
             if let Err(e) = reader.sync_cursor() {
                 log!(
@@ -170,170 +271,303 @@ pub fn send_loop(
                 );
             }
         }
-        let cursor = reader.cursor();
-        // Keep a group that was not sent yet (lingering, or to retry) and
-        // only read what arrived after it.
-        let kept = group.kind.is_some() && group.start == cursor;
-        if !kept && !reader.wait_for_more(cursor, Duration::from_millis(200)) {
-            backend.set_rewriting(false);
-            if reader.is_closed() {
-                let _ = reader.sync_cursor();
-                return;
-            }
-            continue;
+        // Outcomes that arrived, then commit what is done, oldest first.
+        while let Ok(posted) = done_rx.try_recv() {
+            on_posted(backend, &mut flights, posted, s, dir);
         }
+        find_poison(backend, &mut flights, dir);
+        while flights
+            .front()
+            .is_some_and(|(_, f)| f.state == FlightState::Done)
+        {
+            if let Some((_, f)) = flights.pop_front() {
+                let next = flights.front().map(|(_, n)| n.first_ms);
+                if let Some(group) = f.group {
+                    commit(&mut reader, backend, &group, next, s);
+                    spare.push(group);
+                }
+            }
+        }
+        let sending = flights
+            .iter()
+            .filter(|(_, f)| f.state == FlightState::Sending)
+            .count();
         if reader.is_closed() {
-            // Shutdown: what is left stays in the spool for the next start.
-            let _ = reader.sync_cursor();
+            finish(
+                backend,
+                &mut reader,
+                &done_rx,
+                &mut flights,
+                sending,
+                s,
+                dir,
+            );
             return;
         }
-        if !backend.is_active() {
-            backend.set_rewriting(true);
-            std::thread::sleep(s.check_interval.min(Duration::from_millis(200)));
-            continue;
-        }
-        let read = if kept {
-            if group.at_head && !group.frozen {
-                extend(&mut reader, s.flush_size, &mut group)
-            } else {
-                Ok(true)
+        let active = backend.is_active();
+        backend.set_rewriting(
+            !flights.is_empty() && (!active || flights.iter().any(|(_, f)| f.attempts > 0)),
+        );
+        let mut wait = Duration::from_millis(200);
+        if active {
+            // Failed groups whose time has come go out again.
+            let now = Instant::now();
+            for (id, f) in flights.iter_mut() {
+                match f.state {
+                    FlightState::RetryAt(at) if at <= now => {
+                        if let Some(group) = f.group.take() {
+                            match job_tx.try_send((*id, group)) {
+                                Ok(()) => f.state = FlightState::Sending,
+                                Err(e) => f.group = Some(e.into_inner().1),
+                            }
+                        }
+                    }
+                    FlightState::RetryAt(at) => wait = wait.min(at - now),
+                    _ => {}
+                }
             }
+            // New groups, while there are free posters and no barrier.
+            if let Some(linger) = dispatch(
+                &mut reader,
+                &mut flights,
+                &mut next_id,
+                &mut spare,
+                &mut gathered,
+                &mut zip,
+                &job_tx,
+                s,
+                backend,
+            ) {
+                wait = wait.min(linger);
+            }
+        }
+        crossbeam_channel::select! {
+            recv(done_rx) -> posted => {
+                if let Ok(posted) = posted {
+                    on_posted(backend, &mut flights, posted, s, dir);
+                }
+            }
+            recv(wake) -> _ => {}
+            default(wait) => {}
+        }
+    }
+}
+
+/// Cuts new groups from the spool and hands them to free posters. Returns
+/// how long the newest group may still linger, if it does.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    reader: &mut Reader,
+    flights: &mut VecDeque<(u64, Flight)>,
+    next_id: &mut u64,
+    spare: &mut Vec<Group>,
+    gathered: &mut Group,
+    zip: &mut Gzipper,
+    job_tx: &crossbeam_channel::Sender<Job>,
+    s: &WriterSettings,
+    backend: &Backend,
+) -> Option<Duration> {
+    let slots = s.in_flight.max(1);
+    loop {
+        let sending = flights
+            .iter()
+            .filter(|(_, f)| f.state == FlightState::Sending)
+            .count();
+        // Bound the groups held in memory, and respect statement barriers.
+        let barrier = flights.iter().any(|(_, f)| f.statement);
+        if sending >= slots || flights.len() >= 2 * slots || barrier {
+            return None;
+        }
+        let from = flights.back().map_or(reader.cursor(), |(_, f)| f.end);
+        // A group that lingered last turn grows from where it ended instead
+        // of being read again.
+        let read = if gathered.kind.is_some() && gathered.start == from && gathered.at_head {
+            extend(reader, s.flush_size, gathered)
         } else {
-            gather(&mut reader, cursor, s.flush_size, &mut group)
+            gather(reader, from, s.flush_size, gathered)
         };
         match read {
             Ok(true) => {}
             Ok(false) => {
-                // Nothing deliverable after the cursor: only the end of an
-                // old segment or damaged bytes. Step over them for good, or
-                // this loop would spin on them.
+                // Only segment ends or damaged bytes after the cursor: step
+                // over them for good, or they would be read again and again.
                 let to = reader.scanned_to();
-                if to > cursor {
+                if flights.is_empty() && to > reader.cursor() {
                     if let Err(e) = reader.commit(to, 0, 0, 0) {
                         log!(
                             "backend {}: cannot move the spool cursor: {e}",
                             backend.name
                         );
-                        std::thread::sleep(Duration::from_secs(1));
                     }
                 }
-                continue;
+                return None;
             }
             Err(e) => {
                 log!("backend {}: cannot read the spool: {e}", backend.name);
-                group.kind = None;
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
+                gathered.kind = None;
+                return Some(Duration::from_secs(1));
             }
         }
-        // A small group that is still fresh waits for company, up to
-        // flush_time after its first record was written.
-        let age = Duration::from_millis(now_ms().saturating_sub(group.first_ms));
-        if group.kind == Some(Kind::Write)
-            && group.at_head
-            && (group.points as usize) < s.flush_size
+        if gathered.kind == Some(Kind::Statement) && !flights.is_empty() {
+            // A statement waits until everything before it is done.
+            return None;
+        }
+        let age = Duration::from_millis(now_ms().saturating_sub(gathered.first_ms));
+        if gathered.kind == Some(Kind::Write)
+            && gathered.at_head
+            && (gathered.points as usize) < s.flush_size
             && age < s.flush_time
         {
-            reader.wait_for_more(group.end, s.flush_time - age);
-            // Next turn extends the group with whatever arrived.
-            continue;
+            return Some(s.flush_time - age);
         }
-        let outcome = send_group(&mut client, cluster, backend, &group);
-        match settle(backend, &group, outcome, dir) {
-            Settled::Done => {
-                attempts = 0;
-                commit(&mut reader, backend, &group, s);
-                group.kind = None;
+        let group = match gathered.pack(spare.pop().unwrap_or_default(), zip) {
+            Ok(g) => g,
+            Err(e) => {
+                log!("backend {}: cannot gzip a batch: {e}", backend.name);
+                return Some(Duration::from_secs(1));
             }
-            Settled::Retry {
-                unreachable,
-                reason,
-            } => {
-                group.frozen = true;
-                attempts += 1;
-                backend.stats.send_failures.fetch_add(1, Ordering::Relaxed);
-                backend.set_rewriting(true);
-                if attempts == 1 || attempts % 10 == 0 {
-                    log!(
-                        "backend {}: sending {} failed (attempt {attempts}), will retry: {reason}",
-                        backend.name,
-                        group.label()
-                    );
-                }
-                if unreachable {
-                    if backend.set_active(false) {
-                        log!(
-                            "backend {} ({}) is now inactive: {reason}",
-                            backend.name,
-                            backend.url
-                        );
-                    }
-                } else if attempts >= PROBE_AFTER
-                    && try_past_poison(
-                        &mut client,
-                        cluster,
-                        backend,
-                        &mut reader,
-                        &group,
-                        &mut probe,
-                        s,
-                        dir,
-                        &reason,
-                    )
-                {
-                    attempts = 0;
-                    group.kind = None;
-                    continue;
-                }
-                if reader.is_closed() {
-                    let _ = reader.sync_cursor();
-                    return;
-                }
-                std::thread::sleep(backoff(attempts, s.retry_max));
-            }
+        };
+        gathered.kind = None;
+        let id = *next_id;
+        *next_id += 1;
+        let flight = Flight {
+            end: group.end,
+            first_ms: group.first_ms,
+            statement: group.kind == Some(Kind::Statement),
+            group: None,
+            attempts: 0,
+            state: FlightState::Sending,
+        };
+        if let Err(e) = job_tx.try_send((id, group)) {
+            // No poster free after all (or gone): try again next turn.
+            spare.push(e.into_inner().1);
+            return None;
         }
+        flights.push_back((id, flight));
     }
 }
 
-/// Sends the group after a stuck one. If the backend takes it, the stuck
-/// group is poison: it goes to the dead-letter file and both are committed.
-#[allow(clippy::too_many_arguments)]
-fn try_past_poison(
-    client: &mut Sender,
-    cluster: &Cluster,
+/// Records a poster's outcome on its flight.
+fn on_posted(
     backend: &Backend,
-    reader: &mut Reader,
-    stuck: &Group,
-    probe: &mut Group,
+    flights: &mut VecDeque<(u64, Flight)>,
+    (id, group, outcome): Posted,
     s: &WriterSettings,
     dir: &Path,
-    reason: &str,
-) -> bool {
-    match gather(reader, stuck.end, s.flush_size, probe) {
-        Ok(true) => {}
-        _ => return false,
-    }
-    let outcome = send_group(client, cluster, backend, probe);
-    match settle(backend, probe, outcome, dir) {
-        Settled::Done => {
-            dead_letter(backend, stuck, reason, dir);
-            commit(reader, backend, stuck, s);
-            commit(reader, backend, probe, s);
-            true
+) {
+    let Some((_, f)) = flights.iter_mut().find(|(i, _)| *i == id) else {
+        return;
+    };
+    match settle(backend, &group, outcome, dir) {
+        Settled::Done => f.state = FlightState::Done,
+        Settled::Retry {
+            unreachable,
+            reason,
+        } => {
+            f.attempts += 1;
+            backend.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+            if f.attempts == 1 || f.attempts % 10 == 0 {
+                log!(
+                    "backend {}: sending {} failed (attempt {}), will retry: {reason}",
+                    backend.name,
+                    group.label(),
+                    f.attempts
+                );
+            }
+            if unreachable && backend.set_active(false) {
+                log!(
+                    "backend {} ({}) is now inactive: {reason}",
+                    backend.name,
+                    backend.url
+                );
+            }
+            f.state = FlightState::RetryAt(Instant::now() + backoff(f.attempts, s.retry_max));
         }
-        Settled::Retry { .. } => false,
+    }
+    f.group = Some(group);
+}
+
+/// The oldest group keeps failing while a later one went through: the
+/// backend works, that group is what it refuses. Set it aside.
+fn find_poison(backend: &Backend, flights: &mut VecDeque<(u64, Flight)>, dir: &Path) {
+    let later_done = flights
+        .iter()
+        .skip(1)
+        .any(|(_, f)| f.state == FlightState::Done && f.attempts == 0);
+    if let Some((_, front)) = flights.front_mut() {
+        if later_done
+            && front.attempts >= PROBE_AFTER
+            && matches!(front.state, FlightState::RetryAt(_))
+        {
+            if let Some(group) = &front.group {
+                dead_letter(
+                    backend,
+                    group,
+                    "refused again and again while later batches were accepted",
+                    dir,
+                );
+                front.state = FlightState::Done;
+            }
+        }
     }
 }
 
-fn commit(reader: &mut Reader, backend: &Backend, group: &Group, s: &WriterSettings) {
-    let next_oldest = if group.at_head { 0 } else { now_ms() };
+/// At shutdown: wait a moment for the POSTs in flight, record what is done,
+/// and leave the rest in the spool for the next start.
+fn finish(
+    backend: &Backend,
+    reader: &mut Reader,
+    done_rx: &crossbeam_channel::Receiver<Posted>,
+    flights: &mut VecDeque<(u64, Flight)>,
+    mut sending: usize,
+    s: &WriterSettings,
+    dir: &Path,
+) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while sending > 0 {
+        match done_rx.recv_deadline(deadline) {
+            Ok(posted) => {
+                on_posted(backend, flights, posted, s, dir);
+                sending -= 1;
+            }
+            Err(_) => break,
+        }
+    }
+    while flights
+        .front()
+        .is_some_and(|(_, f)| f.state == FlightState::Done)
+    {
+        if let Some((_, f)) = flights.pop_front() {
+            let next = flights.front().map(|(_, n)| n.first_ms);
+            if let Some(group) = f.group {
+                commit(reader, backend, &group, next, s);
+            }
+        }
+    }
+    let _ = reader.sync_cursor();
+}
+
+/// Moves the cursor past a finished group. `next_first_ms` is when the
+/// group after it was written, if one is in flight (for the oldest age).
+fn commit(
+    reader: &mut Reader,
+    backend: &Backend,
+    group: &Group,
+    next_first_ms: Option<u64>,
+    s: &WriterSettings,
+) {
+    let next_oldest = match next_first_ms {
+        Some(ms) if ms > 0 => ms,
+        _ if group.at_head => 0,
+        _ => now_ms(),
+    };
     if let Err(e) = reader.commit(group.end, group.records, group.bytes, next_oldest) {
         log!(
             "backend {}: cannot move the spool cursor: {e}",
             backend.name
         );
     }
-    if s.sync == crate::spool::SyncMode::Always {
+    if s.sync == SyncMode::Always {
         if let Err(e) = reader.sync_cursor() {
             log!(
                 "backend {}: cannot sync the spool cursor: {e}",
@@ -360,7 +594,7 @@ fn send_group(client: &mut Sender, cluster: &Cluster, backend: &Backend, g: &Gro
             client.query(backend, &g.db, &text)
         }
         _ => {
-            let outcome = send_lines(client, backend, &g.db, &g.rp, &g.lines, g.points, 0);
+            let outcome = send_packed(client, backend, g);
             let Outcome::DatabaseNotFound(reason) = outcome else {
                 return outcome;
             };
@@ -378,11 +612,22 @@ fn send_group(client: &mut Sender, cluster: &Cluster, backend: &Backend, g: &Gro
                         backend.name,
                         g.db
                     );
-                    send_lines(client, backend, &g.db, &g.rp, &g.lines, g.points, 0)
+                    send_packed(client, backend, g)
                 }
                 other => other,
             }
         }
+    }
+}
+
+/// POSTs a packed write group; on 413 splits its lines in halves.
+fn send_packed(client: &mut Sender, backend: &Backend, g: &Group) -> Outcome {
+    match client.send_gzipped(backend, &g.db, &g.rp, &g.gz) {
+        Outcome::TooLarge if g.points > 1 => {
+            let lines = g.text();
+            send_lines(client, backend, &g.db, &g.rp, &lines, g.points, 0)
+        }
+        other => other,
     }
 }
 
@@ -523,7 +768,7 @@ fn file_aside(dir: &Path, name: &str, g: &Group, reason: &str) {
         text.extend(g.lines.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
         text.push(b'\n');
     } else {
-        text.extend_from_slice(&g.lines);
+        text.extend_from_slice(&g.text());
     }
     let result = OpenOptions::new()
         .create(true)

@@ -95,6 +95,8 @@ pub struct WriterSettings {
     pub write_timeout: Duration,
     pub retry_max: Duration,
     pub check_interval: Duration,
+    /// POSTs in flight per backend (`rewrite_threads`).
+    pub in_flight: usize,
     pub sync: SyncMode,
     pub spool_max_size: u64,
     pub segment_size: u64,
@@ -108,6 +110,7 @@ impl WriterSettings {
             write_timeout: cfg.write_timeout,
             retry_max: cfg.rewrite_interval,
             check_interval: cfg.check_interval,
+            in_flight: cfg.rewrite_threads,
             sync: cfg.spool_sync,
             spool_max_size: cfg.spool_max_size,
             segment_size: cfg.spool_segment_size,
