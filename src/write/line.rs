@@ -508,13 +508,21 @@ fn check_number(v: &[u8]) -> Result<(), LineError> {
         return Err(LineError::InvalidNumber);
     }
     if integer {
-        return match parse_i64(digits) {
-            Ok(_) => Ok(()),
-            Err(true) => Err(LineError::IntegerOutOfRange(
-                String::from_utf8_lossy(digits).into_owned(),
-            )),
-            Err(false) => Err(LineError::InvalidNumber),
+        // Digits, then the magnitude against i64's limits as text.
+        if !unsigned.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
+            return Err(LineError::InvalidNumber);
+        }
+        let limit: &[u8] = if unsigned.len() < digits.len() {
+            b"9223372036854775808"
+        } else {
+            b"9223372036854775807"
         };
+        if magnitude_above(unsigned, limit) {
+            return Err(LineError::IntegerOutOfRange(
+                String::from_utf8_lossy(digits).into_owned(),
+            ));
+        }
+        return Ok(());
     }
     let mut dots = 0;
     let mut exp = None;
@@ -743,6 +751,10 @@ mod tests {
             assert_eq!(err(line), want, "line {line:?}");
         }
         assert!(err("cpu v=99999999999999999999i").contains("value out of range"));
+        assert!(err("cpu v=9223372036854775808i").contains("value out of range"));
+        ok("cpu v=9223372036854775807i");
+        ok("cpu v=-9223372036854775808i");
+        assert!(err("cpu v=-9223372036854775809i").contains("value out of range"));
         let long = format!("{} v=1", "m".repeat(70_000));
         assert_eq!(err(&long), "max key length exceeded: 70000 > 65535");
         assert!(err("cpu v=1 99999999999999999999").contains("value out of range"));

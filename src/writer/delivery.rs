@@ -46,6 +46,8 @@ use crate::spool::{Pos, Reader, SyncMode};
 
 /// Failures of one group before the next group is tried past it.
 const PROBE_AFTER: u32 = 3;
+/// How often a lingering group looks for more records.
+const LINGER_POLL: Duration = Duration::from_millis(20);
 /// Most bytes of lines gathered into one POST.
 const MAX_GROUP_BYTES: usize = 16 << 20;
 
@@ -340,6 +342,20 @@ pub fn send_loop(
             ) {
                 wait = wait.min(linger);
             }
+        }
+        if gathered.kind.is_some() {
+            // A group is lingering: new records need not wake us one by one
+            // (every append publishes); look again in a little while.
+            crossbeam_channel::select! {
+                recv(done_rx) -> posted => {
+                    if let Ok(posted) = posted {
+                        on_posted(backend, &mut flights, posted, s, dir);
+                    }
+                }
+                default(wait.min(LINGER_POLL)) => {}
+            }
+            let _ = wake.try_recv();
+            continue;
         }
         crossbeam_channel::select! {
             recv(done_rx) -> posted => {
