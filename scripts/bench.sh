@@ -26,6 +26,7 @@ SERIES=100000
 GZIP=0
 ROUNDS=5
 PROXY_CMD=""
+SET_KEYS=()
 KEEP=0
 BUILD=1
 WAIT_TIMEOUT=120
@@ -76,6 +77,8 @@ Options:
   --settle S              pause after emptying the backends, before each round
                           (default 1 with sinks, 3 with influxd)
   --no-build              use the binaries already in $BIN_DIR
+  --set KEY=JSON          add a key to the generated config (repeatable), e.g.
+                          --set spool_sync='"always"' --set rewrite_threads=1
   --keep                  keep the temp dir run/bench/<stamp>/ (configs, logs,
                           influxd data); it is also kept when the script fails
   -h, --help              this text
@@ -108,6 +111,11 @@ while [[ $# -gt 0 ]]; do
         ;;
     --keep) KEEP=1 ;;
     --no-build) BUILD=0 ;;
+    --set)
+        [[ $# -ge 2 && "$2" == *=* ]] || die "--set needs KEY=JSON, e.g. --set spool_sync='\"always\"'"
+        SET_KEYS+=("$2")
+        shift
+        ;;
     --*=*)
         set -- "${opt%%=*}" "${opt#*=}" "${@:2}"
         continue
@@ -446,7 +454,7 @@ write_proxy_config() {
     "write_tracing": false,
     "query_tracing": false,
     "pprof_enabled": false,
-    "https_enabled": false
+    "https_enabled": false$(for kv in "${SET_KEYS[@]}"; do printf ',\n    "%s": %s' "${kv%%=*}" "${kv#*=}"; done)
 }
 EOF
 }

@@ -118,7 +118,7 @@ pub struct Config {
     pub worker_threads: usize,
     /// Largest request body accepted, before and after gunzip (ours).
     pub max_body_size: usize,
-    /// When appended spool records are msynced (ours).
+    /// When appended spool records are forced to disk (ours).
     pub spool_sync: crate::spool::SyncMode,
     /// Undelivered bytes each backend's spool may hold (ours).
     pub spool_max_size: u64,

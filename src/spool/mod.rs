@@ -15,8 +15,8 @@
 //! - After a restart the appender starts a fresh segment, so older segments
 //!   are read-only and their written part ends at the first zero magic.
 //! - A write to a `MAP_SHARED` mapping is in the page cache at once, so a
-//!   killed process loses no appended record; `spool_sync` adds msync for
-//!   power loss.
+//!   killed process loses no appended record; `spool_sync` adds fdatasync
+//!   for power loss.
 //! - Pages already written are dropped from the mapping (`MADV_DONTNEED`)
 //!   every `RELEASE_CHUNK` bytes, so the proxy's resident memory does not
 //!   grow with the spool (the data stays in the page cache and on disk).
@@ -50,9 +50,9 @@ const RELEASE_CHUNK: usize = 256 << 10;
 pub enum SyncMode {
     /// Never by us: the kernel writes back when it likes.
     None,
-    /// msync every `flush_time`.
+    /// fdatasync every `flush_time`.
     Interval,
-    /// msync before the writer acknowledges.
+    /// fdatasync before the writer acknowledges.
     Always,
 }
 
@@ -237,8 +237,10 @@ pub struct Appender {
     sync: SyncMode,
     seq: u64,
     map: Option<MmapMut>,
+    /// The current segment's file, for fdatasync.
+    file: Option<File>,
     pos: usize,
-    /// Start of the bytes not yet msynced.
+    /// End of the bytes already synced.
     synced: usize,
     /// End of the bytes already released from the mapping.
     released: usize,
@@ -257,6 +259,7 @@ impl Appender {
             // The first append creates segment `seq`.
             seq: seq.saturating_sub(1),
             map: None,
+            file: None,
             pos: 0,
             synced: 0,
             released: 0,
@@ -335,7 +338,7 @@ impl Appender {
         let _ = self.shared.wake_tx.try_send(());
     }
 
-    /// msyncs what was appended since the last sync, when the mode asks for
+    /// Syncs what was appended since the last sync, when the mode asks for
     /// it now: always under `always`, every `interval` under `interval`.
     pub fn sync_if_needed(&mut self, interval: Duration) -> io::Result<()> {
         let due = match self.sync {
@@ -349,12 +352,13 @@ impl Appender {
         Ok(())
     }
 
-    /// msyncs the unsynced part of the current segment.
+    /// Forces what was appended to the current segment to stable storage
+    /// (fdatasync: it covers pages already dropped from the mapping).
     pub fn sync(&mut self) -> io::Result<()> {
         self.last_sync = Instant::now();
-        if let Some(map) = &self.map {
+        if let Some(file) = &self.file {
             if self.pos > self.synced {
-                map.flush_range(self.synced, self.pos - self.synced)?;
+                file.sync_data()?;
                 self.synced = self.pos;
             }
         }
@@ -374,6 +378,7 @@ impl Appender {
         // through this mapping; readers use pread on the same page cache.
         let map = unsafe { MmapOptions::new().len(size as usize).map_mut(&file)? };
         self.map = Some(map);
+        self.file = Some(file);
         self.seq = seq;
         self.pos = 0;
         self.synced = 0;
@@ -412,19 +417,9 @@ impl Appender {
     fn release_written(&mut self) {
         let Some(map) = &self.map else { return };
         let upto = self.pos / RELEASE_CHUNK * RELEASE_CHUNK;
-        if upto > self.released && self.sync != SyncMode::Always {
-            // Under `interval` the chunk must be msynced before it leaves
-            // the mapping, or the next msync would not cover it.
-            if self.sync == SyncMode::Interval && self.synced < upto {
-                if map
-                    .flush_async_range(self.synced, upto - self.synced)
-                    .is_ok()
-                {
-                    self.synced = upto;
-                } else {
-                    return;
-                }
-            }
+        if upto > self.released {
+            // Dropping the pages from our mapping leaves them dirty in the
+            // page cache: `sync` (fdatasync of the file) still covers them.
             // SAFETY: the range is inside the mapping and never read or
             // written through it again (the log is append-only).
             let _ = unsafe {

@@ -5,7 +5,7 @@
 //! Threads per backend (both started by [`Writers::start`]):
 //! - **writer** `writer-<name>`: owns the spool's [`Appender`]. Fed by a
 //!   bounded crossbeam channel of [`Submission`]s. It drains what is queued
-//!   (group commit), appends each batch as one record, msyncs when
+//!   (group commit), appends each batch as one record, syncs when
 //!   `spool_sync` asks, publishes the new head to the sender, and answers
 //!   every submission on its ack channel. It never touches the network, so a
 //!   worker waits for a local append, never for a backend.
@@ -38,7 +38,7 @@ use crate::write::batch::Batch;
 
 /// Submissions a writer may have queued before workers wait.
 const CHANNEL_CAPACITY: usize = 1024;
-/// Submissions appended before one msync and one round of acks.
+/// Submissions appended before one sync and one round of acks.
 const GROUP_COMMIT: usize = 256;
 
 /// Why a writer did not take a batch.
@@ -287,7 +287,7 @@ fn write_loop(
                 for (_, ack) in acks.iter_mut().filter(|(_, a)| a.result.is_ok()) {
                     ack.result = Err(AckError::Disk {
                         backend: backend.name.clone(),
-                        message: format!("msync: {e}"),
+                        message: format!("fdatasync: {e}"),
                     });
                 }
             }
