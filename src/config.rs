@@ -124,6 +124,8 @@ pub struct Config {
     pub spool_max_size: u64,
     /// Size of one spool segment file (ours).
     pub spool_segment_size: u64,
+    /// Longest a backend may take to answer a query (ours).
+    pub query_timeout: Duration,
 }
 
 /// Largest `/write` body by default: InfluxDB's own `max-body-size`.
@@ -168,6 +170,7 @@ const KNOWN_KEYS: &[&str] = &[
     "spool_sync",
     "spool_max_size",
     "spool_segment_size",
+    "query_timeout",
 ];
 
 #[derive(Deserialize, Default)]
@@ -235,6 +238,7 @@ struct RawConfig {
     spool_sync: String,
     spool_max_size: f64,
     spool_segment_size: f64,
+    query_timeout: f64,
 }
 
 fn or_default_str(value: String, default: &str) -> String {
@@ -456,6 +460,7 @@ impl Config {
                 raw.spool_segment_size,
                 crate::spool::DEFAULT_SEGMENT_SIZE as usize,
             ) as u64,
+            query_timeout: or_default_secs(raw.query_timeout, 60),
         })
     }
 

@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod log;
 pub mod proxy;
+pub mod query;
 pub mod ring;
 pub mod server;
 pub mod signals;

@@ -30,6 +30,12 @@ impl Params {
             .unwrap_or("")
     }
 
+    /// These parameters followed by `other`'s (a lookup finds ours first).
+    pub fn then(mut self, other: &Params) -> Params {
+        self.0.extend(other.0.iter().cloned());
+        self
+    }
+
     /// Whether `key` is present at all.
     pub fn has(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)

@@ -52,6 +52,7 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                             "parked_records": load(&s.records_parked),
                             "corrupt_records": spool.map_or(0, |sp| load(&sp.corrupt_records)),
                             "full_refusals": spool.map_or(0, |sp| load(&sp.full_refusals)),
+                            "statements_pending": load(&s.statements_pending),
                         },
                         "points": {
                             "accepted": load(&s.points_in),

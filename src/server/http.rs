@@ -36,12 +36,25 @@ impl Request<'_> {
     }
 }
 
-/// A complete answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An answer: a body in memory, or a stream copied to the client as it
+/// arrives (a backend's query answer, chunked or large).
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When set, sent instead of `body`, with chunked transfer encoding.
+    pub stream: Option<Box<dyn Read + Send>>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .field("stream", &self.stream.is_some())
+            .finish()
+    }
 }
 
 impl Response {
@@ -51,6 +64,7 @@ impl Response {
             status: 204,
             headers: Vec::new(),
             body: Vec::new(),
+            stream: None,
         }
     }
 
@@ -72,6 +86,7 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: escape_html(body),
+            stream: None,
         }
     }
 
@@ -81,6 +96,7 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
             body: format!("{text}\n").into_bytes(),
+            stream: None,
         }
     }
 

@@ -12,7 +12,7 @@ pub mod http;
 pub mod router;
 pub mod sockets;
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -138,14 +138,34 @@ fn answer(
     router::route(state, scratch, &mut req)
 }
 
-fn to_tiny(resp: http::Response) -> tiny_http::Response<Cursor<Vec<u8>>> {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+fn to_tiny(resp: http::Response) -> tiny_http::Response<Box<dyn Read + Send>> {
+    let (reader, length): (Box<dyn Read + Send>, Option<usize>) = match resp.stream {
+        Some(stream) => (stream, None),
+        None => {
+            let n = resp.body.len();
+            (Box::new(Cursor::new(resp.body)), Some(n))
+        }
+    };
+    let mut out = tiny_http::Response::new(
+        tiny_http::StatusCode(resp.status),
+        Vec::new(),
+        reader,
+        length,
+        None,
+    );
     let common = [
         ("X-Influxdb-Version", VERSION),
         ("X-Influxdb-Build", "InfluxDB Proxy"),
     ];
+    // Headers the handler sets (a backend's, on a passthrough query) win.
+    let own = |name: &str| {
+        resp.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
     let all = common
         .iter()
+        .filter(|(k, _)| !own(k))
         .map(|&(k, v)| (k, v))
         .chain(resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for (k, v) in all {

@@ -90,6 +90,8 @@ pub struct SpoolStats {
 
 struct State {
     head: Pos,
+    /// The reader's cursor, published at every commit.
+    delivered: Pos,
     closed: bool,
 }
 
@@ -120,6 +122,24 @@ impl Shared {
     /// The head (end of the last appended record).
     pub fn head(&self) -> Pos {
         self.lock().head
+    }
+
+    /// Waits up to `timeout` until everything appended before `target` has
+    /// been delivered (the cursor reached it); false on timeout.
+    pub fn wait_delivered(&self, target: Pos, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        while st.delivered < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || st.closed {
+                return false;
+            }
+            st = match self.appended.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
     }
 }
 
@@ -160,6 +180,7 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
                 seg: next_seq,
                 off: 0,
             },
+            delivered: cursor,
             closed: false,
         }),
         appended: Condvar::new(),
@@ -709,6 +730,8 @@ impl Reader {
         stats.oldest_ms.store(next_oldest_ms, Ordering::Relaxed);
         let old = self.cursor;
         self.cursor = to;
+        self.shared.lock().delivered = to;
+        self.shared.appended.notify_all();
         let mut b = [0u8; 20];
         b[..8].copy_from_slice(&to.seg.to_le_bytes());
         b[8..16].copy_from_slice(&to.off.to_le_bytes());

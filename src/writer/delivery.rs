@@ -703,6 +703,22 @@ fn exists_elsewhere(client: &mut Sender, cluster: &Cluster, me: &Backend, db: &s
 fn settle(backend: &Backend, g: &Group, outcome: Outcome, dir: &Path) -> Settled {
     let stats = &backend.stats;
     let points = u64::from(g.points);
+    let final_outcome = !matches!(outcome, Outcome::Retry(_) | Outcome::Unreachable(_));
+    if g.kind == Some(Kind::Statement) && final_outcome {
+        let _ = stats
+            .statements_pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        let text = String::from_utf8_lossy(&g.lines);
+        match &outcome {
+            Outcome::Delivered => log!("backend {}: ran queued statement: {text}", backend.name),
+            other => log!(
+                "backend {}: queued statement {text:?} failed: {other:?}",
+                backend.name
+            ),
+        }
+    }
     match outcome {
         Outcome::Delivered => {
             stats.points_delivered.fetch_add(points, Ordering::Relaxed);

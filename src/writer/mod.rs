@@ -206,6 +206,24 @@ impl Writers {
         }
     }
 
+    /// Appends an InfluxQL statement to backend `id`'s spool, to run there
+    /// in order with the writes before it; waits for the append.
+    pub fn queue_statement(&self, id: usize, db: &str, text: &str) -> Result<(), AckError> {
+        let (tx, rx) = bounded(1);
+        let batch = Batch {
+            db: Arc::from(db),
+            rp: Arc::from(""),
+            lines: text.as_bytes().to_vec(),
+            points: 0,
+            statement: true,
+        };
+        self.submit(id, batch, 0, &tx)?;
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(ack) => ack.result,
+            Err(_) => Err(AckError::Stopped),
+        }
+    }
+
     /// The spool state of backend `id`, for `/health`.
     pub fn spool(&self, id: usize) -> Option<&Arc<Shared>> {
         self.spools.get(id)
@@ -249,8 +267,13 @@ fn write_loop(
         let mut next = Some(first);
         while let Some(sub) = next.take() {
             let b = &sub.batch;
+            let kind = if b.statement {
+                Kind::Statement
+            } else {
+                Kind::Write
+            };
             let result = appender
-                .append(Kind::Write, b.points, &b.db, &b.rp, &b.lines)
+                .append(kind, b.points, &b.db, &b.rp, &b.lines)
                 .map(|()| {
                     backend
                         .stats

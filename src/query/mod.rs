@@ -1,0 +1,3 @@
+//! The query path: InfluxQL statements, routing to backends, merging answers.
+
+pub mod forward;
