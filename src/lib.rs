@@ -16,6 +16,7 @@
 //!   ([`signals`]).
 
 pub mod admin;
+pub mod cipher;
 pub mod cluster;
 pub mod config;
 pub mod log;

@@ -56,7 +56,16 @@ impl Backend {
         let authorization = if cfg.username.is_empty() && cfg.password.is_empty() {
             None
         } else {
-            let pair = format!("{}:{}", cfg.username, cfg.password);
+            // With `auth_encrypt` the config holds the Go proxy's cipher text.
+            let (user, pass) = if cfg.auth_encrypt {
+                (
+                    crate::cipher::decrypt(&cfg.username).unwrap_or_default(),
+                    crate::cipher::decrypt(&cfg.password).unwrap_or_default(),
+                )
+            } else {
+                (cfg.username.clone(), cfg.password.clone())
+            };
+            let pair = format!("{user}:{pass}");
             Some(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(pair)

@@ -14,23 +14,34 @@ use super::http::Request;
 pub struct Auth {
     username: String,
     password: String,
+    /// The configured values are the Go proxy's cipher text: compare the
+    /// presented ones encrypted.
+    encrypted: bool,
 }
 
 impl Auth {
     /// `None` when authentication is disabled.
-    pub fn new(username: &str, password: &str) -> Option<Auth> {
+    pub fn new(username: &str, password: &str, encrypted: bool) -> Option<Auth> {
         if username.is_empty() && password.is_empty() {
             return None;
         }
         Some(Auth {
             username: username.to_string(),
             password: password.to_string(),
+            encrypted,
         })
     }
 
     /// Ok when the request presents the right credentials.
     pub fn check(&self, req: &Request) -> Result<(), ApiError> {
         let presented = credentials(req);
+        let presented = presented.map(|(u, p)| {
+            if self.encrypted {
+                (crate::cipher::encrypt(&u), crate::cipher::encrypt(&p))
+            } else {
+                (u, p)
+            }
+        });
         let ok = presented.is_some_and(|(u, p)| {
             // Evaluate both comparisons: no early exit on the user name.
             let user_ok = constant_time_eq(u.as_bytes(), self.username.as_bytes());
@@ -95,7 +106,10 @@ mod tests {
             content_length: None,
             body: &mut empty,
         };
-        Auth::new("admin", "s3cret").unwrap().check(&r).is_ok()
+        Auth::new("admin", "s3cret", false)
+            .unwrap()
+            .check(&r)
+            .is_ok()
     }
 
     #[test]
@@ -113,8 +127,23 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_credentials_compare_the_cipher_text() {
+        let mut empty: &[u8] = &[];
+        let r = Request {
+            method: "GET".into(),
+            path: "/health".into(),
+            params: Params::parse("u=admin&p=admin"),
+            headers: Vec::new(),
+            content_length: None,
+            body: &mut empty,
+        };
+        let auth = Auth::new("YgvEyuPZlDYAH8sGDkC!Ag", "YgvEyuPZlDYAH8sGDkC!Ag", true).unwrap();
+        assert!(auth.check(&r).is_ok());
+    }
+
+    #[test]
     fn disabled_without_credentials() {
-        assert!(Auth::new("", "").is_none());
+        assert!(Auth::new("", "", false).is_none());
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
     }

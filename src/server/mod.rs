@@ -39,7 +39,7 @@ pub struct State {
 impl State {
     pub fn new(cfg: &Config, cluster: Arc<Cluster>, write: WriteService, port: u16) -> State {
         State {
-            auth: Auth::new(&cfg.username, &cfg.password),
+            auth: Auth::new(&cfg.username, &cfg.password, cfg.auth_encrypt),
             ping_auth: cfg.ping_auth_enabled,
             cluster,
             write,

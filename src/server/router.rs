@@ -15,6 +15,8 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
         "/write" => write(state, scratch, req),
         "/health" => get_only(state, req)
             .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
+        "/encrypt" => cipher_text(req, true),
+        "/decrypt" => cipher_text(req, false),
         "/replica" => {
             get_only(state, req).and_then(|()| admin::replica::handle(&state.cluster, req))
         }
@@ -40,6 +42,27 @@ fn write(
     }
     authenticate(state, req)?;
     Ok(state.write.handle(scratch, req)?)
+}
+
+/// `/encrypt?text=` and `/decrypt?key=consistentcipher&text=` (GET, no
+/// auth, plain text answers), as the Go proxy has them; `msg` is the old
+/// name of `text`.
+fn cipher_text(req: &Request, encrypt: bool) -> Result<Response, ApiError> {
+    if req.method != "GET" {
+        return Err(ApiError::method_not_allowed());
+    }
+    let text = match req.params.get("text") {
+        "" => req.params.get("msg"),
+        t => t,
+    };
+    if encrypt {
+        return Ok(Response::text(200, &crate::cipher::encrypt(text)));
+    }
+    if req.params.get("key") != "consistentcipher" {
+        return Err(ApiError::bad_request("invalid key"));
+    }
+    let plain = crate::cipher::decrypt(text).unwrap_or_else(|e| e);
+    Ok(Response::text(200, &plain))
 }
 
 fn get_only(state: &State, req: &Request) -> Result<(), ApiError> {
