@@ -91,7 +91,8 @@ impl QueryClient {
         let mut answer = self.send(backend, true, params, false)?;
         let status = answer.status().as_u16();
         let body = read_all(&mut answer)?;
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+        // Floats must come back digit for digit: merge's own parser.
+        let value = super::merge::parse_json(&body).map_err(|_| {
             format!(
                 "backend {}: unreadable answer (status {status}): {}",
                 backend.name,

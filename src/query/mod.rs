@@ -1,3 +1,14 @@
 //! The query path: InfluxQL statements, routing to backends, merging answers.
+//!
+//! - [`lexer`] and [`statement`]: a real InfluxQL tokenizer, statement
+//!   splitting and classification, the forbidden set (pure).
+//! - [`merge`]: combining several backends' answers to one statement into
+//!   what one InfluxDB would answer (pure).
+//! - [`forward`]: sending a query to one backend.
+//! - [`endpoint`]: `/query` itself: routing, failover, fan-out, DDL.
 
+pub mod endpoint;
 pub mod forward;
+pub mod lexer;
+pub mod merge;
+pub mod statement;

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
+use crate::query::endpoint::QueryService;
 use crate::url::Params;
 use crate::write::endpoint::{WriteScratch, WriteService};
 use crate::VERSION;
@@ -30,6 +31,7 @@ use error::ApiError;
 pub struct State {
     pub cluster: Arc<Cluster>,
     pub write: WriteService,
+    pub query: QueryService,
     pub auth: Option<Auth>,
     pub ping_auth: bool,
     /// Puts timeouts on a client's socket before its body is read.
@@ -41,6 +43,7 @@ impl State {
         State {
             auth: Auth::new(&cfg.username, &cfg.password, cfg.auth_encrypt),
             ping_auth: cfg.ping_auth_enabled,
+            query: QueryService::new(cfg, Arc::clone(&cluster)),
             cluster,
             write,
             sockets: sockets::ClientSockets::new(port, cfg.idle_timeout),

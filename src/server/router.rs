@@ -13,6 +13,7 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
     let result = match req.path.as_str() {
         "/ping" => ping(state, req),
         "/write" => write(state, scratch, req),
+        "/query" => query(state, req),
         "/health" => get_only(state, req)
             .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
         "/encrypt" => cipher_text(req, true),
@@ -42,6 +43,14 @@ fn write(
     }
     authenticate(state, req)?;
     Ok(state.write.handle(scratch, req)?)
+}
+
+fn query(state: &State, req: &mut Request) -> Result<Response, ApiError> {
+    if req.method != "GET" && req.method != "POST" {
+        return Err(ApiError::method_not_allowed());
+    }
+    authenticate(state, req)?;
+    state.query.handle(&state.write.writers, req)
 }
 
 /// `/encrypt?text=` and `/decrypt?key=consistentcipher&text=` (GET, no

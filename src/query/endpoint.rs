@@ -1,0 +1,547 @@
+//! `GET|POST /query`: parse the statements, route each one, and answer as
+//! one InfluxDB would.
+//!
+//! - A request with one statement that one backend can answer is passed
+//!   through: the backend's answer (chunked, gzipped, `epoch`, `pretty` as
+//!   the client asked) is streamed to the client as it arrives.
+//! - Otherwise every statement is answered on its own (fanned out to the
+//!   backends that hold its measurements and merged, see [`super::merge`])
+//!   and the results are written in one body with `statement_id` 0..n-1.
+//! - Reads go to one circle whose backends are all up, taking circles in
+//!   turn; a backend error or timeout moves the statement to the next
+//!   circle. `SHOW` without `FROM` is answered by every backend of one whole
+//!   circle, or, when no circle is whole, by the live backends of all
+//!   circles, merged and de-duplicated.
+//! - DDL (`CREATE/DROP DATABASE`, retention policies, `DROP MEASUREMENT`,
+//!   `DROP SERIES`, `DELETE`) goes to every backend that should get it: a
+//!   live backend runs it once the writes acknowledged before it are
+//!   delivered there; a backend that is down (or behind) gets it queued in
+//!   its spool, in order with its writes, and runs it when it is back.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::forward::{error_text, read_all, QueryClient, FORWARDED};
+use super::lexer::{self, Keyword};
+use super::merge::{self, MergeKind, Part};
+use super::statement::{self, ShowKind, Source, Statement, StatementKind};
+use crate::cluster::{Backend, Cluster};
+use crate::config::Config;
+use crate::log;
+use crate::server::error::ApiError;
+use crate::server::http::{Request, Response};
+use crate::url::Params;
+use crate::writer::Writers;
+
+/// Largest form body read for a POST `/query`.
+const MAX_FORM: u64 = 32 << 20;
+
+/// What the `/query` endpoint needs, shared by all workers.
+pub struct QueryService {
+    cluster: Arc<Cluster>,
+    client: QueryClient,
+    db_list: Vec<String>,
+    tracing: bool,
+    /// Next circle to try first, so reads spread over healthy circles.
+    next_circle: AtomicUsize,
+    /// How long DDL waits for a live backend to catch up with the writes
+    /// acknowledged before it, before queueing it in the spool instead.
+    ddl_wait: Duration,
+}
+
+/// Which backends of which circle answer a statement.
+type Targets = Vec<Arc<Backend>>;
+
+impl QueryService {
+    pub fn new(cfg: &Config, cluster: Arc<Cluster>) -> QueryService {
+        QueryService {
+            cluster,
+            client: QueryClient::new(cfg.query_timeout),
+            db_list: cfg.db_list.clone(),
+            tracing: cfg.query_tracing,
+            next_circle: AtomicUsize::new(0),
+            ddl_wait: cfg.flush_time + Duration::from_secs(2),
+        }
+    }
+
+    fn db_allowed(&self, db: &str) -> bool {
+        self.db_list.is_empty() || self.db_list.iter().any(|d| d == db)
+    }
+
+    /// Handles `/query` once the method and credentials are checked.
+    pub fn handle(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
+        let params = form_params(req)?;
+        let q = params.get("q").trim().to_string();
+        if q.is_empty() {
+            return Err(ApiError::bad_request("empty query"));
+        }
+        if self.tracing {
+            log!("query: db={} q={q}", params.get("db"));
+        }
+        let statements = statement::parse(&q).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let db_param = params.get("db").to_string();
+        // A bound parameter can name a database that db_list never sees.
+        if !self.db_list.is_empty()
+            && params.has("params")
+            && statements.iter().any(|s| s.bound_params)
+        {
+            return Err(ApiError::bad_request(
+                "bound parameters cannot be used when db_list restricts databases",
+            ));
+        }
+        for stmt in &statements {
+            for db in &stmt.databases {
+                if !self.db_allowed(db) {
+                    return Err(ApiError::bad_request(format!("database forbidden: {db}")));
+                }
+            }
+            if needs_db(stmt) && stmt.database.is_none() {
+                if db_param.is_empty() {
+                    return Err(ApiError::bad_request("database not found"));
+                }
+                if !self.db_allowed(&db_param) {
+                    return Err(ApiError::bad_request(format!(
+                        "database forbidden: {db_param}"
+                    )));
+                }
+            }
+        }
+        let accept_gzip = req
+            .header("accept-encoding")
+            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        let pretty = params.get("pretty") == "true";
+
+        // One statement for one backend: stream the backend's answer.
+        if let [stmt] = statements.as_slice() {
+            if !is_ddl(&stmt.kind) {
+                let db = stmt.database.clone().unwrap_or_else(|| db_param.clone());
+                if let Some(resp) = self.try_passthrough(req, &params, stmt, &db, accept_gzip)? {
+                    return Ok(resp);
+                }
+            }
+        }
+
+        let mut results = Vec::with_capacity(statements.len());
+        for (i, stmt) in statements.iter().enumerate() {
+            let db = stmt.database.clone().unwrap_or_else(|| db_param.clone());
+            let result = if is_ddl(&stmt.kind) {
+                self.run_ddl(writers, stmt, &db, i)
+            } else {
+                self.run_read(stmt, &db, &params, i)
+            };
+            results.push(result.map_err(ApiError::bad_request)?);
+        }
+        let body = merge::write_body(&results, pretty);
+        Ok(json_response(body, accept_gzip))
+    }
+
+    /// Passes a single read statement through to the one backend that can
+    /// answer it, trying circles in turn. `None` when it needs several.
+    fn try_passthrough(
+        &self,
+        req: &Request,
+        params: &Params,
+        stmt: &Statement,
+        db: &str,
+        accept_gzip: bool,
+    ) -> Result<Option<Response>, ApiError> {
+        let plans = self.read_plans(stmt, db);
+        if plans.is_empty() || plans.iter().any(|t| t.len() != 1) {
+            return Ok(None);
+        }
+        let forwarded: Vec<(&str, &str)> = FORWARDED
+            .iter()
+            .filter(|k| params.has(k))
+            .map(|&k| (k, params.get(k)))
+            .collect();
+        let post = req.method == "POST";
+        let mut last = String::from("backends unavailable");
+        for targets in plans {
+            let backend = &targets[0];
+            let mut answer = match self.client.send(backend, post, &forwarded, accept_gzip) {
+                Ok(a) => a,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let status = answer.status().as_u16();
+            if status >= 400 {
+                let body = read_all(&mut answer).unwrap_or_default();
+                last = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| error_text(&v))
+                    .unwrap_or_else(|| format!("backend {} answered {status}", backend.name));
+                continue;
+            }
+            let mut headers = Vec::new();
+            for name in [
+                "content-type",
+                "content-encoding",
+                "request-id",
+                "x-request-id",
+                "x-influxdb-version",
+                "x-influxdb-build",
+            ] {
+                if let Some(v) = answer.headers().get(name).and_then(|v| v.to_str().ok()) {
+                    headers.push((canonical(name), v.to_string()));
+                }
+            }
+            let reader = answer.into_body().into_reader();
+            return Ok(Some(Response {
+                status,
+                headers,
+                body: Vec::new(),
+                stream: Some(Box::new(reader)),
+            }));
+        }
+        Err(ApiError::bad_request(last))
+    }
+
+    /// The candidate backend sets for a read, one per circle, best first:
+    /// whole circles (all needed backends up, none write-only or catching
+    /// up) in turn, then circles that are up but catching up or
+    /// write-only. A `SHOW` without `FROM` with no circle whole gets the
+    /// live backends of all circles as its only set.
+    fn read_plans(&self, stmt: &Statement, db: &str) -> Vec<Targets> {
+        let circles = &self.cluster.circles;
+        let n = circles.len();
+        let start = self.next_circle.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let mut best = Vec::new();
+        let mut second = Vec::new();
+        for k in 0..n {
+            let circle = &circles[(start + k) % n];
+            let targets = self.circle_targets(circle.id, stmt, db);
+            if targets.iter().any(|b| !b.is_active()) {
+                continue;
+            }
+            if targets.iter().any(|b| b.write_only || b.is_rewriting()) {
+                second.push(targets);
+            } else {
+                best.push(targets);
+            }
+        }
+        best.extend(second);
+        if best.is_empty() && stmt.source_refs.is_empty() {
+            let live: Targets = self
+                .cluster
+                .backends
+                .iter()
+                .filter(|b| b.is_active())
+                .cloned()
+                .collect();
+            if !live.is_empty() {
+                best.push(live);
+            }
+        }
+        best
+    }
+
+    /// The backends of circle `c` that hold what a statement reads. Each
+    /// source is placed with its own database (`FROM a, db2.rp.b`).
+    fn circle_targets(&self, c: usize, stmt: &Statement, db: &str) -> Targets {
+        let circle = &self.cluster.circles[c];
+        if stmt.source_refs.is_empty()
+            || stmt
+                .source_refs
+                .iter()
+                .any(|r| matches!(r.source, Source::Regex(_)))
+        {
+            return circle.backends.clone();
+        }
+        let mut out: Targets = Vec::new();
+        for r in &stmt.source_refs {
+            if let Source::Measurement(m) = &r.source {
+                let db = r.database.as_deref().unwrap_or(db);
+                let key = self.cluster.shard_key.render(db, m);
+                let owner = circle.owner(&key);
+                if !out.iter().any(|b| b.id == owner.id) {
+                    out.push(Arc::clone(owner));
+                }
+            }
+        }
+        out
+    }
+
+    /// Answers a read statement from the first plan that works; the result
+    /// object carries `statement_id`.
+    fn run_read(
+        &self,
+        stmt: &Statement,
+        db: &str,
+        params: &Params,
+        statement_id: usize,
+    ) -> Result<serde_json::Value, String> {
+        let plans = self.read_plans(stmt, db);
+        let kind = merge_kind(stmt);
+        let text = match kind {
+            MergeKind::Show { .. } => stmt.text_without_limit.as_str(),
+            _ => stmt.text.as_str(),
+        };
+        let mut sent: Vec<(&str, &str)> = vec![("q", text)];
+        if !db.is_empty() {
+            sent.push(("db", db));
+        }
+        for k in ["rp", "epoch", "params"] {
+            if params.has(k) {
+                sent.push((k, params.get(k)));
+            }
+        }
+        let mut last = String::from("backends unavailable");
+        for targets in plans {
+            match self.fan_out(&targets, &sent) {
+                Ok(parts) => return Ok(merge::merge(&kind, statement_id, parts)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs one statement on several backends in parallel; the first
+    /// statement result of each answer.
+    fn fan_out(
+        &self,
+        targets: &[Arc<Backend>],
+        sent: &[(&str, &str)],
+    ) -> Result<Vec<Part>, String> {
+        let answers: Vec<Result<serde_json::Value, String>> = if targets.len() == 1 {
+            vec![self.client.json(&targets[0], sent)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = targets
+                    .iter()
+                    .map(|b| scope.spawn(move || self.client.json(b, sent)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("a query thread failed".into()))
+                    })
+                    .collect()
+            })
+        };
+        answers
+            .into_iter()
+            .map(|answer| {
+                let mut value = answer?;
+                let result = value
+                    .get_mut("results")
+                    .and_then(|r| r.as_array_mut())
+                    .and_then(|r| r.first_mut())
+                    .map(serde_json::Value::take)
+                    .unwrap_or_else(|| serde_json::json!({}));
+                Ok(Part { result })
+            })
+            .collect()
+    }
+
+    /// Runs a DDL statement on every backend that should get it.
+    fn run_ddl(
+        &self,
+        writers: &Writers,
+        stmt: &Statement,
+        db: &str,
+        statement_id: usize,
+    ) -> Result<serde_json::Value, String> {
+        let targets = self.ddl_targets(stmt, db);
+        let mut answer: Option<serde_json::Value> = None;
+        for backend in targets {
+            let live = backend.is_active()
+                && writers
+                    .spool(backend.id)
+                    .is_some_and(|sp| sp.wait_delivered(sp.head(), self.ddl_wait));
+            if live {
+                let sent = [("q", stmt.text.as_str()), ("db", db)];
+                match self.client.json(&backend, &sent) {
+                    Ok(mut value) => {
+                        if answer.is_none() {
+                            answer = value
+                                .get_mut("results")
+                                .and_then(|r| r.as_array_mut())
+                                .and_then(|r| r.first_mut())
+                                .map(serde_json::Value::take);
+                        }
+                        continue;
+                    }
+                    // A refusal (bad statement) is the client's answer.
+                    Err(e) if backend.is_active() && !e.starts_with("backend ") => return Err(e),
+                    Err(e) => log!("backend {}: {e}; queueing the statement", backend.name),
+                }
+            }
+            writers
+                .queue_statement(backend.id, db, &stmt.text)
+                .map_err(|e| e.to_string())?;
+            backend
+                .stats
+                .statements_pending
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log!(
+                "backend {} is down or behind: queued {:?} in its spool",
+                backend.name,
+                stmt.text
+            );
+        }
+        let mut result = answer.unwrap_or_else(|| serde_json::json!({}));
+        if let Some(obj) = result.as_object_mut() {
+            obj.insert("statement_id".into(), statement_id.into());
+        }
+        Ok(result)
+    }
+
+    /// The backends a DDL statement must reach.
+    fn ddl_targets(&self, stmt: &Statement, db: &str) -> Targets {
+        let all = || self.cluster.backends.clone();
+        match &stmt.kind {
+            StatementKind::DropMeasurement(_)
+            | StatementKind::DropSeries
+            | StatementKind::Delete
+                if !stmt.source_refs.is_empty() =>
+            {
+                let mut out: Targets = Vec::new();
+                for c in 0..self.cluster.circles.len() {
+                    for b in self.circle_targets(c, stmt, db) {
+                        if !out.iter().any(|o| o.id == b.id) {
+                            out.push(b);
+                        }
+                    }
+                }
+                out
+            }
+            _ => all(),
+        }
+    }
+}
+
+/// Every DDL statement.
+fn is_ddl(kind: &StatementKind) -> bool {
+    !matches!(kind, StatementKind::Select | StatementKind::Show(_))
+}
+
+/// Whether a statement needs a database (from `ON`, a qualified name, or
+/// the `db` parameter).
+fn needs_db(stmt: &Statement) -> bool {
+    !matches!(
+        stmt.kind,
+        StatementKind::Show(ShowKind::Databases)
+            | StatementKind::Show(ShowKind::Stats)
+            | StatementKind::CreateDatabase(_)
+            | StatementKind::DropDatabase(_)
+    )
+}
+
+/// How the answers of several backends to a statement are combined.
+fn merge_kind(stmt: &Statement) -> MergeKind {
+    match &stmt.kind {
+        StatementKind::Show(kind) => match kind {
+            ShowKind::RetentionPolicies => MergeKind::RetentionPolicies,
+            ShowKind::Stats => MergeKind::Concat,
+            ShowKind::MeasurementCardinality
+            | ShowKind::SeriesCardinality
+            | ShowKind::TagKeyCardinality
+            | ShowKind::TagValuesCardinality
+            | ShowKind::FieldKeyCardinality => MergeKind::Cardinality,
+            _ => MergeKind::Show {
+                limit: stmt.limit,
+                offset: stmt.offset,
+            },
+        },
+        _ if order_desc(stmt) => MergeKind::SeriesDesc {
+            wildcard: stmt.wildcard,
+            slimit: stmt.slimit,
+            soffset: stmt.soffset,
+        },
+        _ => MergeKind::Series {
+            wildcard: stmt.wildcard,
+            slimit: stmt.slimit,
+            soffset: stmt.soffset,
+        },
+    }
+}
+
+/// `ORDER BY time DESC`: InfluxDB then lists the series in reverse too.
+fn order_desc(stmt: &Statement) -> bool {
+    let Ok(tokens) = lexer::tokenize(&stmt.text) else {
+        return false;
+    };
+    tokens
+        .windows(2)
+        .any(|w| w[0].is_keyword(Keyword::Order) && w[1].is_keyword(Keyword::By))
+        && tokens.iter().any(|t| t.is_keyword(Keyword::Desc))
+}
+
+/// `Content-Type` and friends with their usual capitals.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| match part {
+            "influxdb" => "Influxdb".to_string(),
+            "id" => "Id".to_string(),
+            p => {
+                let mut c = p.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The request's parameters: a POST form body first, then the URL (as Go's
+/// `FormValue` looks them up).
+fn form_params(req: &mut Request) -> Result<Params, ApiError> {
+    let is_form = req.method == "POST"
+        && req
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Ok(req.params.clone());
+    }
+    let mut body = Vec::new();
+    (&mut *req.body)
+        .take(MAX_FORM + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request(format!("unable to read body: {e}")))?;
+    if body.len() as u64 > MAX_FORM {
+        return Err(ApiError::new(413, "Request Entity Too Large"));
+    }
+    let text = String::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid UTF-8 in the form body"))?;
+    Ok(Params::parse(&text).then(&req.params))
+}
+
+/// A JSON body, gzipped when the client accepts it.
+fn json_response(body: Vec<u8>, gzip: bool) -> Response {
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    let body = if gzip {
+        match crate::writer::sender::gzip(&body, Vec::new()) {
+            Ok(gz) => {
+                headers.push(("Content-Encoding".into(), "gzip".into()));
+                gz
+            }
+            Err(_) => body,
+        }
+    } else {
+        body
+    };
+    Response {
+        status: 200,
+        headers,
+        body,
+        stream: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_capitalised() {
+        assert_eq!(canonical("content-type"), "Content-Type");
+        assert_eq!(canonical("x-influxdb-version"), "X-Influxdb-Version");
+        assert_eq!(canonical("request-id"), "Request-Id");
+    }
+}

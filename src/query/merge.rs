@@ -1,0 +1,1793 @@
+//! Combines several backends' answers to one InfluxQL statement into the
+//! answer one InfluxDB 1.x would give, and writes `/query` bodies byte for
+//! byte as influxd writes them. Pure: no I/O, no threads.
+//!
+//! **Representation.** A statement's result is a `serde_json::Value`, the
+//! object `results[i]` of an influxd body. serde_json's maps are sorted (its
+//! `preserve_order` feature is off), so the values do not keep key order;
+//! [`write_body`] writes keys in influxd's order instead: `statement_id`,
+//! `series`, `messages`, `partial`, `error` for a result (Go's
+//! `query.Result`), `name`, `tags`, `columns`, `values`, `partial` for a
+//! series (`models.Row`), leaving out empty ones as Go's `omitempty` does.
+//! Other objects (tags, messages) are Go maps: keys sorted, as serde_json has
+//! them.
+//!
+//! **Numbers.** Integers stay i64/u64. A float is written as Go's
+//! encoding/json writes a float64 (shortest digits; `1e+21`, `1.5e-7`,
+//! `0.000001`, `-0`), so a float read from influxd is written back with the
+//! same text, *provided it was parsed exactly*: serde_json's default float
+//! parser misses the nearest float by one ulp for about one in six floats of
+//! 16-17 digits (measured; means and other aggregates are such floats). Read
+//! backend bodies with [`parse_json`], which uses the standard library's
+//! correctly rounded parser (or enable serde_json's `float_roundtrip`).
+//!
+//! **Strings** are escaped as Go 1.19 (influxd 1.6.7's build) escapes them:
+//! `<`, `>`, `&`, U+2028, U+2029 and control characters as `\u00XX` (lower-
+//! case hex; `\n`, `\r`, `\t` short), everything else raw.
+//!
+//! **What influxd 1.6.7 answers, measured, and how each [`MergeKind`]
+//! reproduces it:**
+//! - `SELECT` over several measurements: one series per measurement (and per
+//!   tag set with `GROUP BY`), sorted by measurement name, then by tag set
+//!   (influxd compares `keys\0...\0values\0...`; all series of a statement
+//!   have the same tag keys), all of it reversed with `ORDER BY time DESC`.
+//!   With `GROUP BY *` (or a regex) every series carries every tag key of
+//!   every measurement, `""` where it has none. With a wildcard field list
+//!   every series has the union of all measurements' columns: `time`, then
+//!   the rest sorted. `SLIMIT`/`SOFFSET` apply *per measurement* inside
+//!   influxd (and `SOFFSET` without `SLIMIT` answers no series at all), with
+//!   a choice of series not reproducible from the answers; since each
+//!   measurement lives whole on one backend of a circle, the statement must
+//!   reach the backends with its `SLIMIT`/`SOFFSET` untouched.
+//! - `SHOW MEASUREMENTS`, `SHOW SERIES`: one series whose rows are sorted:
+//!   measurements by name (bytes); series keys by measurement name, then tag
+//!   by tag (key, then value) on the unescaped bytes, as tsdb's
+//!   `CompareSeriesKeys` does (so `cpu\ x` comes before `cpu!x`).
+//!   `SHOW TAG KEYS`, `SHOW TAG VALUES`, `SHOW FIELD KEYS`: one series per
+//!   measurement, rows sorted (`[key, value]`, `[fieldKey, fieldType]`; a
+//!   field with two types across shards is listed twice). `LIMIT`/`OFFSET`
+//!   apply to each series' rows; a series left empty is dropped. `SLIMIT` is
+//!   accepted by `SHOW TAG KEYS` and ignored; the others refuse it.
+//! - `SHOW DATABASES` and `SHOW RETENTION POLICIES` list in creation order.
+//! - Cardinality: `SHOW MEASUREMENT [EXACT] CARDINALITY` and the estimated
+//!   `SHOW SERIES CARDINALITY` (no `FROM`) answer one unnamed series
+//!   (columns `count` or `cardinality estimation`); every other form answers
+//!   one series per measurement with a `count` column, as does
+//!   `SHOW SERIES CARDINALITY FROM m`.
+//!
+//! **Not reproducible from the answers alone:** influxd's wildcard columns
+//! and `GROUP BY *` tag keys include those of every measurement in the
+//! queried shards, even one without a matching row; a backend whose
+//! measurement matched nothing answers nothing, so its columns and tag keys
+//! are missing from the merge. Unnamed cardinality totals are sums, so they
+//! count twice what replicas both report (only when no circle is whole); the
+//! estimated forms are sums of estimates.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{Map, Number, Value};
+
+/// One backend's answer to one statement: the parsed `results[i]` object of
+/// its JSON body.
+pub struct Part {
+    pub result: Value,
+}
+
+/// How to combine the parts of one statement.
+pub enum MergeKind {
+    /// `SELECT` answered by several backends (several measurements, a regex).
+    /// Series are concatenated, tag sets completed with `""` to the union of
+    /// tag keys (`GROUP BY *`), sorted as influxd sorts them, and exact
+    /// duplicates (same name and tags, from replicas) dropped keeping the
+    /// first part's. `wildcard`: columns become the union of all series'
+    /// columns (`time` first, then sorted) with nulls where a series has no
+    /// such column. `slimit`/`soffset` are the statement's: the backends have
+    /// already applied them per measurement, as influxd does, so `soffset` is
+    /// not applied again and `slimit` only caps each measurement's series
+    /// once duplicates from replicas are gone.
+    Series {
+        wildcard: bool,
+        slimit: Option<u64>,
+        soffset: Option<u64>,
+    },
+    /// As [`MergeKind::Series`], for `ORDER BY time DESC`: influxd then lists
+    /// the series in reverse order too.
+    SeriesDesc {
+        wildcard: bool,
+        slimit: Option<u64>,
+        soffset: Option<u64>,
+    },
+    /// Every `SHOW` listing (with or without `FROM`): `MEASUREMENTS`,
+    /// `SERIES`, `TAG KEYS`, `TAG VALUES`, `FIELD KEYS`, `DATABASES`. Rows of
+    /// same-named series are united, de-duplicated and sorted as influxd
+    /// sorts them (`SHOW DATABASES`: creation order, see
+    /// [`MergeKind::RetentionPolicies`]); then `offset` and `limit` (which
+    /// the backends must not have applied) cut each series' rows; empty
+    /// series are dropped; series sorted by name.
+    Show {
+        limit: Option<u64>,
+        offset: Option<u64>,
+    },
+    /// `SHOW RETENTION POLICIES` (also right for `SHOW DATABASES`): creation
+    /// order. The first part's rows, then each row of a later part whose name
+    /// (first column) is new, placed after the row that precedes it in its
+    /// own part, so a name missing from the first part keeps its place.
+    RetentionPolicies,
+    /// `SHOW ... CARDINALITY`: counts combined per series (same name and
+    /// tags), cell by cell. An unnamed series is a count over the whole
+    /// database: summed over the backends, which hold disjoint measurements.
+    /// A series named after a measurement is that measurement's count: a
+    /// measurement lives whole on one backend of a circle, so the same name
+    /// from several parts comes from replicas and the largest count is kept
+    /// (a sum would double it when no circle is whole).
+    Cardinality,
+    /// `SHOW STATS`: every part's series, concatenated in part order.
+    Concat,
+}
+
+/// Merges the parts into one `results[i]` object whose `statement_id` is
+/// `statement_id`. If a part has an `error`, the result is the first such
+/// part's. A result without series has no `series` key, as influxd's.
+/// `messages` are the first part's that has any; `partial` is set if any
+/// part's is.
+pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
+    let mut results: Vec<Map<String, Value>> = parts
+        .into_iter()
+        .filter_map(|p| match p.result {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    if let Some(i) = results.iter().position(|r| error_of(r).is_some()) {
+        let mut r = results.swap_remove(i);
+        r.insert("statement_id".into(), statement_id.into());
+        return Value::Object(r);
+    }
+    let messages = results.iter().find_map(|r| match r.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => Some(Value::Array(m.clone())),
+        _ => None,
+    });
+    let partial = results
+        .iter()
+        .any(|r| r.get("partial") == Some(&Value::Bool(true)));
+    let all: Vec<Series> = results
+        .into_iter()
+        .flat_map(|mut r| match r.remove("series") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        })
+        .filter_map(Series::from_value)
+        .collect();
+    let merged = match kind {
+        MergeKind::Series {
+            wildcard, slimit, ..
+        } => merge_select(all, *wildcard, *slimit, false),
+        MergeKind::SeriesDesc {
+            wildcard, slimit, ..
+        } => merge_select(all, *wildcard, *slimit, true),
+        MergeKind::Show { limit, offset } => merge_show(all, *limit, *offset),
+        MergeKind::RetentionPolicies => group(all)
+            .into_iter()
+            .map(|(mut s, lists)| {
+                s.values = ordered_union(lists);
+                s
+            })
+            .collect(),
+        MergeKind::Cardinality => merge_cardinality(all),
+        MergeKind::Concat => all,
+    };
+    let mut out = Map::new();
+    out.insert("statement_id".into(), statement_id.into());
+    if !merged.is_empty() {
+        out.insert(
+            "series".into(),
+            Value::Array(merged.into_iter().map(Series::into_value).collect()),
+        );
+    }
+    if let Some(m) = messages {
+        out.insert("messages".into(), m);
+    }
+    if partial {
+        out.insert("partial".into(), Value::Bool(true));
+    }
+    Value::Object(out)
+}
+
+/// A result object carrying only an error, as influxd answers a statement
+/// that failed.
+pub fn error_result(statement_id: usize, message: &str) -> Value {
+    let mut out = Map::new();
+    out.insert("statement_id".into(), statement_id.into());
+    out.insert("error".into(), Value::String(message.into()));
+    Value::Object(out)
+}
+
+fn error_of(result: &Map<String, Value>) -> Option<&str> {
+    match result.get("error") {
+        Some(Value::String(e)) if !e.is_empty() => Some(e),
+        _ => None,
+    }
+}
+
+/// One series (`models.Row`) taken apart.
+struct Series {
+    name: String,
+    /// Sorted by key (they come from a sorted map).
+    tags: Vec<(String, String)>,
+    columns: Vec<String>,
+    values: Vec<Vec<Value>>,
+    partial: bool,
+}
+
+impl Series {
+    fn from_value(v: Value) -> Option<Series> {
+        let Value::Object(mut m) = v else {
+            return None;
+        };
+        let name = match m.remove("name") {
+            Some(Value::String(s)) => s,
+            _ => String::new(),
+        };
+        let tags = match m.remove("tags") {
+            Some(Value::Object(t)) => t.into_iter().map(|(k, v)| (k, text_of(v))).collect(),
+            _ => Vec::new(),
+        };
+        let columns = match m.remove("columns") {
+            Some(Value::Array(c)) => c.into_iter().map(text_of).collect(),
+            _ => Vec::new(),
+        };
+        let values = match m.remove("values") {
+            Some(Value::Array(rows)) => rows
+                .into_iter()
+                .map(|r| match r {
+                    Value::Array(cells) => cells,
+                    other => vec![other],
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let partial = m.remove("partial") == Some(Value::Bool(true));
+        Some(Series {
+            name,
+            tags,
+            columns,
+            values,
+            partial,
+        })
+    }
+
+    fn into_value(self) -> Value {
+        let mut m = Map::new();
+        if !self.name.is_empty() {
+            m.insert("name".into(), Value::String(self.name));
+        }
+        if !self.tags.is_empty() {
+            let tags = self
+                .tags
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            m.insert("tags".into(), Value::Object(tags));
+        }
+        if !self.columns.is_empty() {
+            let columns = self.columns.into_iter().map(Value::String).collect();
+            m.insert("columns".into(), Value::Array(columns));
+        }
+        if !self.values.is_empty() {
+            let values = self.values.into_iter().map(Value::Array).collect();
+            m.insert("values".into(), Value::Array(values));
+        }
+        if self.partial {
+            m.insert("partial".into(), Value::Bool(true));
+        }
+        Value::Object(m)
+    }
+
+    /// influxd's sort key for a series: its name, then its tag set encoded as
+    /// the query engine encodes it (`encodeTags`): the sorted keys each
+    /// followed by NUL, then the values joined by NUL.
+    fn sort_key(&self) -> (String, Vec<u8>) {
+        let mut id = Vec::new();
+        for (k, _) in &self.tags {
+            id.extend_from_slice(k.as_bytes());
+            id.push(0);
+        }
+        for (i, (_, v)) in self.tags.iter().enumerate() {
+            if i > 0 {
+                id.push(0);
+            }
+            id.extend_from_slice(v.as_bytes());
+        }
+        (self.name.clone(), id)
+    }
+}
+
+fn text_of(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn merge_select(
+    mut all: Vec<Series>,
+    wildcard: bool,
+    slimit: Option<u64>,
+    descending: bool,
+) -> Vec<Series> {
+    complete_tags(&mut all);
+    if wildcard {
+        unite_columns(&mut all);
+    }
+    let mut keyed: Vec<((String, Vec<u8>), Series)> =
+        all.into_iter().map(|s| (s.sort_key(), s)).collect();
+    // Stable: among equal series the first part's stays first.
+    if descending {
+        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+    } else {
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    keyed.dedup_by(|later, earlier| later.0 == earlier.0);
+    let mut out = Vec::with_capacity(keyed.len());
+    let mut measurement: Option<String> = None;
+    let mut count = 0u64;
+    for (_, s) in keyed {
+        if measurement.as_deref() != Some(s.name.as_str()) {
+            measurement = Some(s.name.clone());
+            count = 0;
+        }
+        count += 1;
+        if slimit.is_none_or(|l| count <= l) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// `GROUP BY *` (or a tag regex): influxd gives every series every tag key of
+/// the statement's measurements, `""` where a series has none. A backend
+/// knows only its own measurements' keys.
+fn complete_tags(all: &mut [Series]) {
+    let keys: BTreeSet<&str> = all
+        .iter()
+        .flat_map(|s| s.tags.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    if all.iter().all(|s| s.tags.len() == keys.len()) {
+        return;
+    }
+    let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
+    for s in all.iter_mut() {
+        if s.tags.len() == keys.len() {
+            continue;
+        }
+        let mut have = std::mem::take(&mut s.tags).into_iter().peekable();
+        for k in &keys {
+            match have.next_if(|(hk, _)| hk == k) {
+                Some(t) => s.tags.push(t),
+                None => s.tags.push((k.clone(), String::new())),
+            }
+        }
+    }
+}
+
+/// A wildcard over several measurements: influxd gives every series the
+/// union of their columns, `time` first and the rest sorted.
+fn unite_columns(all: &mut [Series]) {
+    if all.windows(2).all(|w| w[0].columns == w[1].columns) {
+        return;
+    }
+    let has_time = all.iter().any(|s| s.columns.iter().any(|c| c == "time"));
+    let rest: BTreeSet<&str> = all
+        .iter()
+        .flat_map(|s| s.columns.iter().map(String::as_str))
+        .filter(|c| *c != "time")
+        .collect();
+    let mut union: Vec<String> = Vec::with_capacity(rest.len() + 1);
+    if has_time {
+        union.push("time".into());
+    }
+    union.extend(rest.into_iter().map(str::to_string));
+    let index: HashMap<&str, usize> = union
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    for s in all.iter_mut() {
+        if s.columns == union {
+            continue;
+        }
+        let to: Vec<usize> = s.columns.iter().map(|c| index[c.as_str()]).collect();
+        for row in &mut s.values {
+            let mut wide = vec![Value::Null; union.len()];
+            for (cell, &j) in std::mem::take(row).into_iter().zip(&to) {
+                wide[j] = cell;
+            }
+            *row = wide;
+        }
+        s.columns = union.clone();
+    }
+}
+
+/// Series grouped by name and tags, in first-seen order: the first series
+/// of each group (rows taken out) and the rows of every member, in order.
+fn group(all: Vec<Series>) -> Vec<(Series, Vec<Vec<Vec<Value>>>)> {
+    let mut groups: Vec<(Series, Vec<Vec<Vec<Value>>>)> = Vec::new();
+    let mut index: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
+    for mut s in all {
+        let rows = std::mem::take(&mut s.values);
+        let key = (s.name.clone(), s.tags.clone());
+        match index.get(&key) {
+            Some(&i) => {
+                groups[i].0.partial |= s.partial;
+                groups[i].1.push(rows);
+            }
+            None => {
+                index.insert(key, groups.len());
+                groups.push((s, vec![rows]));
+            }
+        }
+    }
+    groups
+}
+
+fn merge_show(all: Vec<Series>, limit: Option<u64>, offset: Option<u64>) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for (mut s, lists) in group(all) {
+        let rows = if s.name == "databases" && s.columns == ["name"] {
+            ordered_union(lists)
+        } else if s.name.is_empty() && s.columns == ["key"] {
+            sort_series_keys(lists.into_iter().flatten().collect())
+        } else {
+            let mut rows: Vec<Vec<Value>> = lists.into_iter().flatten().collect();
+            rows.sort_by(|a, b| cmp_rows(a, b));
+            rows.dedup();
+            rows
+        };
+        let skip = offset.map_or(0, |o| usize::try_from(o).unwrap_or(usize::MAX));
+        let take = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        s.values = rows.into_iter().skip(skip).take(take).collect();
+        if !s.values.is_empty() {
+            out.push(s);
+        }
+    }
+    out.sort_by_cached_key(Series::sort_key);
+    out
+}
+
+/// `SHOW SERIES` rows (`[key]`), sorted as tsdb sorts series keys and
+/// de-duplicated.
+fn sort_series_keys(rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    let mut keyed: Vec<(SeriesKey, Vec<Value>)> = rows
+        .into_iter()
+        .map(|r| {
+            let key = match r.first() {
+                Some(Value::String(k)) => parse_series_key(k),
+                _ => (Vec::new(), Vec::new()),
+            };
+            (key, r)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| cmp_rows(&a.1, &b.1)));
+    keyed.dedup_by(|later, earlier| later.1 == earlier.1);
+    keyed.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A series key's unescaped measurement name and tags, in key order.
+type SeriesKey = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Splits a series key as influxd prints it (`cpu\ x,host=a\,b`): a
+/// backslash before `,`, ` ` or `=` escapes it, any other backslash is
+/// itself. Comparing the parts compares as tsdb's `CompareSeriesKeys`:
+/// names, then tag by tag (key, then value), fewer tags first.
+fn parse_series_key(key: &str) -> SeriesKey {
+    let b = key.as_bytes();
+    let mut i = 0;
+    // Reads up to (not past) an unescaped byte in `stops`.
+    let mut read = |stops: &[u8]| {
+        let mut out = Vec::new();
+        while i < b.len() {
+            match b[i] {
+                b'\\' if i + 1 < b.len() && matches!(b[i + 1], b',' | b' ' | b'=') => {
+                    out.push(b[i + 1]);
+                    i += 2;
+                }
+                c if stops.contains(&c) => break,
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        let stop = b.get(i).copied();
+        i += 1;
+        (out, stop)
+    };
+    let (name, mut stop) = read(b",");
+    let mut tags = Vec::new();
+    while stop.is_some() {
+        let (k, _) = read(b"=");
+        let (v, s) = read(b",");
+        tags.push((k, v));
+        stop = s;
+    }
+    (name, tags)
+}
+
+/// Creation-ordered lists (databases, retention policies) from several
+/// backends: the first list, then each new name (first column) of a later
+/// list inserted after the row that precedes it in that list, or before the
+/// first known row that follows it.
+fn ordered_union(lists: Vec<Vec<Vec<Value>>>) -> Vec<Vec<Value>> {
+    let mut merged: Vec<Vec<Value>> = Vec::new();
+    let position =
+        |merged: &[Vec<Value>], key: Option<&Value>| merged.iter().position(|m| m.first() == key);
+    for list in lists {
+        let keys: Vec<Option<Value>> = list.iter().map(|r| r.first().cloned()).collect();
+        let mut cursor: Option<usize> = None;
+        for (i, row) in list.into_iter().enumerate() {
+            if let Some(p) = position(&merged, keys[i].as_ref()) {
+                cursor = Some(p);
+                continue;
+            }
+            let at = match cursor {
+                Some(c) => c + 1,
+                None => keys[i + 1..]
+                    .iter()
+                    .find_map(|k| position(&merged, k.as_ref()))
+                    .unwrap_or(merged.len()),
+            };
+            merged.insert(at, row);
+            cursor = Some(at);
+        }
+    }
+    merged
+}
+
+fn merge_cardinality(all: Vec<Series>) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for (mut s, lists) in group(all) {
+        // Named: one measurement's count, from replicas. Unnamed: a total
+        // over disjoint backends.
+        let replicas = !s.name.is_empty();
+        let mut lists = lists.into_iter();
+        let mut rows = lists.next().unwrap_or_default();
+        for list in lists {
+            for (i, row) in list.into_iter().enumerate() {
+                let Some(acc) = rows.get_mut(i) else {
+                    rows.push(row);
+                    continue;
+                };
+                for (j, cell) in row.into_iter().enumerate() {
+                    match acc.get_mut(j) {
+                        Some(a) => *a = combine_counts(a, &cell, replicas),
+                        None => acc.push(cell),
+                    }
+                }
+            }
+        }
+        s.values = rows;
+        out.push(s);
+    }
+    out.sort_by_cached_key(Series::sort_key);
+    out
+}
+
+/// Two counts: their sum, or with `max` the larger. Anything that is not
+/// two numbers keeps the first.
+fn combine_counts(a: &Value, b: &Value, max: bool) -> Value {
+    let (Value::Number(x), Value::Number(y)) = (a, b) else {
+        return a.clone();
+    };
+    if let (Some(x), Some(y)) = (int_of(x), int_of(y)) {
+        let r = if max { x.max(y) } else { x + y };
+        if let Ok(u) = u64::try_from(r) {
+            return Value::Number(u.into());
+        }
+        if let Ok(i) = i64::try_from(r) {
+            return Value::Number(i.into());
+        }
+        return Number::from_f64(r as f64).map_or(Value::Null, Value::Number);
+    }
+    let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+    let r = if max { x.max(y) } else { x + y };
+    Number::from_f64(r).map_or(Value::Null, Value::Number)
+}
+
+fn int_of(n: &Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
+/// Orders rows cell by cell: strings by bytes, numbers by value, and across
+/// types null < bool < number < string < array < object.
+fn cmp_rows(a: &[Value], b: &[Value]) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| cmp_value(x, y))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
+}
+
+fn cmp_value(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::String(_) => 3,
+            Value::Array(_) => 4,
+            Value::Object(_) => 5,
+        }
+    }
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => match (int_of(x), int_of(y)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => {
+                let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+                x.total_cmp(&y)
+            }
+        },
+        (Value::Array(x), Value::Array(y)) => cmp_rows(x, y),
+        _ => rank(a)
+            .cmp(&rank(b))
+            .then_with(|| a.to_string().cmp(&b.to_string())),
+    }
+}
+
+/// A whole `/query` body, `{"results":[...]}` and a newline, as influxd
+/// writes it: compact, or with `pretty` indented by four spaces as Go's
+/// `json.MarshalIndent` does.
+pub fn write_body(results: &[Value], pretty: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"results\":[");
+    for (i, r) in results.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_result(&mut out, r);
+    }
+    out.extend_from_slice(b"]}");
+    if pretty {
+        out = indent(&out);
+    }
+    out.push(b'\n');
+    out
+}
+
+/// Keys of a result in influxd's order; all but the first are left out when
+/// empty.
+const RESULT_KEYS: [&str; 5] = ["statement_id", "series", "messages", "partial", "error"];
+/// Keys of a series in influxd's order, each left out when empty.
+const SERIES_KEYS: [&str; 5] = ["name", "tags", "columns", "values", "partial"];
+
+fn write_result(out: &mut Vec<u8>, r: &Value) {
+    let Value::Object(m) = r else {
+        write_value(out, r);
+        return;
+    };
+    out.extend_from_slice(b"{\"statement_id\":");
+    match m.get("statement_id") {
+        Some(id @ Value::Number(_)) => write_value(out, id),
+        _ => out.push(b'0'),
+    }
+    for key in &RESULT_KEYS[1..] {
+        let Some(v) = m.get(*key).filter(|v| !is_empty(v)) else {
+            continue;
+        };
+        out.push(b',');
+        write_str(out, key);
+        out.push(b':');
+        match (*key, v) {
+            ("series", Value::Array(series)) => {
+                out.push(b'[');
+                for (i, s) in series.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_ordered(out, s, &SERIES_KEYS);
+                }
+                out.push(b']');
+            }
+            _ => write_value(out, v),
+        }
+    }
+    write_others(out, m, &RESULT_KEYS, false);
+    out.push(b'}');
+}
+
+/// An object with `keys` first in that order (empty ones left out), then
+/// any other keys sorted.
+fn write_ordered(out: &mut Vec<u8>, v: &Value, keys: &[&str]) {
+    let Value::Object(m) = v else {
+        write_value(out, v);
+        return;
+    };
+    out.push(b'{');
+    let mut first = true;
+    for key in keys {
+        let Some(v) = m.get(*key).filter(|v| !is_empty(v)) else {
+            continue;
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(out, key);
+        out.push(b':');
+        write_value(out, v);
+    }
+    write_others(out, m, keys, first);
+    out.push(b'}');
+}
+
+fn write_others(out: &mut Vec<u8>, m: &Map<String, Value>, known: &[&str], mut first: bool) {
+    for (k, v) in m {
+        if known.contains(&k.as_str()) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+}
+
+/// What Go's `omitempty` leaves out.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) => false,
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_str(out, s),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, x);
+            }
+            out.push(b']');
+        }
+        Value::Object(o) => {
+            out.push(b'{');
+            for (i, (k, x)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_value(out, x);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_number(out: &mut Vec<u8>, n: &Number) {
+    use std::io::Write;
+    if let Some(u) = n.as_u64() {
+        let _ = write!(out, "{u}");
+    } else if let Some(i) = n.as_i64() {
+        let _ = write!(out, "{i}");
+    } else if let Some(f) = n.as_f64() {
+        write_float(out, f);
+    }
+}
+
+/// A float64 as Go's encoding/json writes it: the shortest digits that read
+/// back as the same float, in plain notation from 1e-6 to below 1e21 and as
+/// `1.5e-7` / `1e+21` outside (Rust's shortest digits are the same digits).
+fn write_float(out: &mut Vec<u8>, f: f64) {
+    use std::io::Write;
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let s = format!("{f:e}");
+        match s.split_once('e') {
+            Some((mantissa, exp)) if !exp.starts_with('-') => {
+                let _ = write!(out, "{mantissa}e+{exp}");
+            }
+            _ => out.extend_from_slice(s.as_bytes()),
+        }
+    } else {
+        let _ = write!(out, "{f}");
+    }
+}
+
+/// A JSON string as Go's encoding/json writes it (HTML-safe).
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let escape: Option<&[u8]> = match c {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0..=0x1f | b'<' | b'>' | b'&' => Some(b""),
+            // U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
+            0xe2 if bytes.get(i + 1) == Some(&0x80)
+                && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)) =>
+            {
+                Some(b"")
+            }
+            _ => None,
+        };
+        let Some(short) = escape else {
+            i += 1;
+            continue;
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if !short.is_empty() {
+            out.extend_from_slice(short);
+            i += 1;
+        } else if c == 0xe2 {
+            out.extend_from_slice(if bytes[i + 2] == 0xa8 {
+                b"\\u2028"
+            } else {
+                b"\\u2029"
+            });
+            i += 3;
+        } else {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+            i += 1;
+        }
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Go's `json.Indent(dst, src, "", "    ")` over compact JSON.
+fn indent(src: &[u8]) -> Vec<u8> {
+    fn newline(out: &mut Vec<u8>, depth: usize) {
+        out.push(b'\n');
+        for _ in 0..depth {
+            out.extend_from_slice(b"    ");
+        }
+    }
+    let mut out = Vec::with_capacity(src.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    // An opening bracket waits for its first element, so `[]` stays `[]`.
+    let mut opened = false;
+    for &c in src {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if opened && c != b']' && c != b'}' {
+            opened = false;
+            depth += 1;
+            newline(&mut out, depth);
+        }
+        match c {
+            b'"' => {
+                in_string = true;
+                out.push(c);
+            }
+            b'{' | b'[' => {
+                opened = true;
+                out.push(c);
+            }
+            b',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            b'}' | b']' => {
+                if opened {
+                    opened = false;
+                } else {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Deepest nesting [`parse_json`] accepts (influxd's bodies nest 6 deep).
+const MAX_DEPTH: usize = 128;
+
+/// Parses a JSON text into a `Value`, reading every float exactly (the
+/// nearest float64, as Go wrote it) where serde_json's default parser may
+/// miss by one ulp. Integers that fit are kept as i64/u64, others become
+/// floats, as with serde_json; `-0` is the float -0 (Go writes -0.0 so).
+pub fn parse_json(text: &[u8]) -> Result<Value, String> {
+    let text = std::str::from_utf8(text).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    p.skip_ws();
+    let v = p.value(0)?;
+    p.skip_ws();
+    if p.i != p.s.len() {
+        return Err(p.error("trailing characters"));
+    }
+    Ok(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn error(&self, what: &str) -> String {
+        format!("invalid JSON: {what} at byte {}", self.i)
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.s.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.skip_ws();
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.skip_ws();
+        match self.s.get(self.i) {
+            Some(b'{') => {
+                self.i += 1;
+                let mut m = Map::new();
+                if self.eat(b'}') {
+                    return Ok(Value::Object(m));
+                }
+                loop {
+                    self.skip_ws();
+                    if self.s.get(self.i) != Some(&b'"') {
+                        return Err(self.error("expected a key"));
+                    }
+                    let k = self.string()?;
+                    if !self.eat(b':') {
+                        return Err(self.error("expected ':'"));
+                    }
+                    let v = self.value(depth + 1)?;
+                    m.insert(k, v);
+                    if self.eat(b'}') {
+                        return Ok(Value::Object(m));
+                    }
+                    if !self.eat(b',') {
+                        return Err(self.error("expected ',' or '}'"));
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut a = Vec::new();
+                if self.eat(b']') {
+                    return Ok(Value::Array(a));
+                }
+                loop {
+                    a.push(self.value(depth + 1)?);
+                    if self.eat(b']') {
+                        return Ok(Value::Array(a));
+                    }
+                    if !self.eat(b',') {
+                        return Err(self.error("expected ',' or ']'"));
+                    }
+                }
+            }
+            Some(b'"') => self.string().map(Value::String),
+            Some(b't') => self.literal("true", Value::Bool(true)),
+            Some(b'f') => self.literal("false", Value::Bool(false)),
+            Some(b'n') => self.literal("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.error("expected a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &str, v: Value) -> Result<Value, String> {
+        if self.s[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Result<Value, String> {
+        let start = self.i;
+        let negative = self.s[self.i] == b'-';
+        if negative {
+            self.i += 1;
+        }
+        match self.digits() {
+            0 => return Err(self.error("expected digits")),
+            n if n > 1 && self.s[self.i - n] == b'0' => return Err(self.error("leading zero")),
+            _ => {}
+        }
+        let mut float = false;
+        if self.s.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            float = true;
+            if self.digits() == 0 {
+                return Err(self.error("expected digits"));
+            }
+        }
+        if matches!(self.s.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            float = true;
+            if matches!(self.s.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.error("expected digits"));
+            }
+        }
+        // Only ASCII digits and signs were consumed: valid UTF-8.
+        let text = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+        if !float && text != "-0" {
+            if negative {
+                if let Ok(i) = text.parse::<i64>() {
+                    return Ok(Value::Number(i.into()));
+                }
+            } else if let Ok(u) = text.parse::<u64>() {
+                return Ok(Value::Number(u.into()));
+            }
+        }
+        text.parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| self.error("number out of range"))
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| self.error("bad \\u escape"))?;
+        self.i += 4;
+        Ok(h)
+    }
+
+    /// A string, the opening quote at `self.i`.
+    fn string(&mut self) -> Result<String, String> {
+        self.i += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let start = self.i;
+            while self
+                .s
+                .get(self.i)
+                .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
+            {
+                self.i += 1;
+            }
+            out.extend_from_slice(&self.s[start..self.i]);
+            match self.s.get(self.i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    // Runs of valid UTF-8 cut at ASCII bytes, and escapes
+                    // written as chars: valid.
+                    return String::from_utf8(out).map_err(|_| self.error("invalid UTF-8"));
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    let c = self.s.get(self.i).copied();
+                    self.i += 1;
+                    let ch = match c {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            let hi = self.hex4()?;
+                            let code = if (0xd800..0xdc00).contains(&hi)
+                                && self.s[self.i..].starts_with(b"\\u")
+                            {
+                                let save = self.i;
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if (0xdc00..0xe000).contains(&lo) {
+                                    0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
+                                } else {
+                                    self.i = save;
+                                    0xfffd
+                                }
+                            } else {
+                                hi
+                            };
+                            // A lone surrogate reads as U+FFFD, as in Go.
+                            char::from_u32(code).unwrap_or('\u{fffd}')
+                        }
+                        _ => return Err(self.error("bad escape")),
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                Some(_) => return Err(self.error("control character in a string")),
+                None => return Err(self.error("unterminated string")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Answers captured from influxd 1.6.7. `_REF` is one influxd holding all
+    // the data; `_P1` and `_P2` are two influxd holding parts of it. In `db`
+    // they share `cpu` with different series (as when no circle is whole and
+    // backends of different circles answer); in `db2` and `t` each
+    // measurement lives on one of them (as in one circle). The bodies are
+    // exact, without the trailing newline.
+    //
+    // db:  P1 = cpu{host=a,region=eu; host=c}, mem, w<x;
+    //      P2 = cpu{host=b,region=us; host=a,region=eu}, disk, zzz.
+    // db2: P1 = cpu, w<x; P2 = mem, disk, zzz.
+    // t:   P1 = cpu (series with tags a, host, z; escaped values), `cpu x`;
+    //      P2 = `cpu!x`, `Cpu`.
+    // Retention policies on db: REF and P1 have autogen, zz, aa (created in
+    // that order), P2 lacks aa. Databases: P1 has n1, P2 does not (yet).
+    const MEASUREMENTS_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["cpu"],["mem"],["w\u003cx"]]}]}]}"#;
+    const MEASUREMENTS_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["cpu"],["disk"],["zzz"]]}]}]}"#;
+    const MEASUREMENTS_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["cpu"],["disk"],["mem"],["w\u003cx"],["zzz"]]}]}]}"#;
+    const SERIES_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["key"],"values":[["cpu,host=a,region=eu"],["cpu,host=c"],["mem,host=a"],["mem,host=b"],["w\u003cx,tag=a\u0026b"]]}]}]}"#;
+    const SERIES_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["key"],"values":[["cpu,host=a,region=eu"],["cpu,host=b,region=us"],["disk,host=a,path=/"],["disk,host=b,path=/var"],["zzz"]]}]}]}"#;
+    const SERIES_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["key"],"values":[["cpu,host=a,region=eu"],["cpu,host=b,region=us"],["cpu,host=c"],["disk,host=a,path=/"],["disk,host=b,path=/var"],["mem,host=a"],["mem,host=b"],["w\u003cx,tag=a\u0026b"],["zzz"]]}]}]}"#;
+    const TAG_KEYS_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["tagKey"],"values":[["host"],["region"]]},{"name":"mem","columns":["tagKey"],"values":[["host"]]},{"name":"w\u003cx","columns":["tagKey"],"values":[["tag"]]}]}]}"#;
+    const TAG_KEYS_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["tagKey"],"values":[["host"],["region"]]},{"name":"disk","columns":["tagKey"],"values":[["host"],["path"]]}]}]}"#;
+    const TAG_KEYS_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["tagKey"],"values":[["host"],["region"]]},{"name":"disk","columns":["tagKey"],"values":[["host"],["path"]]},{"name":"mem","columns":["tagKey"],"values":[["host"]]},{"name":"w\u003cx","columns":["tagKey"],"values":[["tag"]]}]}]}"#;
+    const TAG_VALUES_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["host","a"],["host","c"]]},{"name":"mem","columns":["key","value"],"values":[["host","a"],["host","b"]]}]}]}"#;
+    const TAG_VALUES_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["host","a"],["host","b"]]},{"name":"disk","columns":["key","value"],"values":[["host","a"],["host","b"]]}]}]}"#;
+    const TAG_VALUES_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["host","a"],["host","b"],["host","c"]]},{"name":"disk","columns":["key","value"],"values":[["host","a"],["host","b"]]},{"name":"mem","columns":["key","value"],"values":[["host","a"],["host","b"]]}]}]}"#;
+    const TAG_VALUES_IN_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["host","a"],["host","c"],["region","eu"]]},{"name":"mem","columns":["key","value"],"values":[["host","a"],["host","b"]]}]}]}"#;
+    const TAG_VALUES_IN_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["host","a"],["host","b"],["region","eu"],["region","us"]]},{"name":"disk","columns":["key","value"],"values":[["host","a"],["host","b"],["path","/"],["path","/var"]]}]}]}"#;
+    const TAG_VALUES_IN_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["host","a"],["host","b"],["host","c"],["region","eu"],["region","us"]]},{"name":"disk","columns":["key","value"],"values":[["host","a"],["host","b"],["path","/"],["path","/var"]]},{"name":"mem","columns":["key","value"],"values":[["host","a"],["host","b"]]}]}]}"#;
+    const FIELD_KEYS_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["fieldKey","fieldType"],"values":[["n","integer"],["v","float"]]},{"name":"mem","columns":["fieldKey","fieldType"],"values":[["free","integer"],["fz","float"]]},{"name":"w\u003cx","columns":["fieldKey","fieldType"],"values":[["val","float"]]}]}]}"#;
+    const FIELD_KEYS_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["fieldKey","fieldType"],"values":[["s","string"],["v","float"]]},{"name":"disk","columns":["fieldKey","fieldType"],"values":[["used","float"]]},{"name":"zzz","columns":["fieldKey","fieldType"],"values":[["f","float"]]}]}]}"#;
+    const FIELD_KEYS_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["fieldKey","fieldType"],"values":[["n","integer"],["s","string"],["v","float"]]},{"name":"disk","columns":["fieldKey","fieldType"],"values":[["used","float"]]},{"name":"mem","columns":["fieldKey","fieldType"],"values":[["free","integer"],["fz","float"]]},{"name":"w\u003cx","columns":["fieldKey","fieldType"],"values":[["val","float"]]},{"name":"zzz","columns":["fieldKey","fieldType"],"values":[["f","float"]]}]}]}"#;
+    const MEASUREMENTS_LIM_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["disk"],["mem"]]}]}]}"#;
+    const SERIES_LIM_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["key"],"values":[["cpu,host=b,region=us"],["cpu,host=c"]]}]}]}"#;
+    const TAG_KEYS_LIM_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["tagKey"],"values":[["region"]]},{"name":"disk","columns":["tagKey"],"values":[["path"]]}]}]}"#;
+    const TAG_VALUES_LIM_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["host","b"]]},{"name":"disk","columns":["key","value"],"values":[["host","b"]]},{"name":"mem","columns":["key","value"],"values":[["host","b"]]}]}]}"#;
+    const FIELD_KEYS_LIM_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["fieldKey","fieldType"],"values":[["s","string"]]},{"name":"mem","columns":["fieldKey","fieldType"],"values":[["fz","float"]]}]}]}"#;
+    const RPS_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["name","duration","shardGroupDuration","replicaN","default"],"values":[["autogen","0s","168h0m0s",1,true],["zz","2h0m0s","1h0m0s",1,false],["aa","24h0m0s","1h0m0s",1,false]]}]}]}"#;
+    const RPS_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["name","duration","shardGroupDuration","replicaN","default"],"values":[["autogen","0s","168h0m0s",1,true],["zz","2h0m0s","1h0m0s",1,false]]}]}]}"#;
+    const RPS_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["name","duration","shardGroupDuration","replicaN","default"],"values":[["autogen","0s","168h0m0s",1,true],["zz","2h0m0s","1h0m0s",1,false],["aa","24h0m0s","1h0m0s",1,false]]}]}]}"#;
+    const DATABASES_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"databases","columns":["name"],"values":[["db"],["db2"],["t"],["n1"]]}]}]}"#;
+    const DATABASES_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"databases","columns":["name"],"values":[["db"],["db2"],["t"]]}]}]}"#;
+    const SEL_STAR_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","host","n","region","s","v"],"values":[["1970-01-01T00:00:01Z","a",5,"eu",null,0.1],["1970-01-01T00:00:01.5Z","b",null,"us","hi\u003c\u003e\u0026",-0],["1970-01-01T00:00:02Z","a",-3,"eu",null,1.5e-7],["1970-01-01T00:00:02.5Z","b",null,"us","x",123456789.123],["1970-01-01T00:00:03Z","c",9223372036854775807,null,null,1e+21],["1970-01-01T00:00:04Z","a",null,"eu","dup",2.5]]}]}]}"#;
+    const SEL_STAR_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"mem","columns":["time","free","fz","host"],"values":[["1970-01-01T00:00:01Z",10,null,"a"],["1970-01-01T00:00:02Z",0,-0,"b"]]}]}]}"#;
+    const SEL_STAR_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","free","fz","host","n","region","s","v"],"values":[["1970-01-01T00:00:01Z",null,null,"a",5,"eu",null,0.1],["1970-01-01T00:00:01.5Z",null,null,"b",null,"us","hi\u003c\u003e\u0026",-0],["1970-01-01T00:00:02Z",null,null,"a",-3,"eu",null,1.5e-7],["1970-01-01T00:00:02.5Z",null,null,"b",null,"us","x",123456789.123],["1970-01-01T00:00:03Z",null,null,"c",9223372036854775807,null,null,1e+21],["1970-01-01T00:00:04Z",null,null,"a",null,"eu","dup",2.5]]},{"name":"mem","columns":["time","free","fz","host","n","region","s","v"],"values":[["1970-01-01T00:00:01Z",10,null,"a",null,null,null,null],["1970-01-01T00:00:02Z",0,-0,"b",null,null,null,null]]}]}]}"#;
+    const SEL_MEAN_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","mean"],"values":[["1970-01-01T00:00:00Z",0.8666667166666667]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","mean"],"values":[["1970-01-01T00:00:00Z",61728394.5615]]},{"name":"cpu","tags":{"host":"c"},"columns":["time","mean"],"values":[["1970-01-01T00:00:00Z",1e+21]]}]}]}"#;
+    const SEL_MEAN_P2: &str = r#"{"results":[{"statement_id":0}]}"#;
+    const SEL_MEAN_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","mean"],"values":[["1970-01-01T00:00:00Z",0.8666667166666667]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","mean"],"values":[["1970-01-01T00:00:00Z",61728394.5615]]},{"name":"cpu","tags":{"host":"c"},"columns":["time","mean"],"values":[["1970-01-01T00:00:00Z",1e+21]]}]}]}"#;
+    const SEL_MEAN_STAR_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","mean_n","mean_v"],"values":[["1970-01-01T00:00:00Z",1,0.8666667166666667]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","mean_n","mean_v"],"values":[["1970-01-01T00:00:00Z",null,61728394.5615]]},{"name":"cpu","tags":{"host":"c"},"columns":["time","mean_n","mean_v"],"values":[["1970-01-01T00:00:00Z",9223372036854776000,1e+21]]}]}]}"#;
+    const SEL_MEAN_STAR_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","tags":{"host":"a"},"columns":["time","mean_free","mean_fz","mean_used"],"values":[["1970-01-01T00:00:00Z",null,null,0.000001]]},{"name":"disk","tags":{"host":"b"},"columns":["time","mean_free","mean_fz","mean_used"],"values":[["1970-01-01T00:00:00Z",null,null,1e-300]]},{"name":"mem","tags":{"host":"a"},"columns":["time","mean_free","mean_fz","mean_used"],"values":[["1970-01-01T00:00:00Z",10,null,null]]},{"name":"mem","tags":{"host":"b"},"columns":["time","mean_free","mean_fz","mean_used"],"values":[["1970-01-01T00:00:00Z",0,0,null]]}]}]}"#;
+    const SEL_MEAN_STAR_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","mean_free","mean_fz","mean_n","mean_used","mean_v"],"values":[["1970-01-01T00:00:00Z",null,null,1,null,0.8666667166666667]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","mean_free","mean_fz","mean_n","mean_used","mean_v"],"values":[["1970-01-01T00:00:00Z",null,null,null,null,61728394.5615]]},{"name":"cpu","tags":{"host":"c"},"columns":["time","mean_free","mean_fz","mean_n","mean_used","mean_v"],"values":[["1970-01-01T00:00:00Z",null,null,9223372036854776000,null,1e+21]]},{"name":"disk","tags":{"host":"a"},"columns":["time","mean_free","mean_fz","mean_n","mean_used","mean_v"],"values":[["1970-01-01T00:00:00Z",null,null,null,0.000001,null]]},{"name":"disk","tags":{"host":"b"},"columns":["time","mean_free","mean_fz","mean_n","mean_used","mean_v"],"values":[["1970-01-01T00:00:00Z",null,null,null,1e-300,null]]},{"name":"mem","tags":{"host":"a"},"columns":["time","mean_free","mean_fz","mean_n","mean_used","mean_v"],"values":[["1970-01-01T00:00:00Z",10,null,null,null,null]]},{"name":"mem","tags":{"host":"b"},"columns":["time","mean_free","mean_fz","mean_n","mean_used","mean_v"],"values":[["1970-01-01T00:00:00Z",0,0,null,null,null]]}]}]}"#;
+    const SEL_GROUP_ALL_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a","region":"eu"},"columns":["time","n","s","v"],"values":[["1970-01-01T00:00:01Z",5,null,0.1],["1970-01-01T00:00:02Z",-3,null,1.5e-7],["1970-01-01T00:00:04Z",null,"dup",2.5]]},{"name":"cpu","tags":{"host":"b","region":"us"},"columns":["time","n","s","v"],"values":[["1970-01-01T00:00:01.5Z",null,"hi\u003c\u003e\u0026",-0],["1970-01-01T00:00:02.5Z",null,"x",123456789.123]]},{"name":"cpu","tags":{"host":"c","region":""},"columns":["time","n","s","v"],"values":[["1970-01-01T00:00:03Z",9223372036854775807,null,1e+21]]}]}]}"#;
+    const SEL_GROUP_ALL_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"mem","tags":{"host":"a"},"columns":["time","free","fz"],"values":[["1970-01-01T00:00:01Z",10,null]]},{"name":"mem","tags":{"host":"b"},"columns":["time","free","fz"],"values":[["1970-01-01T00:00:02Z",0,-0]]}]}]}"#;
+    const SEL_GROUP_ALL_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a","region":"eu"},"columns":["time","free","fz","n","s","v"],"values":[["1970-01-01T00:00:01Z",null,null,5,null,0.1],["1970-01-01T00:00:02Z",null,null,-3,null,1.5e-7],["1970-01-01T00:00:04Z",null,null,null,"dup",2.5]]},{"name":"cpu","tags":{"host":"b","region":"us"},"columns":["time","free","fz","n","s","v"],"values":[["1970-01-01T00:00:01.5Z",null,null,null,"hi\u003c\u003e\u0026",-0],["1970-01-01T00:00:02.5Z",null,null,null,"x",123456789.123]]},{"name":"cpu","tags":{"host":"c","region":""},"columns":["time","free","fz","n","s","v"],"values":[["1970-01-01T00:00:03Z",null,null,9223372036854775807,null,1e+21]]},{"name":"mem","tags":{"host":"a","region":""},"columns":["time","free","fz","n","s","v"],"values":[["1970-01-01T00:00:01Z",10,null,null,null,null]]},{"name":"mem","tags":{"host":"b","region":""},"columns":["time","free","fz","n","s","v"],"values":[["1970-01-01T00:00:02Z",0,-0,null,null,null]]}]}]}"#;
+    const SEL_DESC_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"c"},"columns":["time","n","region","s","v"],"values":[["1970-01-01T00:00:03Z",9223372036854775807,null,null,1e+21]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","n","region","s","v"],"values":[["1970-01-01T00:00:02.5Z",null,"us","x",123456789.123],["1970-01-01T00:00:01.5Z",null,"us","hi\u003c\u003e\u0026",-0]]},{"name":"cpu","tags":{"host":"a"},"columns":["time","n","region","s","v"],"values":[["1970-01-01T00:00:04Z",null,"eu","dup",2.5],["1970-01-01T00:00:02Z",-3,"eu",null,1.5e-7],["1970-01-01T00:00:01Z",5,"eu",null,0.1]]}]}]}"#;
+    const SEL_DESC_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","tags":{"host":"b"},"columns":["time","path","used"],"values":[["1970-01-01T00:00:02Z","/var",1e-300]]},{"name":"disk","tags":{"host":"a"},"columns":["time","path","used"],"values":[["1970-01-01T00:00:01Z","/",0.000001]]}]}]}"#;
+    const SEL_DESC_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","tags":{"host":"b"},"columns":["time","n","path","region","s","used","v"],"values":[["1970-01-01T00:00:02Z",null,"/var",null,null,1e-300,null]]},{"name":"disk","tags":{"host":"a"},"columns":["time","n","path","region","s","used","v"],"values":[["1970-01-01T00:00:01Z",null,"/",null,null,0.000001,null]]},{"name":"cpu","tags":{"host":"c"},"columns":["time","n","path","region","s","used","v"],"values":[["1970-01-01T00:00:03Z",9223372036854775807,null,null,null,null,1e+21]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","n","path","region","s","used","v"],"values":[["1970-01-01T00:00:02.5Z",null,null,"us","x",null,123456789.123],["1970-01-01T00:00:01.5Z",null,null,"us","hi\u003c\u003e\u0026",null,-0]]},{"name":"cpu","tags":{"host":"a"},"columns":["time","n","path","region","s","used","v"],"values":[["1970-01-01T00:00:04Z",null,null,"eu","dup",null,2.5],["1970-01-01T00:00:02Z",-3,null,"eu",null,null,1.5e-7],["1970-01-01T00:00:01Z",5,null,"eu",null,null,0.1]]}]}]}"#;
+    const SEL_SLIMIT_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"b"},"columns":["time","count_n","count_s","count_v"],"values":[["1970-01-01T00:00:00Z",null,2,2]]}]}]}"#;
+    const SEL_SLIMIT_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","tags":{"host":"b"},"columns":["time","count_free","count_fz","count_used"],"values":[["1970-01-01T00:00:00Z",null,null,1]]},{"name":"mem","tags":{"host":"b"},"columns":["time","count_free","count_fz","count_used"],"values":[["1970-01-01T00:00:00Z",1,1,null]]}]}]}"#;
+    const SEL_SLIMIT_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"b"},"columns":["time","count_free","count_fz","count_n","count_s","count_used","count_v"],"values":[["1970-01-01T00:00:00Z",null,null,null,2,null,2]]},{"name":"disk","tags":{"host":"b"},"columns":["time","count_free","count_fz","count_n","count_s","count_used","count_v"],"values":[["1970-01-01T00:00:00Z",null,null,null,null,1,null]]},{"name":"mem","tags":{"host":"b"},"columns":["time","count_free","count_fz","count_n","count_s","count_used","count_v"],"values":[["1970-01-01T00:00:00Z",1,1,null,null,null,null]]}]}]}"#;
+    const T_SERIES_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["key"],"values":[["cpu"],["cpu,a=b"],["cpu,host=Z"],["cpu,host=a"],["cpu,host=a,z=1"],["cpu,host=a\\ b"],["cpu,host=a!"],["cpu,host=é"],["cpu\\ x,host=a"]]}]}]}"#;
+    const T_SERIES_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["key"],"values":[["Cpu,host=a"],["cpu!x,host=a"]]}]}]}"#;
+    const T_SERIES_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["key"],"values":[["Cpu,host=a"],["cpu"],["cpu,a=b"],["cpu,host=Z"],["cpu,host=a"],["cpu,host=a,z=1"],["cpu,host=a\\ b"],["cpu,host=a!"],["cpu,host=é"],["cpu\\ x,host=a"],["cpu!x,host=a"]]}]}]}"#;
+    const T_MEASUREMENTS_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["cpu"],["cpu x"]]}]}]}"#;
+    const T_MEASUREMENTS_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["Cpu"],["cpu!x"]]}]}]}"#;
+    const T_MEASUREMENTS_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["Cpu"],["cpu"],["cpu x"],["cpu!x"]]}]}]}"#;
+    const T_GROUP_ALL_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"a":"","host":"","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",2]]},{"name":"cpu","tags":{"a":"","host":"Z","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a","z":"1"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a b","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a!","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"é","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"b","host":"","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu x","tags":{"a":"","host":"a","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]}]}]}"#;
+    const T_GROUP_ALL_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"Cpu","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu!x","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]}]}]}"#;
+    const T_GROUP_ALL_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"Cpu","tags":{"a":"","host":"a","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",2]]},{"name":"cpu","tags":{"a":"","host":"Z","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a","z":"1"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a b","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"a!","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"","host":"é","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"a":"b","host":"","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu x","tags":{"a":"","host":"a","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu!x","tags":{"a":"","host":"a","z":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]}]}]}"#;
+    const T_GROUP_HOST_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",2],["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"Z"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1],["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"a b"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"a!"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"é"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu x","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]}]}]}"#;
+    const T_GROUP_HOST_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"Cpu","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu!x","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]}]}]}"#;
+    const T_GROUP_HOST_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"Cpu","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":""},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",2],["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"Z"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1],["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"a b"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"a!"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu","tags":{"host":"é"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu x","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]},{"name":"cpu!x","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:00.000000001Z",1]]}]}]}"#;
+    const T_TAG_VALUES_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["key","value"],"values":[["a","b"],["host","Z"],["host","a"],["host","a b"],["host","a!"],["host","é"],["z","1"]]},{"name":"cpu x","columns":["key","value"],"values":[["host","a"]]}]}]}"#;
+    const T_TAG_VALUES_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"Cpu","columns":["key","value"],"values":[["host","a"]]},{"name":"cpu!x","columns":["key","value"],"values":[["host","a"]]}]}]}"#;
+    const T_TAG_VALUES_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"Cpu","columns":["key","value"],"values":[["host","a"]]},{"name":"cpu","columns":["key","value"],"values":[["a","b"],["host","Z"],["host","a"],["host","a b"],["host","a!"],["host","é"],["z","1"]]},{"name":"cpu x","columns":["key","value"],"values":[["host","a"]]},{"name":"cpu!x","columns":["key","value"],"values":[["host","a"]]}]}]}"#;
+    const ESC_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"esc","columns":["time","s"],"values":[["1970-01-01T00:00:00.000000001Z","a\"b\\c\u003cd\u003e\u0026\u0001\u0008\u000c\t e\u2028f\u2029 é 😀"]]}]}]}"#;
+    const PRETTY_REF: &str = r#"{
+    "results": [
+        {
+            "statement_id": 0
+        },
+        {
+            "statement_id": 1,
+            "series": [
+                {
+                    "name": "cpu",
+                    "tags": {
+                        "host": "c"
+                    },
+                    "columns": [
+                        "time",
+                        "mean"
+                    ],
+                    "values": [
+                        [
+                            "1970-01-01T00:00:00Z",
+                            1e+21
+                        ]
+                    ]
+                }
+            ]
+        },
+        {
+            "statement_id": 2,
+            "series": [
+                {
+                    "name": "databases",
+                    "columns": [
+                        "name"
+                    ],
+                    "values": [
+                        [
+                            "db"
+                        ],
+                        [
+                            "t"
+                        ],
+                        [
+                            "db2"
+                        ],
+                        [
+                            "n1"
+                        ],
+                        [
+                            "e"
+                        ]
+                    ]
+                }
+            ]
+        }
+    ]
+}"#;
+    const MESSAGES_REF: &str = r#"{"results":[{"statement_id":0,"messages":[{"level":"warning","text":"deprecated use of 'DROP RETENTION POLICY nope ON nodb' in a read only context, please use a POST request instead"}]},{"statement_id":1,"error":"retention policy duration must be at least 1h0m0s"}]}"#;
+    const CARD_SERIES_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["cardinality estimation"],"values":[[4]]}]}]}"#;
+    const CARD_SERIES_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["cardinality estimation"],"values":[[5]]}]}]}"#;
+    const CARD_SERIES_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["cardinality estimation"],"values":[[9]]}]}]}"#;
+    const CARD_SERIES_EXACT_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[3]]},{"name":"w\u003cx","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_SERIES_EXACT_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","columns":["count"],"values":[[2]]},{"name":"mem","columns":["count"],"values":[[2]]},{"name":"zzz","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_SERIES_EXACT_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[3]]},{"name":"disk","columns":["count"],"values":[[2]]},{"name":"mem","columns":["count"],"values":[[2]]},{"name":"w\u003cx","columns":["count"],"values":[[1]]},{"name":"zzz","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_MEAS_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["cardinality estimation"],"values":[[2]]}]}]}"#;
+    const CARD_MEAS_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["cardinality estimation"],"values":[[3]]}]}]}"#;
+    const CARD_MEAS_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"columns":["cardinality estimation"],"values":[[5]]}]}]}"#;
+    const CARD_MEAS_EXACT_P1: &str =
+        r#"{"results":[{"statement_id":0,"series":[{"columns":["count"],"values":[[2]]}]}]}"#;
+    const CARD_MEAS_EXACT_P2: &str =
+        r#"{"results":[{"statement_id":0,"series":[{"columns":["count"],"values":[[3]]}]}]}"#;
+    const CARD_MEAS_EXACT_REF: &str =
+        r#"{"results":[{"statement_id":0,"series":[{"columns":["count"],"values":[[5]]}]}]}"#;
+    const CARD_TAG_KEY_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[2]]},{"name":"w\u003cx","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_TAG_KEY_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","columns":["count"],"values":[[2]]},{"name":"mem","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_TAG_KEY_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[2]]},{"name":"disk","columns":["count"],"values":[[2]]},{"name":"mem","columns":["count"],"values":[[1]]},{"name":"w\u003cx","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_TAG_VALUES_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[3]]}]}]}"#;
+    const CARD_TAG_VALUES_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","columns":["count"],"values":[[2]]},{"name":"mem","columns":["count"],"values":[[2]]}]}]}"#;
+    const CARD_TAG_VALUES_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[3]]},{"name":"disk","columns":["count"],"values":[[2]]},{"name":"mem","columns":["count"],"values":[[2]]}]}]}"#;
+    const CARD_FIELD_KEY_P1: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[3]]},{"name":"w\u003cx","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_FIELD_KEY_P2: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"disk","columns":["count"],"values":[[1]]},{"name":"mem","columns":["count"],"values":[[2]]},{"name":"zzz","columns":["count"],"values":[[1]]}]}]}"#;
+    const CARD_FIELD_KEY_REF: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["count"],"values":[[3]]},{"name":"disk","columns":["count"],"values":[[1]]},{"name":"mem","columns":["count"],"values":[[2]]},{"name":"w\u003cx","columns":["count"],"values":[[1]]},{"name":"zzz","columns":["count"],"values":[[1]]}]}]}"#;
+
+    /// `results[0]` of a body.
+    fn result_of(body: &str) -> Value {
+        let mut v = parse_json(body.as_bytes()).expect("the fixture parses");
+        v["results"][0].take()
+    }
+
+    fn merged_body(kind: &MergeKind, bodies: &[&str]) -> String {
+        let parts = bodies
+            .iter()
+            .map(|b| Part {
+                result: result_of(b),
+            })
+            .collect();
+        String::from_utf8(write_body(&[merge(kind, 0, parts)], false)).expect("UTF-8")
+    }
+
+    #[track_caller]
+    fn assert_merges_to(kind: &MergeKind, bodies: &[&str], expected: &str) {
+        assert_eq!(merged_body(kind, bodies), format!("{expected}\n"));
+    }
+
+    fn show(limit: Option<u64>, offset: Option<u64>) -> MergeKind {
+        MergeKind::Show { limit, offset }
+    }
+
+    fn select(wildcard: bool) -> MergeKind {
+        MergeKind::Series {
+            wildcard,
+            slimit: None,
+            soffset: None,
+        }
+    }
+
+    #[test]
+    fn every_captured_body_is_written_back_byte_for_byte() {
+        let compact = [
+            MEASUREMENTS_REF,
+            SERIES_REF,
+            TAG_VALUES_IN_REF,
+            FIELD_KEYS_REF,
+            RPS_REF,
+            DATABASES_P1,
+            SEL_STAR_REF,
+            SEL_MEAN_REF,
+            SEL_MEAN_STAR_REF,
+            SEL_GROUP_ALL_REF,
+            SEL_DESC_REF,
+            T_SERIES_REF,
+            T_GROUP_ALL_REF,
+            CARD_SERIES_REF,
+            ESC_REF,
+            MESSAGES_REF,
+        ];
+        for body in compact {
+            let mut v = parse_json(body.as_bytes()).expect("parses");
+            let Value::Array(results) = v["results"].take() else {
+                panic!("no results in {body}");
+            };
+            let out = write_body(&results, false);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{body}\n"));
+        }
+        let mut v = parse_json(PRETTY_REF.as_bytes()).expect("parses");
+        let Value::Array(results) = v["results"].take() else {
+            panic!("no results");
+        };
+        let out = write_body(&results, true);
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{PRETTY_REF}\n"));
+    }
+
+    #[test]
+    fn show_listings_from_backends_sharing_a_measurement_equal_one_influxd() {
+        let cases = [
+            (MEASUREMENTS_P1, MEASUREMENTS_P2, MEASUREMENTS_REF),
+            (SERIES_P1, SERIES_P2, SERIES_REF),
+            (TAG_KEYS_P1, TAG_KEYS_P2, TAG_KEYS_REF),
+            (TAG_VALUES_P1, TAG_VALUES_P2, TAG_VALUES_REF),
+            (TAG_VALUES_IN_P1, TAG_VALUES_IN_P2, TAG_VALUES_IN_REF),
+            (FIELD_KEYS_P1, FIELD_KEYS_P2, FIELD_KEYS_REF),
+        ];
+        for (p1, p2, reference) in cases {
+            assert_merges_to(&show(None, None), &[p1, p2], reference);
+            assert_merges_to(&show(None, None), &[p2, p1], reference);
+        }
+    }
+
+    #[test]
+    fn show_limit_and_offset_cut_each_series_after_merging() {
+        let kind = show(Some(2), Some(1));
+        assert_merges_to(
+            &kind,
+            &[MEASUREMENTS_P1, MEASUREMENTS_P2],
+            MEASUREMENTS_LIM_REF,
+        );
+        assert_merges_to(&kind, &[SERIES_P1, SERIES_P2], SERIES_LIM_REF);
+        // LIMIT 1 OFFSET 1: series left empty (w<x, zzz) are dropped.
+        let kind = show(Some(1), Some(1));
+        assert_merges_to(&kind, &[TAG_KEYS_P1, TAG_KEYS_P2], TAG_KEYS_LIM_REF);
+        assert_merges_to(&kind, &[TAG_VALUES_P1, TAG_VALUES_P2], TAG_VALUES_LIM_REF);
+        assert_merges_to(&kind, &[FIELD_KEYS_P1, FIELD_KEYS_P2], FIELD_KEYS_LIM_REF);
+    }
+
+    #[test]
+    fn show_series_sorts_by_unescaped_name_then_tag_by_tag() {
+        // `cpu\ x` before `cpu!x`, `host=a\ b` before `host=a!`, and
+        // `host=a` before `host=a,z=1` before `host=a\ b`: not byte order.
+        assert_merges_to(&show(None, None), &[T_SERIES_P1, T_SERIES_P2], T_SERIES_REF);
+        assert_merges_to(&show(None, None), &[T_SERIES_P2, T_SERIES_P1], T_SERIES_REF);
+        let cases = [
+            (T_MEASUREMENTS_P1, T_MEASUREMENTS_P2, T_MEASUREMENTS_REF),
+            (T_TAG_VALUES_P1, T_TAG_VALUES_P2, T_TAG_VALUES_REF),
+        ];
+        for (p1, p2, reference) in cases {
+            assert_merges_to(&show(None, None), &[p2, p1], reference);
+        }
+    }
+
+    #[test]
+    fn retention_policies_keep_creation_order_and_add_names_a_backend_lacks() {
+        let kind = MergeKind::RetentionPolicies;
+        assert_merges_to(&kind, &[RPS_P2, RPS_P1], RPS_REF);
+        assert_merges_to(&kind, &[RPS_P1, RPS_P2], RPS_REF);
+    }
+
+    #[test]
+    fn databases_keep_creation_order_not_name_order() {
+        // P2 has not yet run `CREATE DATABASE n1`.
+        assert_merges_to(
+            &show(None, None),
+            &[DATABASES_P2, DATABASES_P1],
+            DATABASES_P1,
+        );
+        assert_merges_to(
+            &MergeKind::RetentionPolicies,
+            &[DATABASES_P2, DATABASES_P1],
+            DATABASES_P1,
+        );
+    }
+
+    #[test]
+    fn ordered_union_puts_a_new_name_next_to_its_neighbour() {
+        let rows = |names: &[&str]| -> Vec<Vec<Value>> {
+            names
+                .iter()
+                .map(|n| vec![Value::String(n.to_string())])
+                .collect()
+        };
+        let cases: [(&[&str], &[&str], &[&str]); 4] = [
+            (&["a", "c"], &["a", "b", "c"], &["a", "b", "c"]),
+            (&["b", "c"], &["a", "b"], &["a", "b", "c"]),
+            (&["a"], &["x", "y"], &["a", "x", "y"]),
+            (&[], &["z", "a"], &["z", "a"]),
+        ];
+        for (first, second, expected) in cases {
+            assert_eq!(
+                ordered_union(vec![rows(first), rows(second)]),
+                rows(expected),
+                "{first:?} + {second:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn select_over_measurements_on_two_backends_equals_one_influxd() {
+        // Wildcards: the union of both backends' columns, nulls filled in.
+        assert_merges_to(&select(true), &[SEL_STAR_P2, SEL_STAR_P1], SEL_STAR_REF);
+        assert_merges_to(
+            &select(true),
+            &[SEL_MEAN_STAR_P1, SEL_MEAN_STAR_P2],
+            SEL_MEAN_STAR_REF,
+        );
+        assert_merges_to(&select(false), &[SEL_MEAN_P1, SEL_MEAN_P2], SEL_MEAN_REF);
+        // GROUP BY *: cpu's series get `path` = "", disk's `region` = "".
+        assert_merges_to(
+            &select(true),
+            &[SEL_GROUP_ALL_P2, SEL_GROUP_ALL_P1],
+            SEL_GROUP_ALL_REF,
+        );
+        assert_merges_to(
+            &select(false),
+            &[T_GROUP_ALL_P2, T_GROUP_ALL_P1],
+            T_GROUP_ALL_REF,
+        );
+        assert_merges_to(
+            &select(false),
+            &[T_GROUP_HOST_P2, T_GROUP_HOST_P1],
+            T_GROUP_HOST_REF,
+        );
+    }
+
+    #[test]
+    fn order_by_time_desc_lists_series_in_reverse() {
+        let kind = MergeKind::SeriesDesc {
+            wildcard: true,
+            slimit: None,
+            soffset: None,
+        };
+        assert_merges_to(&kind, &[SEL_DESC_P1, SEL_DESC_P2], SEL_DESC_REF);
+    }
+
+    #[test]
+    fn slimit_and_soffset_applied_by_the_backends_are_not_applied_again() {
+        // SLIMIT 1 SOFFSET 1, sent to both backends unchanged: influxd keeps
+        // the second series of every measurement.
+        let kind = MergeKind::Series {
+            wildcard: true,
+            slimit: Some(1),
+            soffset: Some(1),
+        };
+        assert_merges_to(&kind, &[SEL_SLIMIT_P1, SEL_SLIMIT_P2], SEL_SLIMIT_REF);
+    }
+
+    #[test]
+    fn cardinalities_of_disjoint_backends_add_up_to_one_influxd() {
+        let cases = [
+            (CARD_SERIES_P1, CARD_SERIES_P2, CARD_SERIES_REF),
+            (
+                CARD_SERIES_EXACT_P1,
+                CARD_SERIES_EXACT_P2,
+                CARD_SERIES_EXACT_REF,
+            ),
+            (CARD_MEAS_P1, CARD_MEAS_P2, CARD_MEAS_REF),
+            (CARD_MEAS_EXACT_P1, CARD_MEAS_EXACT_P2, CARD_MEAS_EXACT_REF),
+            (CARD_TAG_KEY_P1, CARD_TAG_KEY_P2, CARD_TAG_KEY_REF),
+            (CARD_TAG_VALUES_P1, CARD_TAG_VALUES_P2, CARD_TAG_VALUES_REF),
+            (CARD_FIELD_KEY_P1, CARD_FIELD_KEY_P2, CARD_FIELD_KEY_REF),
+        ];
+        for (p1, p2, reference) in cases {
+            assert_merges_to(&MergeKind::Cardinality, &[p2, p1], reference);
+        }
+    }
+
+    #[test]
+    fn replicas_answering_together_are_deduplicated() {
+        // No circle whole: P1 (one backend of circle A) and REF (circle B,
+        // a full replica) both answer; the result is REF's.
+        assert_merges_to(
+            &select(true),
+            &[SEL_GROUP_ALL_P1, SEL_GROUP_ALL_REF],
+            SEL_GROUP_ALL_REF,
+        );
+        assert_merges_to(&select(true), &[SEL_STAR_REF, SEL_STAR_P2], SEL_STAR_REF);
+        assert_merges_to(&show(None, None), &[SERIES_P1, SERIES_REF], SERIES_REF);
+        assert_merges_to(
+            &show(None, None),
+            &[FIELD_KEYS_REF, FIELD_KEYS_P2],
+            FIELD_KEYS_REF,
+        );
+        // Per-measurement counts: the largest, not the sum.
+        let kind = MergeKind::Cardinality;
+        assert_merges_to(
+            &kind,
+            &[CARD_SERIES_EXACT_P1, CARD_SERIES_EXACT_REF],
+            CARD_SERIES_EXACT_REF,
+        );
+        assert_merges_to(
+            &kind,
+            &[CARD_TAG_VALUES_REF, CARD_TAG_VALUES_P2],
+            CARD_TAG_VALUES_REF,
+        );
+    }
+
+    #[test]
+    fn an_error_from_any_backend_is_the_result() {
+        let ok = r#"{"statement_id":0,"series":[{"name":"cpu","columns":["tagKey"],"values":[["host"]]}]}"#;
+        let failed = r#"{"statement_id":0,"error":"shard 7: no space left"}"#;
+        let parts = vec![
+            Part {
+                result: parse_json(ok.as_bytes()).unwrap(),
+            },
+            Part {
+                result: parse_json(failed.as_bytes()).unwrap(),
+            },
+        ];
+        let merged = merge(&show(None, None), 2, parts);
+        assert_eq!(
+            String::from_utf8(write_body(&[merged], false)).unwrap(),
+            "{\"results\":[{\"statement_id\":2,\"error\":\"shard 7: no space left\"}]}\n"
+        );
+        let body = write_body(&[error_result(1, "x <y>")], false);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "{\"results\":[{\"statement_id\":1,\"error\":\"x \\u003cy\\u003e\"}]}\n"
+        );
+    }
+
+    #[test]
+    fn a_result_without_series_has_no_series_key() {
+        let empty = || Part {
+            result: parse_json(br#"{"statement_id":0}"#).unwrap(),
+        };
+        for kind in [
+            select(true),
+            show(Some(1), None),
+            MergeKind::RetentionPolicies,
+            MergeKind::Cardinality,
+            MergeKind::Concat,
+        ] {
+            let merged = merge(&kind, 3, vec![empty(), empty()]);
+            let body = String::from_utf8(write_body(&[merged], false)).unwrap();
+            assert_eq!(body, "{\"results\":[{\"statement_id\":3}]}\n");
+        }
+        // Rows all cut away by OFFSET: no series either.
+        let merged = merge(
+            &show(None, Some(10)),
+            0,
+            vec![Part {
+                result: result_of(MEASUREMENTS_P1),
+            }],
+        );
+        assert_eq!(merged.get("series"), None);
+    }
+
+    #[test]
+    fn concat_keeps_every_series_in_part_order() {
+        let a = r#"{"statement_id":0,"series":[{"name":"runtime","columns":["Alloc"],"values":[[2]]},{"name":"httpd","tags":{"bind":":8086"},"columns":["req"],"values":[[5]]}]}"#;
+        let b = r#"{"statement_id":0,"series":[{"name":"runtime","columns":["Alloc"],"values":[[1]]}]}"#;
+        let parts = [a, b]
+            .iter()
+            .map(|t| Part {
+                result: parse_json(t.as_bytes()).unwrap(),
+            })
+            .collect();
+        let merged = merge(&MergeKind::Concat, 0, parts);
+        assert_eq!(
+            String::from_utf8(write_body(&[merged], false)).unwrap(),
+            concat!(
+                r#"{"results":[{"statement_id":0,"series":["#,
+                r#"{"name":"runtime","columns":["Alloc"],"values":[[2]]},"#,
+                r#"{"name":"httpd","tags":{"bind":":8086"},"columns":["req"],"values":[[5]]},"#,
+                r#"{"name":"runtime","columns":["Alloc"],"values":[[1]]}]}]}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn numbers_are_written_back_as_influxd_wrote_them() {
+        let texts = [
+            "0.1",
+            "1.5e-7",
+            "1e-7",
+            "1e+21",
+            "1.2345e+300",
+            "-0",
+            "0",
+            "0.000001",
+            "1e-300",
+            "5e-324",
+            "1.7976931348623157e+308",
+            "123456789.123",
+            "0.8666667166666667",
+            "61728394.5615",
+            "252122.33333333334",
+            "9223372036854776000",
+            "100000000000000000000",
+            "999999999999999900000",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "-5",
+        ];
+        for text in texts {
+            let v = parse_json(text.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            write_value(&mut out, &v);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn parse_json_reads_every_float_exactly() {
+        // serde_json's default parser misses about one in six of these.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for f in [f64::from_bits(x), (x % 1_000_000) as f64 / 3.0] {
+                if !f.is_finite() {
+                    continue;
+                }
+                let mut text = Vec::new();
+                write_float(&mut text, f);
+                let v = parse_json(&text).unwrap();
+                let back = v.as_f64().unwrap();
+                assert_eq!(
+                    back.to_bits(),
+                    f.to_bits(),
+                    "{}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_go_escapes_them() {
+        let v =
+            Value::String("a\"b\\c<d>&\u{1}\u{8}\u{c}\t\n\r\u{7f} \u{2028}\u{2029} é 😀".into());
+        let mut out = Vec::new();
+        write_value(&mut out, &v);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""a\"b\\c\u003cd\u003e\u0026\u0001\u0008\u000c\t\n\r"#.to_string()
+                + "\u{7f} \\u2028\\u2029 é 😀\""
+        );
+        let parsed = parse_json(br#""\ud83d\ude00 \u00e9 \ud800x \/""#).unwrap();
+        assert_eq!(parsed, Value::String("😀 é \u{fffd}x /".into()));
+    }
+
+    #[test]
+    fn parse_json_refuses_malformed_input_without_panicking() {
+        let bad: [&[u8]; 16] = [
+            b"",
+            b"{",
+            b"[1,]",
+            b"{\"a\" 1}",
+            b"{\"a\":1,}",
+            b"\"abc",
+            b"01",
+            b"1e",
+            b"-",
+            b"1.",
+            b"nul",
+            b"\"\\x\"",
+            b"\"\\u12\"",
+            b"1e400",
+            b"\"\xff\"",
+            b"[] x",
+        ];
+        for text in bad {
+            assert!(
+                parse_json(text).is_err(),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        let deep = "[".repeat(10_000);
+        assert!(parse_json(deep.as_bytes()).is_err());
+        assert!(parse_json(b" {\"a\" : [ 1 , true , null ] } ").is_ok());
+    }
+
+    #[test]
+    fn malformed_parts_are_ignored() {
+        let parts = vec![
+            Part {
+                result: Value::Null,
+            },
+            Part {
+                result: parse_json(br#"{"series":[1,{"name":"m","values":[["x"],5]}]}"#).unwrap(),
+            },
+        ];
+        let merged = merge(&show(None, None), 0, parts);
+        let body = String::from_utf8(write_body(&[merged], false)).unwrap();
+        assert_eq!(
+            body,
+            "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"m\",\"values\":[[5],[\"x\"]]}]}]}\n"
+        );
+    }
+}
