@@ -3,22 +3,33 @@
 //! for the requests we send to backends.
 
 /// Decoded `key=value` pairs of a query string (or form body), in order.
+/// Values that were not valid UTF-8 once decoded are kept (with U+FFFD) and
+/// their keys remembered, for endpoints that must refuse them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Params(Vec<(String, String)>);
+pub struct Params(Vec<(String, String)>, Vec<String>);
 
 impl Params {
     /// Parses `a=1&b=x+y&c=%2F`; `+` is a space, bad escapes are kept verbatim.
     pub fn parse(query: &str) -> Params {
-        Params(
-            query
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, v)) => (decode(k), decode(v)),
-                    None => (decode(kv), String::new()),
-                })
-                .collect(),
-        )
+        let mut invalid = Vec::new();
+        let pairs = query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let key = decode(k);
+                if std::str::from_utf8(&decode_bytes(v)).is_err() {
+                    invalid.push(key.clone());
+                }
+                (key, decode(v))
+            })
+            .collect();
+        Params(pairs, invalid)
+    }
+
+    /// Whether the value of `key` was not valid UTF-8.
+    pub fn is_invalid_utf8(&self, key: &str) -> bool {
+        self.1.iter().any(|k| k == key)
     }
 
     /// The first value of `key`, as Go's `Values.Get` (empty when absent).
@@ -33,6 +44,7 @@ impl Params {
     /// These parameters followed by `other`'s (a lookup finds ours first).
     pub fn then(mut self, other: &Params) -> Params {
         self.0.extend(other.0.iter().cloned());
+        self.1.extend(other.1.iter().cloned());
         self
     }
 
@@ -53,10 +65,15 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Decodes one component; invalid UTF-8 is replaced, never an error.
 pub fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    if !b.iter().any(|&c| c == b'%' || c == b'+') {
+    if !s.bytes().any(|c| c == b'%' || c == b'+') {
         return s.to_string();
     }
+    String::from_utf8_lossy(&decode_bytes(s)).into_owned()
+}
+
+/// Decodes one component to raw bytes.
+fn decode_bytes(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -76,7 +93,7 @@ pub fn decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Encodes one component as Go's `url.QueryEscape` (space becomes `+`).
@@ -114,6 +131,9 @@ mod tests {
         assert_eq!(p.get("missing"), "");
         assert_eq!(decode("%ff"), "\u{fffd}");
         assert_eq!(decode("100%"), "100%");
+        assert!(!p.is_invalid_utf8("x"));
+        assert!(Params::parse("q=%ff").is_invalid_utf8("q"));
+        assert!(!Params::parse("q=%C3%A9").is_invalid_utf8("q"));
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! one it sent, starting from the wall clock, so no two points ever share a
 //! series and a timestamp: a backend that stores everything counts exactly the
 //! points acknowledged here.
+//!
+//! `influx-stress query` (not in influxdata's tool) measures reads instead:
+//! `--concurrency` threads, each with its own keep-alive agent, send the same
+//! `GET /query` back to back until `--requests` have been sent in all (or
+//! `--runtime` is over) and report queries per second and latency
+//! percentiles. A non-2xx answer or a body containing `"error"` is an error.
 
 use std::io::Write as _;
 use std::process::exit;
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "\
 Usage: influx-stress [insert] [SERIES KEY] [FIELD STR] [flags]
+       influx-stress query [flags]     (read benchmark: influx-stress query -h)
 
 Writes generated points to InfluxDB (or anything speaking its /write API).
 SERIES KEY defaults to 'ctr,some=tag', FIELD STR to 'n=0i'.
@@ -246,6 +253,9 @@ fn parse_args() -> Opts {
     }
     if positional.first().map(String::as_str) == Some("insert") {
         positional.remove(0);
+    }
+    if positional.first().map(String::as_str) == Some("query") {
+        usage_error("the query subcommand must come first: influx-stress query [flags]");
     }
     if positional.len() > 2 {
         usage_error(&format!("too many arguments: {positional:?}"));
@@ -634,16 +644,467 @@ fn create_db(o: &Opts, auth: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-/// Nearest-rank percentile of sorted latencies, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+/// Nearest-rank percentile of sorted latencies (zero when there are none).
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
-        return 0.0;
+        return Duration::ZERO;
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Nearest-rank percentile of sorted latencies, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    percentile(sorted, p).as_secs_f64() * 1000.0
+}
+
+/// The `query` subcommand: the same query from concurrent keep-alive clients.
+mod query {
+    use std::io::Read as _;
+    use std::process::exit;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Barrier};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::{base64, fail, parse_duration, percent_encode, percentile};
+
+    const USAGE: &str = "\
+Usage: influx-stress query -q QUERY [flags]
+
+Sends the same InfluxQL query as GET /query?db=DB&q=QUERY from concurrent
+clients, each with its own keep-alive connection, back to back, and reports
+queries/s and latency percentiles. An answer that is not 2xx or whose body
+contains \"error\" counts as an error.
+
+Flags:
+      --host URL            address of InfluxDB (default http://localhost:8086)
+      --db NAME             database, sent as db= (default stress; empty: not sent)
+  -q, --query QUERY         the query, e.g. 'SELECT last(v) FROM q' (required)
+  -c, --concurrency N       concurrent clients (default 4)
+  -n, --requests N          queries in all (default 2000, or unlimited when only
+                            --runtime is given)
+  -r, --runtime DURATION    stop after this long, Go duration, e.g. 10s (default none)
+      --warmup N            queries per client before the clock starts, not
+                            counted (default 0)
+      --epoch P             sent as epoch=P when given
+      --user NAME           basic-auth user
+      --pass PASSWORD       basic-auth password
+      --timeout DURATION    per-request timeout (default 60s)
+      --strict              exit 1 on the first error
+      --json                print only a one-line JSON summary
+  -h, --help                this text
+";
+
+    fn usage_error(msg: &str) -> ! {
+        eprintln!("influx-stress query: {msg}\n\n{USAGE}");
+        exit(2)
+    }
+
+    fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> T {
+        v.parse()
+            .unwrap_or_else(|_| usage_error(&format!("invalid value {v:?} for {flag}")))
+    }
+
+    fn parse_bool(flag: &str, v: &str) -> bool {
+        match v {
+            "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
+            "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
+            _ => usage_error(&format!("invalid value {v:?} for {flag}")),
+        }
+    }
+
+    /// Parsed command line of `query`.
+    struct Opts {
+        host: String,
+        db: String,
+        query: String,
+        concurrency: u64,
+        requests: Option<u64>,
+        runtime: Option<Duration>,
+        warmup: u64,
+        epoch: String,
+        user: String,
+        pass: String,
+        timeout: Duration,
+        strict: bool,
+        json: bool,
+    }
+
+    /// Flags that take a value (short and long names, without dashes).
+    const VALUE_FLAGS: &[&str] = &[
+        "host",
+        "db",
+        "q",
+        "query",
+        "c",
+        "concurrency",
+        "n",
+        "requests",
+        "r",
+        "runtime",
+        "warmup",
+        "epoch",
+        "user",
+        "pass",
+        "timeout",
+    ];
+
+    fn parse_args(mut args: impl Iterator<Item = String>) -> Opts {
+        let mut o = Opts {
+            host: "http://localhost:8086".into(),
+            db: "stress".into(),
+            query: String::new(),
+            concurrency: 4,
+            requests: None,
+            runtime: None,
+            warmup: 0,
+            epoch: String::new(),
+            user: String::new(),
+            pass: String::new(),
+            timeout: Duration::from_secs(60),
+            strict: false,
+            json: false,
+        };
+        while let Some(arg) = args.next() {
+            if !arg.starts_with('-') || arg == "-" {
+                usage_error(&format!("unexpected argument {arg:?}"));
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) => (f.to_string(), Some(v.to_string())),
+                None => (arg.clone(), None),
+            };
+            let name = flag.trim_start_matches('-');
+            let on = || inline.as_deref().is_none_or(|v| parse_bool(&flag, v));
+            match name {
+                "strict" => o.strict = on(),
+                "json" => o.json = on(),
+                "h" | "help" => {
+                    print!("{USAGE}");
+                    exit(0)
+                }
+                _ if !VALUE_FLAGS.contains(&name) => usage_error(&format!("unknown flag {flag}")),
+                _ => {
+                    let value = match inline.clone().or_else(|| args.next()) {
+                        Some(v) => v,
+                        None => usage_error(&format!("flag {flag} needs a value")),
+                    };
+                    match name {
+                        "host" => o.host = value.trim_end_matches('/').to_string(),
+                        "db" => o.db = value,
+                        "q" | "query" => o.query = value,
+                        "c" | "concurrency" => o.concurrency = parse_num(&flag, &value),
+                        "n" | "requests" => o.requests = Some(parse_num(&flag, &value)),
+                        "warmup" => o.warmup = parse_num(&flag, &value),
+                        "epoch" => o.epoch = value,
+                        "user" => o.user = value,
+                        "pass" => o.pass = value,
+                        "r" | "runtime" | "timeout" => {
+                            let d = parse_duration(&value).unwrap_or_else(|| {
+                                usage_error(&format!("invalid duration {value:?} for {flag}"))
+                            });
+                            if name == "timeout" {
+                                o.timeout = d;
+                            } else {
+                                o.runtime = Some(d);
+                            }
+                        }
+                        _ => usage_error(&format!("unknown flag {flag}")),
+                    }
+                }
+            }
+        }
+        if o.query.trim().is_empty() {
+            usage_error("-q/--query is required");
+        }
+        if o.concurrency == 0 {
+            usage_error("--concurrency must be positive");
+        }
+        if o.requests == Some(0) {
+            usage_error("--requests must be positive");
+        }
+        o
+    }
+
+    /// The request URL: `/query` with `db`, `q` and `epoch` as parameters.
+    fn query_url(o: &Opts) -> String {
+        let mut url = format!("{}/query?", o.host);
+        if !o.db.is_empty() {
+            url.push_str(&format!("db={}&", percent_encode(&o.db)));
+        }
+        url.push_str(&format!("q={}", percent_encode(&o.query)));
+        if !o.epoch.is_empty() {
+            url.push_str(&format!("&epoch={}", percent_encode(&o.epoch)));
+        }
+        url
+    }
+
+    /// Whether an InfluxDB answer body reports an error (top level or per statement).
+    fn has_error(body: &[u8]) -> bool {
+        body.windows(7).any(|w| w == b"\"error\"")
+    }
+
+    /// Everything the clients share.
+    struct Shared {
+        url: String,
+        auth: Option<String>,
+        timeout: Duration,
+        /// Measured queries claimed so far; a client stops once it reaches `limit`.
+        claimed: AtomicU64,
+        limit: u64,
+        runtime: Option<Duration>,
+        warmup: u64,
+        strict: bool,
+        /// Error messages printed so far, to cap the noise.
+        printed: AtomicU64,
+    }
+
+    enum Outcome {
+        Ok,
+        Non2xx,
+        ErrorBody,
+        Transport,
+    }
+
+    #[derive(Default)]
+    struct Tally {
+        requests: u64,
+        non_2xx: u64,
+        error_bodies: u64,
+        transport: u64,
+        latencies: Vec<Duration>,
+    }
+
+    const MAX_PRINTED_ERRORS: u64 = 20;
+
+    impl Shared {
+        fn report(&self, msg: &str) {
+            if self.strict {
+                eprintln!("influx-stress: {msg} (--strict: giving up)");
+                exit(1);
+            }
+            let n = self.printed.fetch_add(1, Ordering::Relaxed);
+            if n < MAX_PRINTED_ERRORS {
+                eprintln!("influx-stress: {msg}");
+            } else if n == MAX_PRINTED_ERRORS {
+                eprintln!("influx-stress: further errors are counted but not printed");
+            }
+        }
+
+        /// Sends the query once and reads the whole answer into `body`;
+        /// returns the time from sending to the last byte, and the outcome.
+        fn once(&self, agent: &ureq::Agent, body: &mut Vec<u8>) -> (Duration, Outcome) {
+            let mut req = agent.get(&self.url);
+            if let Some(a) = &self.auth {
+                req = req.header("Authorization", a);
+            }
+            body.clear();
+            let began = Instant::now();
+            let result = req.call().and_then(|mut resp| {
+                resp.body_mut().as_reader().read_to_end(body)?;
+                Ok(resp.status().as_u16())
+            });
+            let took = began.elapsed();
+            let outcome = match result {
+                Ok(status) if !(200..300).contains(&status) => {
+                    let text = String::from_utf8_lossy(body);
+                    let text: String = text.trim().chars().take(300).collect();
+                    self.report(&format!("unexpected query status {status}, body: {text}"));
+                    Outcome::Non2xx
+                }
+                Ok(_) if has_error(body) => {
+                    let text = String::from_utf8_lossy(body);
+                    let text: String = text.trim().chars().take(300).collect();
+                    self.report(&format!("error in the answer: {text}"));
+                    Outcome::ErrorBody
+                }
+                Ok(_) => Outcome::Ok,
+                Err(e) => {
+                    self.report(&format!("error sending query to {}: {e}", self.url));
+                    Outcome::Transport
+                }
+            };
+            (took, outcome)
+        }
+    }
+
+    /// One client: warms up, waits for the others, then queries until the
+    /// shared request count or its deadline is reached.
+    fn client(sh: Arc<Shared>, ready: Arc<Barrier>) -> Tally {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(sh.timeout))
+            .proxy(None)
+            .build()
+            .into();
+        let mut body = Vec::with_capacity(4096);
+        for _ in 0..sh.warmup {
+            sh.once(&agent, &mut body);
+        }
+        ready.wait();
+        let deadline = sh.runtime.and_then(|d| Instant::now().checked_add(d));
+        let mut t = Tally::default();
+        while sh.claimed.fetch_add(1, Ordering::Relaxed) < sh.limit {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let (took, outcome) = sh.once(&agent, &mut body);
+            t.requests += 1;
+            t.latencies.push(took);
+            match outcome {
+                Outcome::Ok => {}
+                Outcome::Non2xx => t.non_2xx += 1,
+                Outcome::ErrorBody => t.error_bodies += 1,
+                Outcome::Transport => t.transport += 1,
+            }
+        }
+        t
+    }
+
+    fn micros(d: Duration) -> f64 {
+        (d.as_nanos() as f64 / 100.0).round() / 10.0
+    }
+
+    pub fn main(args: impl Iterator<Item = String>) -> ! {
+        let o = parse_args(args);
+        let limit = match (o.requests, o.runtime) {
+            (Some(n), _) => n,
+            (None, Some(_)) => u64::MAX,
+            (None, None) => 2000,
+        };
+        let auth = (!o.user.is_empty() || !o.pass.is_empty()).then(|| {
+            format!(
+                "Basic {}",
+                base64(format!("{}:{}", o.user, o.pass).as_bytes())
+            )
+        });
+        let url = query_url(&o);
+        if !o.json {
+            println!("Query: {}", o.query);
+            let runtime = o
+                .runtime
+                .map_or("forever".to_string(), |d| format!("{d:?}"));
+            let requests = if limit == u64::MAX {
+                "unlimited".to_string()
+            } else {
+                limit.to_string()
+            };
+            println!(
+                "Sending {requests} queries from {} keep-alive client(s) to {}, or until ~{runtime} has elapsed",
+                o.concurrency, o.host
+            );
+        }
+        let shared = Arc::new(Shared {
+            url,
+            auth,
+            timeout: o.timeout,
+            claimed: AtomicU64::new(0),
+            limit,
+            runtime: o.runtime,
+            warmup: o.warmup,
+            strict: o.strict,
+            printed: AtomicU64::new(0),
+        });
+        let ready = Arc::new(Barrier::new(o.concurrency as usize + 1));
+        let mut handles = Vec::new();
+        for c in 0..o.concurrency {
+            let sh = Arc::clone(&shared);
+            let ready = Arc::clone(&ready);
+            let h = thread::Builder::new()
+                .name(format!("client-{c}"))
+                .spawn(move || client(sh, ready))
+                .unwrap_or_else(|e| fail(&format!("cannot start client thread: {e}")));
+            handles.push(h);
+        }
+        ready.wait();
+        let start = Instant::now();
+        let mut total = Tally::default();
+        for h in handles {
+            let t = h
+                .join()
+                .unwrap_or_else(|_| fail("a client thread panicked"));
+            total.requests += t.requests;
+            total.non_2xx += t.non_2xx;
+            total.error_bodies += t.error_bodies;
+            total.transport += t.transport;
+            total.latencies.extend(t.latencies);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        total.latencies.sort_unstable();
+        let [p50, p90, p99] = [50.0, 90.0, 99.0].map(|p| percentile(&total.latencies, p));
+        let qps = if secs > 0.0 {
+            total.requests as f64 / secs
+        } else {
+            0.0
+        };
+        let errors = total.non_2xx + total.error_bodies + total.transport;
+        if o.json {
+            let summary = serde_json::json!({
+                "requests": total.requests,
+                "seconds": (secs * 1e6).round() / 1e6,
+                "qps": (qps * 10.0).round() / 10.0,
+                "p50_us": micros(p50),
+                "p90_us": micros(p90),
+                "p99_us": micros(p99),
+                "max_us": micros(total.latencies.last().copied().unwrap_or_default()),
+                "warmup": o.warmup * o.concurrency,
+                "errors": errors,
+                "non_2xx": total.non_2xx,
+                "error_bodies": total.error_bodies,
+                "transport_errors": total.transport,
+                "concurrency": o.concurrency,
+            });
+            println!("{summary}");
+        } else {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!("Queries: {}", total.requests);
+            println!("Time: {secs:.3}s");
+            println!("Queries/s: {qps:.1}");
+            println!(
+                "Latency p50: {:.3} ms p90: {:.3} ms p99: {:.3} ms",
+                ms(p50),
+                ms(p90),
+                ms(p99)
+            );
+            println!(
+                "Errors: {errors} (non-2xx: {}, error bodies: {}, transport: {})",
+                total.non_2xx, total.error_bodies, total.transport
+            );
+        }
+        exit(0)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn url_and_errors() {
+            let args = [
+                "--host",
+                "http://h:1/",
+                "-q",
+                "SELECT last(v) FROM q",
+                "--epoch=ms",
+            ];
+            let o = parse_args(args.map(String::from).into_iter());
+            assert_eq!(o.concurrency, 4);
+            assert_eq!(o.requests, None);
+            assert_eq!(
+                query_url(&o),
+                "http://h:1/query?db=stress&q=SELECT%20last%28v%29%20FROM%20q&epoch=ms"
+            );
+            assert!(has_error(br#"{"results":[{"error":"x"}]}"#));
+            assert!(has_error(br#"{"error":"missing parameter"}"#));
+            assert!(!has_error(br#"{"results":[{"series":[]}]}"#));
+        }
+    }
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("query") {
+        query::main(std::env::args().skip(2));
+    }
     let o = parse_args();
     let unit_nanos = precision_nanos(&o.precision)
         .unwrap_or_else(|| usage_error(&format!("unknown precision {:?}", o.precision)));

@@ -73,6 +73,9 @@ impl QueryService {
     /// Handles `/query` once the method and credentials are checked.
     pub fn handle(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
         let params = form_params(req)?;
+        if params.is_invalid_utf8("q") {
+            return Err(ApiError::bad_request("invalid UTF-8 in the query"));
+        }
         let q = params.get("q").trim().to_string();
         if q.is_empty() {
             return Err(ApiError::bad_request("empty query"));
@@ -127,7 +130,7 @@ impl QueryService {
         for (i, stmt) in statements.iter().enumerate() {
             let db = stmt.database.clone().unwrap_or_else(|| db_param.clone());
             let result = if is_ddl(&stmt.kind) {
-                self.run_ddl(writers, stmt, &db, i)
+                self.run_ddl(writers, stmt, &db, i, req.method == "POST")
             } else {
                 self.run_read(stmt, &db, &params, i)
             };
@@ -307,12 +310,12 @@ impl QueryService {
         sent: &[(&str, &str)],
     ) -> Result<Vec<Part>, String> {
         let answers: Vec<Result<serde_json::Value, String>> = if targets.len() == 1 {
-            vec![self.client.json(&targets[0], sent)]
+            vec![self.client.json(&targets[0], true, sent)]
         } else {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = targets
                     .iter()
-                    .map(|b| scope.spawn(move || self.client.json(b, sent)))
+                    .map(|b| scope.spawn(move || self.client.json(b, true, sent)))
                     .collect();
                 handles
                     .into_iter()
@@ -345,6 +348,7 @@ impl QueryService {
         stmt: &Statement,
         db: &str,
         statement_id: usize,
+        post: bool,
     ) -> Result<serde_json::Value, String> {
         let targets = self.ddl_targets(stmt, db);
         let mut answer: Option<serde_json::Value> = None;
@@ -355,7 +359,8 @@ impl QueryService {
                     .is_some_and(|sp| sp.wait_delivered(sp.head(), self.ddl_wait));
             if live {
                 let sent = [("q", stmt.text.as_str()), ("db", db)];
-                match self.client.json(&backend, &sent) {
+                // The client's method: InfluxDB warns about DDL sent by GET.
+                match self.client.json(&backend, post, &sent) {
                     Ok(mut value) => {
                         if answer.is_none() {
                             answer = value

@@ -86,9 +86,10 @@ impl QueryClient {
     pub fn json(
         &self,
         backend: &Backend,
+        post: bool,
         params: &[(&str, &str)],
     ) -> Result<serde_json::Value, String> {
-        let mut answer = self.send(backend, true, params, false)?;
+        let mut answer = self.send(backend, post, params, false)?;
         let status = answer.status().as_u16();
         let body = read_all(&mut answer)?;
         // Floats must come back digit for digit: merge's own parser.

@@ -206,6 +206,9 @@ impl Statement {
 /// Errors: no statement at all -> `empty query`; any forbidden or unknown
 /// statement -> `illegal InfluxQL`; a lexing error or a missing name ->
 /// `error parsing query: ...` in InfluxDB's manner.
+/// Deepest parenthesis nesting accepted (far beyond any real query).
+pub const MAX_NESTING: usize = 100;
+
 pub fn parse(q: &str) -> Result<Vec<Statement>, QueryError> {
     let tokens =
         lexer::tokenize(q).map_err(|e| QueryError::new(format!("error parsing query: {e}")))?;
@@ -214,8 +217,21 @@ pub fn parse(q: &str) -> Result<Vec<Statement>, QueryError> {
     let mut depth = 0usize;
     for (i, t) in tokens.iter().enumerate() {
         match t.kind {
-            T::Punct(P::LParen) => depth += 1,
-            T::Punct(P::RParen) => depth = depth.saturating_sub(1),
+            T::Punct(P::LParen) => {
+                depth += 1;
+                // InfluxDB's recursive parser dies of a stack overflow on
+                // deep nesting (1.6.7 crashed on ~1 MB of `(`): a query that
+                // could take a backend down never leaves the proxy.
+                if depth > MAX_NESTING {
+                    return Err(QueryError::new(ILLEGAL));
+                }
+            }
+            T::Punct(P::RParen) => {
+                if depth == 0 {
+                    return Err(QueryError::new(ILLEGAL));
+                }
+                depth -= 1;
+            }
             T::Punct(P::Semicolon) => {
                 if depth > 0 {
                     return Err(parse_error(q, Some(t), ")"));
@@ -227,6 +243,9 @@ pub fn parse(q: &str) -> Result<Vec<Statement>, QueryError> {
             }
             _ => {}
         }
+    }
+    if depth > 0 {
+        return Err(QueryError::new(ILLEGAL));
     }
     if let Some(group) = tokens.get(begin..).filter(|g| !g.is_empty()) {
         statements.push(analyze(q, group)?);
@@ -1471,7 +1490,14 @@ mod tests {
             "(SELECT * FROM ".repeat(n / 16),
             ")".repeat(n / 16)
         );
-        assert_eq!(one(&subqueries).sources, vec![m("a")]);
+        // Nesting deeper than InfluxDB's parser survives never leaves us.
+        assert_eq!(refused(&subqueries), ILLEGAL);
+        let nested = format!(
+            "SELECT * FROM {}a{}",
+            "(SELECT * FROM ".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert_eq!(one(&nested).sources, vec![m("a")]);
         let many = format!("SELECT v FROM {}", vec!["a"; n / 2].join(","));
         assert_eq!(one(&many).sources, vec![m("a")]);
         let long_string = format!("SELECT v FROM a WHERE t = '{}'", "x".repeat(n));

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+/// Helpers for the `/query` tests (data set, query cases, comparison).
+pub mod query;
+
 // ---------------------------------------------------------------------------
 // Small OS helpers (no libc crate: these symbols are in the C library std links).
 
