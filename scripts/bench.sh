@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Benchmark influx-proxy's write path with the bundled load generator.
+# Benchmark influx-proxy's write path (and, with --queries, its query path)
+# with the bundled load generator.
 #
 #   scripts/bench.sh [--backend sink|influxd] [--rounds N] [--proxy-cmd 'CMD'] ...
+#   scripts/bench.sh --backend influxd --queries[-only] [--rounds N] ...
 #
 # Starts two backends (null sinks or real influxd), then runs rounds that
 # alternate scenarios: influx-stress -> influx-proxy -> backends, [the same
 # through another proxy given by --proxy-cmd], and influx-stress straight into
-# one backend. Prints one table of medians/min/max; see -h.
+# one backend. Prints one table of medians/min/max; see -h. The query rounds
+# alternate the same way with `influx-stress query` against a small dataset.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +34,14 @@ KEEP=0
 BUILD=1
 WAIT_TIMEOUT=120
 SETTLE=""
+BACKEND_SET=0
+QUERIES=none # none, also (after the write rounds) or only
+QUERY='SELECT last(v) FROM q'
+QUERY_REQUESTS=2000
+QUERY_CONCURRENCY=4
+QUERY_POINTS=10000 # dataset: measurement q, field v, QUERY_SERIES series
+QUERY_SERIES=10
+QUERY_WARMUP=25 # queries per client before the clock starts (not counted)
 
 usage() {
     cat <<EOF
@@ -53,6 +64,19 @@ At the end one table gives, per scenario, the median, min and max of:
                    all delivered)
   peak RSS MB      proxy VmHWM (summed over its process session)
 The table and the raw per-round numbers are also written to run/bench/last.txt.
+
+With --queries (after the write rounds) or --queries-only (no write rounds),
+real influxd backends are used and the query benchmark runs: $QUERY_POINTS points
+of measurement q ($QUERY_SERIES series, field v) are written through influx-proxy
+and counted on the backend that owns q (GET /replica?db=$DB&mm=q, circle 1),
+then rounds alternate 'influx-stress query' ($QUERY_CONCURRENCY keep-alive clients, each
+warmed up by $QUERY_WARMUP uncounted queries) with
+  influx-proxy  influx-stress query -> influx-proxy -> the owning backend
+  proxy-cmd     the same through the command given by --proxy-cmd (if any)
+  direct        influx-stress query straight into the owning backend
+and a second table gives, per scenario, the median, min and max of latency
+p50 and p99 (microseconds), queries/s and proxy CPU microseconds per query,
+then the latency each proxy adds over direct at p50 and p99 (medians).
 
 Options:
   --backend sink|influxd  null backends (bundled influx-sink, default) or real
@@ -81,10 +105,18 @@ Options:
                           --set spool_sync='"always"' --set rewrite_threads=1
   --keep                  keep the temp dir run/bench/<stamp>/ (configs, logs,
                           influxd data); it is also kept when the script fails
+  --queries               after the write rounds, run the query benchmark
+                          (implies --backend influxd; refused with sinks)
+  --queries-only          run only the query benchmark
+  --query 'Q'             the query, about measurement q (field v, tag s) since
+                          direct goes to q's owner (default '$QUERY')
+  --query-requests N      queries per round (default $QUERY_REQUESTS)
+  --query-concurrency N   concurrent query clients (default $QUERY_CONCURRENCY)
   -h, --help              this text
 
 Example: ${0##*/} --rounds 3
          ${0##*/} --backend influxd --rounds 3 --points 1000000
+         ${0##*/} --backend influxd --queries-only --rounds 3
 EOF
 }
 
@@ -111,6 +143,8 @@ while [[ $# -gt 0 ]]; do
         ;;
     --keep) KEEP=1 ;;
     --no-build) BUILD=0 ;;
+    --queries) [[ "$QUERIES" == only ]] || QUERIES=also ;;
+    --queries-only) QUERIES=only ;;
     --set)
         [[ $# -ge 2 && "$2" == *=* ]] || die "--set needs KEY=JSON, e.g. --set spool_sync='\"always\"'"
         SET_KEYS+=("$2")
@@ -120,12 +154,15 @@ while [[ $# -gt 0 ]]; do
         set -- "${opt%%=*}" "${opt#*=}" "${@:2}"
         continue
         ;;
-    --backend | --topology | --points | --batch | --concurrency | --measurements | --series | --gzip | --rounds | --proxy-cmd | --timeout | --settle)
+    --backend | --topology | --points | --batch | --concurrency | --measurements | --series | --gzip | --rounds | --proxy-cmd | --timeout | --settle | --query | --query-requests | --query-concurrency)
         [[ $# -ge 2 ]] || die "$opt needs a value"
         val="$2"
         shift
         case "$opt" in
-        --backend) BACKEND="$val" ;;
+        --backend)
+            BACKEND="$val"
+            BACKEND_SET=1
+            ;;
         --topology) TOPOLOGY="$val" ;;
         --points) POINTS="$val" ;;
         --batch) BATCH="$val" ;;
@@ -137,6 +174,9 @@ while [[ $# -gt 0 ]]; do
         --proxy-cmd) PROXY_CMD="$val" ;;
         --timeout) WAIT_TIMEOUT="$val" ;;
         --settle) SETTLE="$val" ;;
+        --query) QUERY="$val" ;;
+        --query-requests) QUERY_REQUESTS="$val" ;;
+        --query-concurrency) QUERY_CONCURRENCY="$val" ;;
         esac
         ;;
     *)
@@ -148,6 +188,13 @@ while [[ $# -gt 0 ]]; do
 done
 
 case "$BACKEND" in sink | influxd) ;; *) die "--backend must be sink or influxd, got '$BACKEND'" ;; esac
+if [[ "$QUERIES" != none ]]; then
+    # The sinks store nothing: there would be nothing to query.
+    if [[ "$BACKEND" == sink && $BACKEND_SET -eq 1 ]]; then
+        die "the query benchmark needs real backends: use --backend influxd with --queries/--queries-only (sinks store nothing to query)"
+    fi
+    BACKEND=influxd
+fi
 case "$TOPOLOGY" in 1x2 | 2x1) ;; *) die "--topology must be 1x2 or 2x1, got '$TOPOLOGY'" ;; esac
 if [[ -z "$POINTS" ]]; then
     if [[ "$BACKEND" == sink ]]; then POINTS=4000000; else POINTS=2000000; fi
@@ -164,6 +211,9 @@ need_int --gzip "$GZIP" -1
 ((GZIP <= 9)) || die "--gzip must be -1..9"
 need_int --rounds "$ROUNDS" 1
 need_int --timeout "$WAIT_TIMEOUT" 1
+need_int --query-requests "$QUERY_REQUESTS" 1
+need_int --query-concurrency "$QUERY_CONCURRENCY" 1
+[[ -n "${QUERY//[[:space:]]/}" ]] || die "--query needs a query"
 [[ "$SETTLE" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--settle needs a number of seconds, got '$SETTLE'"
 
 for tool in curl python3 setsid; do
@@ -412,9 +462,10 @@ reset_backends() {
     done
 }
 
-# influxd_count PORT -> points stored in $DB (SELECT count(n) summed over measurements).
+# influxd_count PORT [QUERY] -> points stored in $DB (by default SELECT count(n)
+# summed over measurements).
 influxd_count() {
-    http GET "$1" /query -G --data-urlencode "db=$DB" --data-urlencode 'q=SELECT count(n) FROM /.*/' |
+    http GET "$1" /query -G --data-urlencode "db=$DB" --data-urlencode "q=${2:-SELECT count(n) FROM /.*/}" |
         "$PYTHON" "$RUN_DIR/bench.py" sumcount
 }
 
@@ -824,6 +875,200 @@ def cmd_summary(params_json, raw_file):
     print("\n".join(out))
 
 
+def cmd_owners():
+    """Ports of the backends a /replica answer names, in circle order."""
+    from urllib.parse import urlsplit
+
+    data = json.load(sys.stdin)
+    ports = []
+    for entry in sorted(data, key=lambda e: (e.get("circle") or {}).get("id", 0)):
+        port = urlsplit(entry["backend"]["url"]).port
+        if port is None:
+            raise SystemExit(f"owners: no port in {entry['backend']['url']!r}")
+        ports.append(str(port))
+    if not ports:
+        raise SystemExit("owners: /replica named no backend")
+    print(" ".join(ports))
+
+
+def cmd_qround(out_file, sid, timeout, *stress):
+    """Run one `influx-stress query` round; print its JSON summary and the proxy's CPU."""
+    sid = int(sid)
+    proc = None
+
+    def on_term(_sig, _frame):
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    result = {"error": ""}
+    try:
+        cpu0 = cpu_seconds(sid) if sid else None
+        with open(out_file, "w") as out:
+            proc = subprocess.Popen(list(stress), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                proc.wait(timeout=float(timeout))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                result["error"] = f"load generator killed after {timeout} s"
+        if sid:
+            result["cpu_s"] = cpu_seconds(sid) - cpu0
+            result["proxy_alive"] = bool(session_procs(sid))
+        result["stress_rc"] = proc.returncode
+        summary = None
+        with open(out_file) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        summary = json.loads(line)
+                    except ValueError:
+                        pass
+        result["stress"] = summary
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    print(json.dumps(result))
+
+
+def cmd_qrecord(result_file, scenario, rnd, requests):
+    """Turn a query round's result into one raw row (JSON line) and print it."""
+    with open(result_file) as f:
+        r = json.load(f)
+    s = r.get("stress") or {}
+    requests = int(requests)
+    done = s.get("requests") or 0
+    row = {
+        "round": int(rnd),
+        "scenario": scenario,
+        "qps": s.get("qps"),
+        "p50_us": s.get("p50_us"),
+        "p90_us": s.get("p90_us"),
+        "p99_us": s.get("p99_us"),
+        "max_us": s.get("max_us"),
+        # The proxy also answered the warm-up queries in that time.
+        "cpu_us_per_query": r["cpu_s"] * 1e6 / (done + (s.get("warmup") or 0)) if "cpu_s" in r and done else None,
+        "requests": done,
+        "errors": s.get("errors"),
+        "seconds": s.get("seconds"),
+        "ok": r.get("stress_rc") == 0 and s.get("errors") == 0 and done == requests,
+        "note": r.get("error", ""),
+    }
+
+    def note(msg):
+        row["note"] = (row["note"] + "; " if row["note"] else "") + msg
+
+    if s == {}:
+        note(f"no JSON from the load generator (rc {r.get('stress_rc')})")
+    else:
+        if s.get("errors"):
+            note(f"{s['errors']} of {done} queries failed")
+        if done != requests:
+            note(f"{done} of {requests} queries sent")
+    print(json.dumps(row))
+
+
+def cmd_qline(row_json):
+    r = json.loads(row_json)
+    parts = [
+        f"round {r['round']} {r['scenario']:<13}",
+        f"p50 {fmt(r['p50_us'], 'mb')} us",
+        f"p99 {fmt(r['p99_us'], 'mb')} us",
+        f"{fmt(r['qps'], 'pps')} queries/s",
+    ]
+    if r["cpu_us_per_query"] is not None:
+        parts.append(f"cpu {fmt(r['cpu_us_per_query'], 'mb')} us/query")
+    if not r["ok"]:
+        parts.append(f"FAILED: {r['note']}")
+    elif r["note"]:
+        parts.append(f"({r['note']})")
+    print("  ".join(parts))
+
+
+def cmd_qsummary(params_json, raw_file, query):
+    params = json.loads(params_json)
+    rows = [json.loads(line) for line in open(raw_file) if line.strip()]
+    order = []
+    for r in rows:
+        if r["scenario"] not in order:
+            order.append(r["scenario"])
+    metrics = [
+        ("p50_us", "latency p50 us", "mb"),
+        ("p99_us", "latency p99 us", "mb"),
+        ("qps", "queries/s", "pps"),
+        ("cpu_us_per_query", "CPU us/query", "mb"),
+    ]
+    table = [("scenario", "metric", "median", "min", "max", "rounds")]
+    medians = {}
+    for sc in order:
+        srows = [r for r in rows if r["scenario"] == sc]
+        ok = [r for r in srows if r["ok"]]
+        for key, label, kind in metrics:
+            vals = [r[key] for r in ok if r[key] is not None]
+            if not vals and key == "cpu_us_per_query":
+                continue
+            med = statistics.median(vals) if vals else None
+            medians[(sc, key)] = med
+            table.append(
+                (
+                    sc,
+                    label,
+                    fmt(med, kind),
+                    fmt(min(vals), kind) if vals else "-",
+                    fmt(max(vals), kind) if vals else "-",
+                    f"{len(vals)}/{len(srows)}",
+                )
+            )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    out = []
+    out.append(
+        "influx-proxy query bench: backend={backend} topology={topology} dataset={points} points/"
+        "{series} series concurrency={concurrency} requests={requests} warmup={warmup}/client "
+        "rounds={rounds} cores={cores}".format(**params)
+    )
+    out.append(f"query: {query}")
+    for i, row in enumerate(table):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [row[j].rjust(widths[j]) for j in range(2, len(row))]
+        out.append("  ".join(cells).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    d50, d99, dq = (medians.get(("direct", k)) for k in ("p50_us", "p99_us", "qps"))
+    for sc in order:
+        p50, p99, q = (medians.get((sc, k)) for k in ("p50_us", "p99_us", "qps"))
+        if sc == "direct" or None in (p50, p99, d50, d99):
+            continue
+        line = f"{sc}: adds {p50 - d50:+.1f} us at p50, {p99 - d99:+.1f} us at p99 over direct"
+        if q and dq:
+            line += f"; {100.0 * q / dq:.1f}% of direct queries/s"
+        out.append(line + " (medians)")
+    for r in rows:
+        if not r["ok"]:
+            out.append(f"round {r['round']} {r['scenario']} FAILED (not in the table): {r['note']}")
+    print("\n".join(out))
+
+
+def cmd_qraw(raw_file):
+    rows = [json.loads(line) for line in open(raw_file) if line.strip()]
+    cols = [
+        "round", "scenario", "qps", "p50_us", "p90_us", "p99_us", "max_us", "cpu_us_per_query",
+        "requests", "errors", "seconds", "ok", "note",
+    ]
+
+    def cell(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.1f}"
+        return str(v)
+
+    table = [cols] + [[cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(row[i].ljust(widths[i]) for i in range(len(cols))).rstrip())
+
+
 def cmd_raw(raw_file):
     rows = [json.loads(line) for line in open(raw_file) if line.strip()]
     cols = [
@@ -860,6 +1105,18 @@ def main():
         cmd_summary(*args)
     elif cmd == "raw":
         cmd_raw(args[0])
+    elif cmd == "owners":
+        cmd_owners()
+    elif cmd == "qround":
+        cmd_qround(*args)
+    elif cmd == "qrecord":
+        cmd_qrecord(*args)
+    elif cmd == "qline":
+        cmd_qline(args[0])
+    elif cmd == "qsummary":
+        cmd_qsummary(*args)
+    elif cmd == "qraw":
+        cmd_qraw(args[0])
     else:
         raise SystemExit(f"bench.py: unknown command {cmd}")
 
@@ -940,6 +1197,120 @@ EOF
     PROXY_LOG=""
 }
 
+# ---------------------------------------------------------------- queries
+
+QUERY_OWNERS=() # per circle, the port of the backend that owns measurement q
+
+# wait_query WHAT PORT PID LOG: wait until $QUERY answers 200 without "error".
+wait_query() {
+    local what="$1" port="$2" pid="$3" logfile="$4" out="" deadline
+    deadline=$((SECONDS + 30))
+    while :; do
+        out="$(http GET "$port" /query -G --max-time 5 --data-urlencode "db=$DB" \
+            --data-urlencode "q=$QUERY" -w '\n%{http_code}' 2>&1)" || true
+        [[ "$out" == *$'\n'200 && "$out" != *'"error"'* ]] && return 0
+        if ! group_alive "$pid"; then
+            [[ -n "$logfile" ]] && tail_log "$logfile"
+            die "$what exited (port $port)"
+        fi
+        if ((SECONDS >= deadline)); then
+            [[ -n "$logfile" ]] && tail_log "$logfile"
+            die "$what did not answer the query within 30s on port $port; last answer: ${out//$'\n'/ | }"
+        fi
+        sleep 0.2
+    done
+}
+
+# load_query_data: write the dataset through influx-proxy, find the owners of
+# measurement q (GET /replica) and wait until each of them counts every point.
+load_query_data() {
+    local dir="$RUN_DIR/query-load" out owners port n deadline pending
+    mkdir -p "$dir"
+    reset_backends
+    sleep "$SETTLE"
+    start_proxy ours "$dir"
+    # 'q,s=s' with N series: tags s=s-0 .. s=s-<N-1>; v counts up per series.
+    "$BIN_DIR/influx-stress" insert 'q,s=s' 'v=0' --host "http://127.0.0.1:$PROXY_PORT" --db "$DB" -k \
+        -n "$QUERY_POINTS" -s "$QUERY_SERIES" -b "$QUERY_POINTS" --pps "$QUERY_POINTS" -f \
+        --strict --json >"$dir/stress.out" 2>&1 || {
+        tail_log "$dir/stress.out"
+        tail_log "$PROXY_LOG"
+        die "writing the query dataset through influx-proxy failed"
+    }
+    out="$(http GET "$PROXY_PORT" "/replica?db=$DB&mm=q")" || die "GET /replica on influx-proxy failed"
+    owners="$(printf '%s' "$out" | "$PYTHON" "$RUN_DIR/bench.py" owners)" ||
+        die "GET /replica?db=$DB&mm=q: unexpected answer: $out"
+    read -r -a QUERY_OWNERS <<<"$owners"
+    for port in "${QUERY_OWNERS[@]}"; do
+        [[ " ${BACKEND_PORTS[*]} " == *" $port "* ]] || die "/replica names port $port, not one of our backends (${BACKEND_PORTS[*]})"
+    done
+    deadline=$((SECONDS + WAIT_TIMEOUT))
+    while :; do
+        pending=""
+        for port in "${QUERY_OWNERS[@]}"; do
+            n="$(influxd_count "$port" 'SELECT count(v) FROM q' 2>/dev/null)" || n=0
+            [[ "$n" == "$QUERY_POINTS" ]] || pending+=" $port:$n"
+        done
+        [[ -z "$pending" ]] && break
+        ((SECONDS < deadline)) || die "the query dataset did not reach its owners within ${WAIT_TIMEOUT}s (port:count$pending, want $QUERY_POINTS)"
+        sleep 0.2
+    done
+    stop_proxy
+    PROXY_LOG=""
+    log "query dataset: $QUERY_POINTS points of q ($QUERY_SERIES series) on the owner(s): port(s) ${QUERY_OWNERS[*]} (circle 1 first)"
+}
+
+# run_query_round ROUND SCENARIO: SCENARIO is influx-proxy, proxy-cmd or direct.
+run_query_round() {
+    local rnd="$1" scenario="$2" dir host port sid rc row i
+    dir="$RUN_DIR/query-round-$rnd-$scenario"
+    mkdir -p "$dir"
+    PROXY_PID=""
+    case "$scenario" in
+    influx-proxy) start_proxy ours "$dir" ;;
+    proxy-cmd) start_proxy theirs "$dir" ;;
+    esac
+    if [[ "$scenario" == direct ]]; then
+        port="${QUERY_OWNERS[0]}"
+        sid=0
+        for i in 0 1; do
+            [[ "${BACKEND_PORTS[i]}" == "$port" ]] && break
+        done
+        wait_query "backend $((i + 1))" "$port" "${BACKEND_PIDS[i]}" "${BACKEND_LOGS[i]}"
+    else
+        port="$PROXY_PORT"
+        sid="$PROXY_PID"
+        wait_query "proxy ($scenario)" "$port" "$PROXY_PID" "$PROXY_LOG"
+    fi
+    host="http://127.0.0.1:$port"
+    "$PYTHON" "$RUN_DIR/bench.py" qround "$dir/stress.out" "$sid" "$WAIT_TIMEOUT" \
+        "$BIN_DIR/influx-stress" query --host "$host" --db "$DB" -q "$QUERY" \
+        -c "$QUERY_CONCURRENCY" -n "$QUERY_REQUESTS" --warmup "$QUERY_WARMUP" --timeout 10s --json \
+        >"$dir/result.json" 2>"$dir/runner.err" &
+    RUNNER_PID=$!
+    rc=0
+    wait "$RUNNER_PID" || rc=$?
+    RUNNER_PID=""
+    if [[ $rc -ne 0 || ! -s "$dir/result.json" ]]; then
+        tail_log "$dir/runner.err"
+        die "query round $rnd ($scenario): the round runner failed (exit $rc)"
+    fi
+    if [[ -n "$PROXY_PID" ]] && ! group_alive "$PROXY_PID"; then
+        tail_log "$PROXY_LOG"
+        die "query round $rnd ($scenario): the proxy exited during the round"
+    fi
+    stop_proxy
+    row="$("$PYTHON" "$RUN_DIR/bench.py" qrecord "$dir/result.json" "$scenario" "$rnd" "$QUERY_REQUESTS")" ||
+        die "query round $rnd ($scenario): cannot read $dir/result.json"
+    printf '%s\n' "$row" >>"$RUN_DIR/query-rounds.jsonl"
+    "$PYTHON" "$RUN_DIR/bench.py" qline "$row" >&2
+    if [[ "$row" == *'"ok": false'* ]]; then
+        [[ -s "$dir/stress.out" ]] && tail -n 5 "$dir/stress.out" >&2
+        [[ -n "$PROXY_LOG" && "$scenario" != direct && -s "$PROXY_LOG" ]] && tail_log "$PROXY_LOG"
+    fi
+    PROXY_LOG=""
+}
+
 # ---------------------------------------------------------------- main
 
 trap cleanup EXIT
@@ -966,28 +1337,59 @@ start_backends
 scenarios=(influx-proxy)
 [[ -n "$PROXY_CMD" ]] && scenarios+=(proxy-cmd)
 scenarios+=(direct)
-log "rounds: $ROUNDS x (${scenarios[*]}), $POINTS points each, batch $BATCH, concurrency $CONCURRENCY, $MEASUREMENTS measurements, $SERIES series, client gzip $GZIP, topology $TOPOLOGY"
-for ((r = 1; r <= ROUNDS; r++)); do
-    for sc in "${scenarios[@]}"; do
-        run_round "$r" "$sc"
+table=""
+raw=""
+if [[ "$QUERIES" != only ]]; then
+    log "rounds: $ROUNDS x (${scenarios[*]}), $POINTS points each, batch $BATCH, concurrency $CONCURRENCY, $MEASUREMENTS measurements, $SERIES series, client gzip $GZIP, topology $TOPOLOGY"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for sc in "${scenarios[@]}"; do
+            run_round "$r" "$sc"
+        done
     done
-done
 
-params="$(
-    cat <<EOF
+    params="$(
+        cat <<EOF
 {"backend": "$BACKEND", "topology": "$TOPOLOGY", "points": $POINTS, "batch": $BATCH,
  "concurrency": $CONCURRENCY, "measurements": $MEASUREMENTS, "series": $SERIES,
  "gzip": $GZIP, "rounds": $ROUNDS, "cores": $(nproc 2>/dev/null || echo 0)}
 EOF
-)"
-table="$("$PYTHON" "$RUN_DIR/bench.py" summary "$params" "$RUN_DIR/rounds.jsonl")" || die "summary failed"
-raw="$("$PYTHON" "$RUN_DIR/bench.py" raw "$RUN_DIR/rounds.jsonl")" || die "raw table failed"
+    )"
+    table="$("$PYTHON" "$RUN_DIR/bench.py" summary "$params" "$RUN_DIR/rounds.jsonl")" || die "summary failed"
+    raw="$("$PYTHON" "$RUN_DIR/bench.py" raw "$RUN_DIR/rounds.jsonl")" || die "raw table failed"
+fi
+
+qtable=""
+qraw=""
+if [[ "$QUERIES" != none ]]; then
+    : >"$RUN_DIR/query-rounds.jsonl"
+    load_query_data
+    log "query rounds: $ROUNDS x (${scenarios[*]}), $QUERY_REQUESTS queries each from $QUERY_CONCURRENCY clients: $QUERY"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for sc in "${scenarios[@]}"; do
+            run_query_round "$r" "$sc"
+        done
+    done
+    params="$(
+        cat <<EOF
+{"backend": "$BACKEND", "topology": "$TOPOLOGY", "points": $QUERY_POINTS, "series": $QUERY_SERIES,
+ "concurrency": $QUERY_CONCURRENCY, "requests": $QUERY_REQUESTS, "warmup": $QUERY_WARMUP,
+ "rounds": $ROUNDS, "cores": $(nproc 2>/dev/null || echo 0)}
+EOF
+    )"
+    qtable="$("$PYTHON" "$RUN_DIR/bench.py" qsummary "$params" "$RUN_DIR/query-rounds.jsonl" "$QUERY")" ||
+        die "query summary failed"
+    qraw="$("$PYTHON" "$RUN_DIR/bench.py" qraw "$RUN_DIR/query-rounds.jsonl")" || die "raw query table failed"
+fi
+
 {
     printf '# scripts/bench.sh %s, %s, commit %s\n' "$(date '+%F %T')" "$(uname -srm)" \
         "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
     [[ -n "$PROXY_CMD" ]] && printf '# proxy-cmd: %s\n' "$PROXY_CMD"
-    printf '%s\n\n# raw rounds\n%s\n' "$table" "$raw"
+    [[ -n "$table" ]] && printf '%s\n\n# raw rounds\n%s\n' "$table" "$raw"
+    [[ -n "$table" && -n "$qtable" ]] && printf '\n'
+    [[ -n "$qtable" ]] && printf '%s\n\n# raw query rounds\n%s\n' "$qtable" "$qraw"
+    true
 } >"$BENCH_DIR/last.txt"
-echo
-printf '%s\n' "$table"
-log "(raw rounds and this table: run/bench/last.txt; took $((SECONDS - started)) s)"
+[[ -n "$table" ]] && printf '\n%s\n' "$table"
+[[ -n "$qtable" ]] && printf '\n%s\n' "$qtable"
+log "(raw rounds and the table(s): run/bench/last.txt; took $((SECONDS - started)) s)"

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod cipher;
 pub mod cluster;
 pub mod config;
+pub mod http_client;
 pub mod log;
 pub mod proxy;
 pub mod query;

@@ -35,6 +35,10 @@ use crate::server::http::{Request, Response};
 use crate::url::Params;
 use crate::writer::Writers;
 
+/// A passed-through answer up to this size is buffered and sent with its
+/// length; larger or chunked ones are streamed.
+const SMALL_ANSWER: usize = 256 * 1024;
+
 /// Largest form body read for a POST `/query`.
 const MAX_FORM: u64 = 32 << 20;
 
@@ -192,12 +196,37 @@ impl QueryService {
                     headers.push((canonical(name), v.to_string()));
                 }
             }
-            let reader = answer.into_body().into_reader();
+            // A small answer goes out in one write with its length; a large
+            // (or chunked) one is streamed as it arrives, after the part
+            // already read.
+            let mut reader = answer.into_body().into_reader();
+            let mut head = Vec::new();
+            // A chunked answer is streamed from its first byte.
+            let limit = if params.get("chunked") == "true" {
+                0
+            } else {
+                SMALL_ANSWER
+            };
+            let complete = match (&mut reader).take(limit as u64).read_to_end(&mut head) {
+                Ok(n) => n < limit,
+                Err(e) => {
+                    last = format!("backend {}: {e}", backend.name);
+                    continue;
+                }
+            };
+            let (body, stream): (Vec<u8>, Option<Box<dyn Read + Send>>) = if complete {
+                (head, None)
+            } else {
+                (
+                    Vec::new(),
+                    Some(Box::new(std::io::Cursor::new(head).chain(reader))),
+                )
+            };
             return Ok(Some(Response {
                 status,
                 headers,
-                body: Vec::new(),
-                stream: Some(Box::new(reader)),
+                body,
+                stream,
             }));
         }
         Err(ApiError::bad_request(last))

@@ -32,13 +32,16 @@ pub const FORWARDED: &[&str] = &[
 
 impl QueryClient {
     pub fn new(timeout: Duration) -> QueryClient {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .user_agent(concat!("influx-proxy/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        QueryClient { agent }
+            .input_buffer_size(64 * 1024)
+            .output_buffer_size(16 * 1024)
+            .build();
+        QueryClient {
+            agent: crate::http_client::agent(config),
+        }
     }
 
     /// Sends `/query` with `params` as a form (POST) or a query string (GET).

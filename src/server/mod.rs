@@ -124,7 +124,8 @@ fn answer(
     let method = rq.method().as_str().to_ascii_uppercase();
     // A body is coming (small ones were read by tiny_http already): make
     // sure a stalled client cannot hold this worker past idle_timeout.
-    if rq.body_length().is_none_or(|n| n > 1024) {
+    let may_have_body = !matches!(method.as_str(), "GET" | "HEAD");
+    if may_have_body && rq.body_length().is_none_or(|n| n > 1024) {
         if let Some(peer) = rq.remote_addr() {
             state.sockets.ensure(*peer);
         }

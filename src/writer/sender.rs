@@ -238,16 +238,17 @@ impl Gzipper {
 
 /// A ureq agent that reports every status as a response, not an error.
 pub fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .user_agent(concat!("influx-proxy/", env!("CARGO_PKG_VERSION")))
-        // Answers from InfluxDB are small and bodies go out in one write:
-        // smaller buffers than ureq's 128 KiB keep many connections cheap.
-        .input_buffer_size(16 * 1024)
-        .output_buffer_size(64 * 1024)
-        .build()
-        .into()
+    crate::http_client::agent(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .user_agent(concat!("influx-proxy/", env!("CARGO_PKG_VERSION")))
+            // Answers from InfluxDB are small and bodies go out in one write:
+            // smaller buffers than ureq's 128 KiB keep many connections cheap.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(64 * 1024)
+            .build(),
+    )
 }
 
 #[cfg(test)]
