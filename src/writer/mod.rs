@@ -1,8 +1,8 @@
 //! One writer per backend: it appends the batches workers hand it to the
-//! backend's spool and acknowledges them; a companion sender thread delivers
-//! the spool in order.
+//! backend's spool and acknowledges them; a companion sender delivers the
+//! spool, oldest first.
 //!
-//! Threads per backend (both started by [`Writers::start`]):
+//! Threads per backend (started by [`Writers::start`]):
 //! - **writer** `writer-<name>`: owns the spool's [`Appender`]. Fed by a
 //!   bounded crossbeam channel of [`Submission`]s. It drains what is queued
 //!   (group commit), appends each batch as one record, syncs when
@@ -10,10 +10,11 @@
 //!   every submission on its ack channel. It never touches the network, so a
 //!   worker waits for a local append, never for a backend.
 //! - **sender** `sender-<name>`: owns the spool's [`Reader`]; see
-//!   [`delivery`]. It reads records from the cursor, coalesces consecutive
-//!   records of one (db, rp) up to `flush_size` points (waiting at most
-//!   `flush_time` for more), POSTs them, and moves the cursor only when the
-//!   outcome is final.
+//!   [`delivery`]. It cuts the records into groups of one (db, rp) up to
+//!   `flush_size` points (a young group lingers up to `flush_time`), gzips
+//!   them, and moves the cursor only past groups whose outcome is final.
+//! - **posters** `poster-<name>-<i>` (`rewrite_threads` of them): POST the
+//!   groups the sender hands them, several in flight at once.
 //!
 //! A slow or dead backend therefore only grows its own spool, on disk and up
 //! to `spool_max_size`; workers and other backends never wait for it.
