@@ -56,7 +56,12 @@ impl State {
 pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, u16), String> {
     let addr = cfg.bind_addr();
     let hint = "change `listen_addr` in the config or stop what uses the port";
-    let server = tiny_http::Server::http(&addr)
+    let listener = std::net::TcpListener::bind(&addr)
+        .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
+    // Accepted sockets inherit TCP_NODELAY: tiny_http writes a response in
+    // pieces, and Nagle's algorithm would hold the last one for an ACK.
+    sockets::set_nodelay(std::os::fd::AsRawFd::as_raw_fd(&listener));
+    let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
     let port = server
         .server_addr()

@@ -207,11 +207,28 @@ fn has_timeout(fd: i32) -> bool {
     rc != 0 || tv.tv_sec != 0 || tv.tv_usec != 0
 }
 
+/// Sets TCP_NODELAY on a socket (best effort).
+pub fn set_nodelay(fd: i32) {
+    let on: libc::c_int = 1;
+    // SAFETY: valid pointer to an int of the advertised size; a bad fd
+    // just fails.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 fn set_timeouts(fd: i32, timeout: Duration) {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
     };
+    set_nodelay(fd);
     for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
         // SAFETY: valid pointer to a timeval of the advertised size.
         unsafe {
