@@ -187,15 +187,41 @@ impl Statement {
         spans.sort_unstable();
         let mut out = String::with_capacity(self.text.len());
         let mut copied = 0;
-        for (start, end) in spans {
+        for &(start, end) in &spans {
             if start < copied {
                 continue;
             }
             out.push_str(self.text.get(copied..start).unwrap_or(""));
+            // A space where the clause was, so the tokens around it cannot
+            // run together (`b/ LIMIT 1*2` must not become `b/*2`).
+            let spaced_before = out.ends_with(|c: char| c.is_whitespace());
+            let spaced_after = self
+                .text
+                .get(end..)
+                .is_some_and(|t| t.starts_with(|c: char| c.is_whitespace()));
+            if !spaced_before && !spaced_after {
+                out.push(' ');
+            }
             copied = end;
         }
         out.push_str(self.text.get(copied..).unwrap_or(""));
-        out.trim().to_string()
+        let out = out.trim().to_string();
+        // The cut must remove exactly the clauses' tokens: anything else (a
+        // comment or regex formed across the cut) keeps the original text.
+        let kept = |t: &lexer::Token<'_>| !spans.iter().any(|&(a, b)| t.start >= a && t.end <= b);
+        let same = match (lexer::tokenize(&self.text), lexer::tokenize(&out)) {
+            (Ok(before), Ok(after)) => {
+                let before: Vec<&str> = before.iter().filter(|t| kept(t)).map(|t| t.text).collect();
+                let after: Vec<&str> = after.iter().map(|t| t.text).collect();
+                before == after
+            }
+            _ => false,
+        };
+        if same {
+            out
+        } else {
+            self.text.clone()
+        }
     }
 }
 

@@ -183,6 +183,12 @@ pub struct Line<'a> {
     /// one. Checked to be an i64; its value is only computed when a
     /// precision other than ns needs scaling.
     pub timestamp: Option<&'a [u8]>,
+    /// The blanks trimmed before `text` when `text` holds a newline (inside
+    /// quotes), forwarded with it: they decide how InfluxDB splits such a
+    /// line (a leading space opens its "field section" early), so dropping
+    /// them could make the backend read two lines where the client sent one.
+    /// Empty otherwise.
+    pub lead: &'a [u8],
 }
 
 impl Line<'_> {
@@ -200,11 +206,14 @@ impl Line<'_> {
         now: i64,
         out: &mut Vec<u8>,
     ) -> Result<(), LineError> {
+        // Every check comes before the first byte is written: on an error
+        // `out` is left as it was.
         match self.timestamp {
             Some(ts) if precision == Precision::Nanosecond => {
                 if !ns_in_range(ts) {
                     return Err(LineError::TimeOutsideRange);
                 }
+                out.extend_from_slice(self.lead);
                 out.extend_from_slice(self.text);
             }
             Some(ts) => {
@@ -213,11 +222,13 @@ impl Line<'_> {
                     .and_then(|v| v.checked_mul(precision.nanos()))
                     .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))
                     .ok_or(LineError::TimeOutsideRange)?;
+                out.extend_from_slice(self.lead);
                 out.extend_from_slice(&self.text[..self.body_len]);
                 out.push(b' ');
                 push_i64(out, ns);
             }
             None => {
+                out.extend_from_slice(self.lead);
                 out.extend_from_slice(self.text);
                 out.push(b' ');
                 push_i64(out, now);
@@ -276,6 +287,11 @@ pub fn scan(raw: &[u8]) -> Scanned<'_> {
         return Scanned::Skip;
     }
     match check(text) {
+        // Only a line that holds a (quoted) newline needs its lead kept.
+        Ok(line) if text.contains(&b'\n') => Scanned::Point(Line {
+            lead: &raw[..start],
+            ..line
+        }),
         Ok(line) => Scanned::Point(line),
         Err(error) => Scanned::Invalid { text, error },
     }
@@ -349,6 +365,7 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
             measurement,
             body_len: fields_end,
             timestamp: None,
+            lead: &[],
         });
     }
     let ts_text = &text[j..];
@@ -365,6 +382,7 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
         measurement,
         body_len: fields_end,
         timestamp: Some(ts_text),
+        lead: &[],
     })
 }
 
