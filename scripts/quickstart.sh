@@ -121,9 +121,10 @@ influx-proxy is up on $base, in front of influxd on ports ${ports[*]}
 
 Write a point:
   curl -i -XPOST '$base/write?db=$DB' --data-binary 'cpu,host=a value=1'
-See where it went (one backend per circle) and read it from there:
+Query it back:
+  curl -G '$base/query' --data-urlencode 'db=$DB' --data-urlencode 'q=SELECT * FROM cpu'
+See where it went (one backend per circle):
   curl '$base/replica?db=$DB&mm=cpu'
-  curl -G 'http://127.0.0.1:${ports[0]}/query' --data-urlencode 'db=$DB' --data-urlencode 'q=SELECT * FROM cpu'
 Stop everything (from $ROOT):
   scripts/stop.sh && scripts/influxd.sh stop
 EOF
