@@ -92,15 +92,40 @@ fn usage_error(msg: &str) -> ! {
 }
 
 fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> T {
+    parse_num_or(flag, v, usage_error)
+}
+
+fn parse_bool(flag: &str, v: &str) -> bool {
+    parse_bool_or(flag, v, usage_error)
+}
+
+/// A flag's number, or `usage_error` with the value at fault.
+fn parse_num_or<T: std::str::FromStr>(flag: &str, v: &str, usage_error: fn(&str) -> !) -> T {
     v.parse()
         .unwrap_or_else(|_| usage_error(&format!("invalid value {v:?} for {flag}")))
 }
 
-fn parse_bool(flag: &str, v: &str) -> bool {
+/// A flag's boolean as Go's strconv.ParseBool reads it.
+fn parse_bool_or(flag: &str, v: &str, usage_error: fn(&str) -> !) -> bool {
     match v {
         "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
         "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
         _ => usage_error(&format!("invalid value {v:?} for {flag}")),
+    }
+}
+
+/// Prints a request error, at most `MAX_PRINTED_ERRORS` of them; with
+/// `--strict` the first one ends the run.
+fn report_error(strict: bool, printed: &AtomicU64, msg: &str) {
+    if strict {
+        eprintln!("influx-stress: {msg} (--strict: giving up)");
+        exit(1);
+    }
+    let n = printed.fetch_add(1, Ordering::Relaxed);
+    if n < MAX_PRINTED_ERRORS {
+        eprintln!("influx-stress: {msg}");
+    } else if n == MAX_PRINTED_ERRORS {
+        eprintln!("influx-stress: further errors are counted but not printed");
     }
 }
 
@@ -486,16 +511,7 @@ const MAX_PRINTED_ERRORS: u64 = 20;
 
 impl Shared {
     fn report(&self, msg: &str) {
-        if self.strict {
-            eprintln!("influx-stress: {msg} (--strict: giving up)");
-            exit(1);
-        }
-        let n = self.printed.fetch_add(1, Ordering::Relaxed);
-        if n < MAX_PRINTED_ERRORS {
-            eprintln!("influx-stress: {msg}");
-        } else if n == MAX_PRINTED_ERRORS {
-            eprintln!("influx-stress: further errors are counted but not printed");
-        }
+        report_error(self.strict, &self.printed, msg);
     }
 
     fn now_units(&self) -> u64 {
@@ -702,16 +718,11 @@ Flags:
     }
 
     fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> T {
-        v.parse()
-            .unwrap_or_else(|_| usage_error(&format!("invalid value {v:?} for {flag}")))
+        super::parse_num_or(flag, v, usage_error)
     }
 
     fn parse_bool(flag: &str, v: &str) -> bool {
-        match v {
-            "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
-            "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
-            _ => usage_error(&format!("invalid value {v:?} for {flag}")),
-        }
+        super::parse_bool_or(flag, v, usage_error)
     }
 
     /// Parsed command line of `query`.
@@ -875,20 +886,9 @@ Flags:
         latencies: Vec<Duration>,
     }
 
-    const MAX_PRINTED_ERRORS: u64 = 20;
-
     impl Shared {
         fn report(&self, msg: &str) {
-            if self.strict {
-                eprintln!("influx-stress: {msg} (--strict: giving up)");
-                exit(1);
-            }
-            let n = self.printed.fetch_add(1, Ordering::Relaxed);
-            if n < MAX_PRINTED_ERRORS {
-                eprintln!("influx-stress: {msg}");
-            } else if n == MAX_PRINTED_ERRORS {
-                eprintln!("influx-stress: further errors are counted but not printed");
-            }
+            super::report_error(self.strict, &self.printed, msg);
         }
 
         /// Sends the query once and reads the whole answer into `body`;
