@@ -287,8 +287,9 @@ pub fn scan(raw: &[u8]) -> Scanned<'_> {
         return Scanned::Skip;
     }
     match check(text) {
-        // Only a line that holds a (quoted) newline needs its lead kept.
-        Ok(line) if text.contains(&b'\n') => Scanned::Point(Line {
+        // Only a line that has blanks in front and holds a (quoted) newline
+        // needs them kept; most lines have none, so no extra pass for them.
+        Ok(line) if start > 0 && text.contains(&b'\n') => Scanned::Point(Line {
             lead: &raw[..start],
             ..line
         }),
