@@ -785,19 +785,15 @@ def cmd_line(row_json):
     print("  ".join(parts))
 
 
-def cmd_summary(params_json, raw_file):
-    params = json.loads(params_json)
+def rounds_table(raw_file, metrics, optional):
+    """Rows of raw_file as (lines of the median/min/max table, medians by
+    (scenario, key), scenario order, rows). `optional` metrics are left out
+    for a scenario with no value (e.g. CPU for the direct run)."""
     rows = [json.loads(line) for line in open(raw_file) if line.strip()]
     order = []
     for r in rows:
         if r["scenario"] not in order:
             order.append(r["scenario"])
-    metrics = [
-        ("acked_pps", "acked pts/s", "pps"),
-        ("delivered_pps", "delivered pts/s", "pps"),
-        ("cpu_s_per_mpts", "CPU s/M points", "cpu"),
-        ("rss_mb", "peak RSS MB", "mb"),
-    ]
     table = [("scenario", "metric", "median", "min", "max", "rounds")]
     medians = {}
     for sc in order:
@@ -805,7 +801,7 @@ def cmd_summary(params_json, raw_file):
         ok = [r for r in srows if r["ok"]]
         for key, label, kind in metrics:
             vals = [r[key] for r in ok if r[key] is not None]
-            if not vals and key in ("cpu_s_per_mpts", "rss_mb"):
+            if not vals and key in optional:
                 continue
             med = statistics.median(vals) if vals else None
             medians[(sc, key)] = med
@@ -820,26 +816,45 @@ def cmd_summary(params_json, raw_file):
                 )
             )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    out = []
-    out.append(
-        "influx-proxy bench: backend={backend} topology={topology} points={points} batch={batch} "
-        "concurrency={concurrency} measurements={measurements} series={series} gzip={gzip} "
-        "rounds={rounds} cores={cores}".format(**params)
-    )
+    lines = []
     for i, row in enumerate(table):
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
         cells += [row[j].rjust(widths[j]) for j in range(2, len(row))]
-        out.append("  ".join(cells).rstrip())
+        lines.append("  ".join(cells).rstrip())
         if i == 0:
-            out.append("  ".join("-" * w for w in widths))
+            lines.append("  ".join("-" * w for w in widths))
+    return lines, medians, order, rows
+
+
+def failed_rounds(rows):
+    return [
+        f"round {r['round']} {r['scenario']} FAILED (not in the table): {r['note']}"
+        for r in rows
+        if not r["ok"]
+    ]
+
+
+def cmd_summary(params_json, raw_file):
+    params = json.loads(params_json)
+    metrics = [
+        ("acked_pps", "acked pts/s", "pps"),
+        ("delivered_pps", "delivered pts/s", "pps"),
+        ("cpu_s_per_mpts", "CPU s/M points", "cpu"),
+        ("rss_mb", "peak RSS MB", "mb"),
+    ]
+    lines, medians, order, rows = rounds_table(raw_file, metrics, ("cpu_s_per_mpts", "rss_mb"))
+    out = [
+        "influx-proxy bench: backend={backend} topology={topology} points={points} batch={batch} "
+        "concurrency={concurrency} measurements={measurements} series={series} gzip={gzip} "
+        "rounds={rounds} cores={cores}".format(**params)
+    ]
+    out += lines
     direct = medians.get(("direct", "delivered_pps"))
     for sc in order:
         d = medians.get((sc, "delivered_pps"))
         if sc != "direct" and d and direct:
             out.append(f"{sc}: delivered {100.0 * d / direct:.1f}% of direct (medians)")
-    bad = [r for r in rows if not r["ok"]]
-    for r in bad:
-        out.append(f"round {r['round']} {r['scenario']} FAILED (not in the table): {r['note']}")
+    out += failed_rounds(rows)
     print("\n".join(out))
 
 
@@ -956,52 +971,20 @@ def cmd_qline(row_json):
 
 def cmd_qsummary(params_json, raw_file, query):
     params = json.loads(params_json)
-    rows = [json.loads(line) for line in open(raw_file) if line.strip()]
-    order = []
-    for r in rows:
-        if r["scenario"] not in order:
-            order.append(r["scenario"])
     metrics = [
         ("p50_us", "latency p50 us", "mb"),
         ("p99_us", "latency p99 us", "mb"),
         ("qps", "queries/s", "pps"),
         ("cpu_us_per_query", "CPU us/query", "mb"),
     ]
-    table = [("scenario", "metric", "median", "min", "max", "rounds")]
-    medians = {}
-    for sc in order:
-        srows = [r for r in rows if r["scenario"] == sc]
-        ok = [r for r in srows if r["ok"]]
-        for key, label, kind in metrics:
-            vals = [r[key] for r in ok if r[key] is not None]
-            if not vals and key == "cpu_us_per_query":
-                continue
-            med = statistics.median(vals) if vals else None
-            medians[(sc, key)] = med
-            table.append(
-                (
-                    sc,
-                    label,
-                    fmt(med, kind),
-                    fmt(min(vals), kind) if vals else "-",
-                    fmt(max(vals), kind) if vals else "-",
-                    f"{len(vals)}/{len(srows)}",
-                )
-            )
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    out = []
-    out.append(
+    lines, medians, order, rows = rounds_table(raw_file, metrics, ("cpu_us_per_query",))
+    out = [
         "influx-proxy query bench: backend={backend} topology={topology} dataset={points} points/"
         "{series} series concurrency={concurrency} requests={requests} warmup={warmup}/client "
-        "rounds={rounds} cores={cores}".format(**params)
-    )
-    out.append(f"query: {query}")
-    for i, row in enumerate(table):
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        cells += [row[j].rjust(widths[j]) for j in range(2, len(row))]
-        out.append("  ".join(cells).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
+        "rounds={rounds} cores={cores}".format(**params),
+        f"query: {query}",
+    ]
+    out += lines
     d50, d99, dq = (medians.get(("direct", k)) for k in ("p50_us", "p99_us", "qps"))
     for sc in order:
         p50, p99, q = (medians.get((sc, k)) for k in ("p50_us", "p99_us", "qps"))
@@ -1011,9 +994,7 @@ def cmd_qsummary(params_json, raw_file, query):
         if q and dq:
             line += f"; {100.0 * q / dq:.1f}% of direct queries/s"
         out.append(line + " (medians)")
-    for r in rows:
-        if not r["ok"]:
-            out.append(f"round {r['round']} {r['scenario']} FAILED (not in the table): {r['note']}")
+    out += failed_rounds(rows)
     print("\n".join(out))
 
 
