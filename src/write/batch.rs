@@ -45,11 +45,18 @@ const RECYCLE_LIMIT: usize = 4 << 20;
 /// Most distinct shard keys a worker remembers before starting over.
 const CACHE_LIMIT: usize = 65_536;
 
+/// Measurements of the current request remembered without hashing (bodies
+/// usually cycle through a few).
+const RECENT: usize = 16;
+
 /// Per-worker routing state.
 pub struct Batcher {
     cluster: Arc<Cluster>,
-    /// Rendered shard key -> owner ids, one per circle. Bounded by `CACHE_LIMIT`.
-    cache: FxHashMap<Box<[u8]>, Box<[u32]>>,
+    /// Rendered shard key -> offset in `owner_table`. Bounded by
+    /// `CACHE_LIMIT`; cleared together with `owner_table`.
+    cache: FxHashMap<Box<[u8]>, u32>,
+    /// Owner ids, one per circle, for each cached key, back to back.
+    owner_table: Vec<u32>,
     key: Vec<u8>,
     /// Per backend id: lines and point count of the current request.
     buffers: Vec<(Vec<u8>, u32)>,
@@ -61,6 +68,7 @@ impl Batcher {
         Batcher {
             cluster,
             cache: FxHashMap::default(),
+            owner_table: Vec::new(),
             key: Vec::with_capacity(128),
             buffers: vec![(Vec::new(), 0); n],
         }
@@ -78,8 +86,9 @@ impl Batcher {
         body: &[u8],
     ) -> Routed {
         let mut routed = Routed::default();
-        let mut last_measurement: &[u8] = &[];
-        let mut owners: Box<[u32]> = Box::new([]);
+        let circles = self.cluster.circles.len();
+        // (measurement as written, offset of its owners), this request only.
+        let mut recent: Vec<(&[u8], u32)> = Vec::with_capacity(RECENT);
         let mut pos = 0;
         while pos < body.len() {
             let (raw, next) = next_line(body, pos);
@@ -95,13 +104,22 @@ impl Batcher {
                 }
                 Scanned::Point(line) => line,
             };
-            // Consecutive lines of one measurement are the common case.
-            if owners.is_empty() || line.measurement != last_measurement {
-                owners = self.owners(db, line.measurement);
-                last_measurement = line.measurement;
-            }
+            // A measurement seen in this request is found by comparing its
+            // bytes, without unescaping, rendering or hashing the key.
+            let offset = match recent.iter().find(|(m, _)| *m == line.measurement) {
+                Some(&(_, offset)) => offset,
+                None => {
+                    let (offset, cleared) = self.owners(db, line.measurement);
+                    if cleared || recent.len() == RECENT {
+                        recent.clear();
+                    }
+                    recent.push((line.measurement, offset));
+                    offset
+                }
+            } as usize;
             let mut failed = None;
-            for &id in owners.iter() {
+            for k in offset..offset + circles {
+                let id = self.owner_table[k];
                 let (buf, count) = &mut self.buffers[id as usize];
                 if let Err(e) = line.write_normalized(precision, now, buf) {
                     failed = Some(e);
@@ -151,24 +169,27 @@ impl Batcher {
         }
     }
 
-    /// Owner ids of (db, measurement) in every circle, through the cache.
-    fn owners(&mut self, db: &str, measurement: &[u8]) -> Box<[u32]> {
+    /// The offset in `owner_table` of the owners of (db, measurement), one
+    /// per circle, through the cache; `true` when the cache was just
+    /// cleared (offsets handed out before are no longer valid).
+    fn owners(&mut self, db: &str, measurement: &[u8]) -> (u32, bool) {
         let unescaped = unescape_measurement(measurement);
         self.cluster
             .shard_key
             .render_into(db.as_bytes(), &unescaped, &mut self.key);
-        if let Some(hit) = self.cache.get(self.key.as_slice()) {
-            return hit.clone();
+        if let Some(&offset) = self.cache.get(self.key.as_slice()) {
+            return (offset, false);
         }
-        let mut ids = Vec::with_capacity(self.cluster.circles.len());
-        self.cluster.owners_into(&self.key, &mut ids);
-        let ids: Box<[u32]> = ids.into_boxed_slice();
-        if self.cache.len() >= CACHE_LIMIT {
+        let cleared = self.cache.len() >= CACHE_LIMIT;
+        if cleared {
             self.cache.clear();
+            self.owner_table.clear();
         }
+        let offset = self.owner_table.len() as u32;
+        self.cluster.owners_into(&self.key, &mut self.owner_table);
         self.cache
-            .insert(self.key.clone().into_boxed_slice(), ids.clone());
-        ids
+            .insert(self.key.clone().into_boxed_slice(), offset);
+        (offset, cleared)
     }
 }
 
