@@ -35,12 +35,24 @@ fn config(cases: u32) -> PropConfig {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(cases);
+    let default = PropConfig::default();
+    // A fixed seed keeps `cargo test` (and CI) repeatable; the fuzzers
+    // explore. `PROPTEST_RNG_SEED=<n>` picks another seed.
+    let rng_seed = if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+        default.rng_seed
+    } else {
+        proptest::test_runner::RngSeed::Fixed(PROPERTY_SEED)
+    };
     PropConfig {
         cases,
         failure_persistence: None,
-        ..PropConfig::default()
+        rng_seed,
+        ..default
     }
 }
+
+/// The fixed seed of the property tests.
+const PROPERTY_SEED: u64 = 0x1f1_0c57;
 
 // ------------------------------------------------------------ line protocol
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use fxhash::FxHashMap;
 
-use super::line::{next_line, scan, unescape_measurement, Precision, Scanned};
+use super::line::{
+    next_line_quoted, one_line, scan, unescape_measurement, LineError, Precision, Scanned,
+};
 use crate::cluster::Cluster;
 
 /// Lines bound for one backend, ready for its writer.
@@ -91,7 +93,7 @@ impl Batcher {
         let mut recent: Vec<(&[u8], u32)> = Vec::with_capacity(RECENT);
         let mut pos = 0;
         while pos < body.len() {
-            let (raw, next) = next_line(body, pos);
+            let (raw, next, quoted) = next_line_quoted(body, pos);
             pos = next;
             let line = match scan(raw) {
                 Scanned::Skip => continue,
@@ -121,15 +123,23 @@ impl Batcher {
             for k in offset..offset + circles {
                 let id = self.owner_table[k];
                 let (buf, count) = &mut self.buffers[id as usize];
+                let start = buf.len();
                 if let Err(e) = line.write_normalized(precision, now, buf) {
                     failed = Some(e);
+                    break;
+                }
+                // A line with a quote must still be one line for InfluxDB
+                // once sent (timestamp added, other lines around it).
+                if quoted && k == offset && !one_line(&buf[start..]) {
+                    buf.truncate(start);
+                    failed = Some(LineError::AmbiguousQuotes);
                     break;
                 }
                 *count += 1;
             }
             if let Some(error) = failed {
-                // Only an overflowing timestamp fails, and it fails for the
-                // first circle before anything was appended.
+                // Only the first circle can fail (an overflowing timestamp,
+                // ambiguous quotes), and nothing of the line is kept then.
                 routed.errors.push(format!(
                     "unable to parse '{}': {error}",
                     String::from_utf8_lossy(line.text)

@@ -41,6 +41,10 @@ pub enum LineError {
     TimeOutsideRange,
     /// Measurement and tags longer than InfluxDB's 65,535 bytes.
     MaxKeyLength(usize),
+    /// Quotes and backslashes whose meaning InfluxDB's line splitter would
+    /// change once the proxy adds the timestamp (ours: refused rather than
+    /// stored differently).
+    AmbiguousQuotes,
     PointInvalid,
 }
 
@@ -72,6 +76,9 @@ impl fmt::Display for LineError {
                 write!(f, "time outside range {MIN_NANOS} - {MAX_NANOS}")
             }
             LineError::MaxKeyLength(n) => write!(f, "max key length exceeded: {n} > {MAX_KEY_LEN}"),
+            LineError::AmbiguousQuotes => f.write_str(
+                "ambiguous quotes: the line would split differently once forwarded; escape the quote or end the line differently",
+            ),
             LineError::PointInvalid => f.write_str("point is invalid"),
         }
     }
@@ -126,17 +133,25 @@ impl Precision {
 /// Returns the line starting at `start` (without its `\n`) and where the next
 /// one starts. A newline inside a quoted string field does not end the line.
 pub fn next_line(body: &[u8], start: usize) -> (&[u8], usize) {
+    let (line, next, _) = next_line_quoted(body, start);
+    (line, next)
+}
+
+/// [`next_line`], also saying whether the line holds a double quote (only
+/// such a line can be split differently by the backend, see [`one_line`]).
+#[inline]
+pub fn next_line_quoted(body: &[u8], start: usize) -> (&[u8], usize, bool) {
     let rest = &body[start..];
     // Fast path: up to the newline without meeting a double quote, no
     // newline can be quoted. One pass over the bytes.
     match rest.iter().position(|&b| b == b'\n' || b == b'"') {
-        Some(n) if rest[n] == b'\n' => return (&rest[..n], start + n + 1),
-        None => return (rest, body.len()),
+        Some(n) if rest[n] == b'\n' => return (&rest[..n], start + n + 1, false),
+        None => return (rest, body.len(), false),
         Some(_) => {}
     }
     let end = quoted_line_end(rest);
     let next = if end < rest.len() { end + 1 } else { end };
-    (&rest[..end], start + next)
+    (&rest[..end], start + next, true)
 }
 
 /// The end of the first line of `buf` when quotes are involved. Quotes only
@@ -235,8 +250,20 @@ impl Line<'_> {
             }
         }
         out.push(b'\n');
+        // With a quote in it, the line as sent (timestamp added) must still
+        // be one line for InfluxDB's splitter, whose quote and backslash
+        // rules depend on where the buffer ends.
         Ok(())
     }
+}
+
+/// Whether `written` (a line and its `\n`) is read back as exactly one line
+/// by InfluxDB's splitter. A line with a quote can fail this once the proxy
+/// appends a timestamp or batches it: the splitter's quote and backslash
+/// rules depend on where the buffer ends.
+pub fn one_line(written: &[u8]) -> bool {
+    let (line, next) = next_line(written, 0);
+    next == written.len() && line.len() + 1 == written.len()
 }
 
 /// Decimal digits of `v` appended to `out`.
