@@ -686,16 +686,7 @@ def cmd_round(spec_json):
             result["error"] = (result["error"] + "; " if result["error"] else "") + "load generator killed"
         result["stress_rc"] = stress.returncode
         out.close()
-        summary = None
-        with open(spec["stress_out"]) as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith("{"):
-                    try:
-                        summary = json.loads(line)
-                    except ValueError:
-                        pass
-        result["stress"] = summary
+        result["stress"] = last_json(spec["stress_out"])
     finally:
         if stress is not None and stress.poll() is None:
             stress.kill()
@@ -783,6 +774,21 @@ def cmd_line(row_json):
     elif r["note"]:
         parts.append(f"({r['note']})")
     print("  ".join(parts))
+
+
+def last_json(path):
+    """The last line of a file that parses as a JSON object (the load
+    generator's --json summary), or None."""
+    summary = None
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    summary = json.loads(line)
+                except ValueError:
+                    pass
+    return summary
 
 
 def rounds_table(raw_file, metrics, optional):
@@ -898,16 +904,7 @@ def cmd_qround(out_file, sid, timeout, *stress):
             result["cpu_s"] = cpu_seconds(sid) - cpu0
             result["proxy_alive"] = bool(session_procs(sid))
         result["stress_rc"] = proc.returncode
-        summary = None
-        with open(out_file) as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith("{"):
-                    try:
-                        summary = json.loads(line)
-                    except ValueError:
-                        pass
-        result["stress"] = summary
+        result["stress"] = last_json(out_file)
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
