@@ -514,21 +514,6 @@ impl Reader {
         self.scanned
     }
 
-    /// Waits up to `timeout` for a record after `pos`; false on timeout or
-    /// when the spool is closed with nothing more.
-    pub fn wait_for_more(&self, pos: Pos, timeout: Duration) -> bool {
-        let st = self.shared.lock();
-        if st.head > pos || st.closed {
-            return st.head > pos;
-        }
-        let (st, _) = self
-            .shared
-            .appended
-            .wait_timeout(st, timeout)
-            .unwrap_or_else(|p| p.into_inner());
-        st.head > pos
-    }
-
     /// A channel that receives a message after new records are published
     /// or the spool is closed (at most one is pending).
     pub fn wakeups(&self) -> crossbeam_channel::Receiver<()> {
