@@ -3,7 +3,9 @@
 //! Keys and defaults are the Go influx-proxy's (v2.5.12), plus its older names
 //! (`mlog_dir`, `vnode_size`, `auth_secure`, `log_enabled`) and the keys this
 //! proxy adds (`worker_threads`, `max_body_size`, `spool_sync`,
-//! `spool_max_size`, `spool_segment_size`).
+//! `spool_max_size`, `spool_segment_size`, `query_timeout`,
+//! `max_connections`, `max_header_size`, `backend_ca_file`,
+//! `backend_insecure_skip_verify`).
 //! As in the Go proxy, a numeric value <= 0 or an empty string means "use the
 //! default". Unknown keys are reported as warnings, not errors, so a config
 //! written for a newer Go proxy still starts.
@@ -126,12 +128,26 @@ pub struct Config {
     pub spool_segment_size: u64,
     /// Longest a backend may take to answer a query (ours).
     pub query_timeout: Duration,
+    /// Open client connections beyond which new ones get a 503 (ours).
+    pub max_connections: usize,
+    /// Largest request line plus headers a client may send (ours).
+    pub max_header_size: usize,
+    /// PEM file of the CAs that sign `https://` backends' certificates;
+    /// empty: Mozilla's roots (ours).
+    pub backend_ca_file: String,
+    /// Accept any certificate from `https://` backends, as the Go proxy
+    /// does (ours; off by default).
+    pub backend_insecure_skip_verify: bool,
 }
 
 /// Largest `/write` body by default: InfluxDB's own `max-body-size`.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
 /// Undelivered bytes a backend's spool may hold by default.
 pub const DEFAULT_SPOOL_MAX_SIZE: u64 = 1 << 30;
+/// Open client connections by default: each holds a thread in tiny_http.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Request line plus headers by default: ample for any InfluxDB client.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
 /// Every top-level key we know, including the old aliases.
 const KNOWN_KEYS: &[&str] = &[
@@ -171,6 +187,10 @@ const KNOWN_KEYS: &[&str] = &[
     "spool_max_size",
     "spool_segment_size",
     "query_timeout",
+    "max_connections",
+    "max_header_size",
+    "backend_ca_file",
+    "backend_insecure_skip_verify",
 ];
 
 #[derive(Deserialize, Default)]
@@ -239,6 +259,10 @@ struct RawConfig {
     spool_max_size: f64,
     spool_segment_size: f64,
     query_timeout: f64,
+    max_connections: f64,
+    max_header_size: f64,
+    backend_ca_file: String,
+    backend_insecure_skip_verify: bool,
 }
 
 fn or_default_str(value: String, default: &str) -> String {
@@ -461,6 +485,10 @@ impl Config {
                 crate::spool::DEFAULT_SEGMENT_SIZE as usize,
             ) as u64,
             query_timeout: or_default_secs(raw.query_timeout, 60),
+            max_connections: or_default_count(raw.max_connections, DEFAULT_MAX_CONNECTIONS),
+            max_header_size: or_default_count(raw.max_header_size, DEFAULT_MAX_HEADER_SIZE),
+            backend_ca_file: raw.backend_ca_file,
+            backend_insecure_skip_verify: raw.backend_insecure_skip_verify,
         })
     }
 

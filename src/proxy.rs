@@ -48,8 +48,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
     let (listener, port) = server::bind(&cfg)?;
     let state = Arc::new(State::new(&cfg, cluster, write, port));
-    let janitor = server::sockets::start_janitor(port, cfg.idle_timeout, health_stop.clone())
-        .map_err(|e| format!("cannot start the socket janitor: {e}"))?;
+    let janitor = server::connections::start_janitor(Arc::clone(&state.conns), health_stop.clone())
+        .map_err(|e| format!("cannot start the connection janitor: {e}"))?;
     let workers = server::start_workers(&listener, &state, cfg.worker_threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     log!(

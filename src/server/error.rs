@@ -53,6 +53,42 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The whole HTTP/1.1 response, for a connection closed outside
+    /// tiny_http (see `connections`): same body and headers, plus
+    /// `Connection: close`.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let resp = self.clone().into_response(false);
+        let reason = match self.status {
+            400 => "Bad Request",
+            408 => "Request Timeout",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
+            _ => "Error",
+        };
+        let mut out = format!("HTTP/1.1 {} {reason}\r\n", self.status);
+        let common = [
+            ("X-Influxdb-Version", crate::VERSION),
+            ("X-Influxdb-Build", "InfluxDB Proxy"),
+        ];
+        for (k, v) in resp
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(common)
+        {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            resp.body.len()
+        ));
+        let mut wire = out.into_bytes();
+        wire.extend_from_slice(&resp.body);
+        wire
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status, self.message)

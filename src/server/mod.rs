@@ -7,6 +7,7 @@
 //! answered with a 500, so no request can take a worker down.
 
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod http;
 pub mod router;
@@ -34,8 +35,8 @@ pub struct State {
     pub query: QueryService,
     pub auth: Option<Auth>,
     pub ping_auth: bool,
-    /// Puts timeouts on a client's socket before its body is read.
-    pub sockets: sockets::ClientSockets,
+    /// Who is being served; puts timeouts on a socket before a body read.
+    pub conns: Arc<connections::Connections>,
 }
 
 impl State {
@@ -46,7 +47,14 @@ impl State {
             query: QueryService::new(cfg, Arc::clone(&cluster)),
             cluster,
             write,
-            sockets: sockets::ClientSockets::new(port, cfg.idle_timeout),
+            conns: Arc::new(connections::Connections::new(
+                port,
+                connections::Limits {
+                    idle_timeout: cfg.idle_timeout,
+                    max_connections: cfg.max_connections,
+                    max_header_size: cfg.max_header_size,
+                },
+            )),
         }
     }
 }
@@ -95,6 +103,7 @@ fn worker(server: &tiny_http::Server, state: &State) {
             // `unblock` at shutdown, or the listener is gone.
             Err(_) => return,
         };
+        let visit = state.conns.visit(rq.remote_addr().copied());
         let response = match catch_unwind(AssertUnwindSafe(|| answer(state, &mut scratch, &mut rq)))
         {
             Ok(r) => r,
@@ -106,6 +115,7 @@ fn worker(server: &tiny_http::Server, state: &State) {
             }
         };
         let _ = rq.respond(to_tiny(response));
+        drop(visit);
     }
 }
 
@@ -114,6 +124,14 @@ fn answer(
     scratch: &mut WriteScratch,
     rq: &mut tiny_http::Request,
 ) -> http::Response {
+    let limit = state.conns.limits().max_header_size;
+    if header_size(rq) > limit {
+        // The janitor stops an endless header; one that ended in time but
+        // is still too large is refused here.
+        let mut resp = ApiError::new(431, "request header too large").into_response(false);
+        resp.headers.push(("Connection".into(), "close".into()));
+        return resp;
+    }
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let headers = rq
@@ -132,7 +150,7 @@ fn answer(
     let may_have_body = !matches!(method.as_str(), "GET" | "HEAD");
     if may_have_body && rq.body_length().is_none_or(|n| n > 1024) {
         if let Some(peer) = rq.remote_addr() {
-            state.sockets.ensure(*peer);
+            state.conns.ensure_timeouts(*peer);
         }
     }
     let content_length = rq.body_length();
@@ -145,6 +163,14 @@ fn answer(
         body: rq.as_reader(),
     };
     router::route(state, scratch, &mut req)
+}
+
+/// Bytes of the request line and headers, as sent (give or take spaces).
+fn header_size(rq: &tiny_http::Request) -> usize {
+    let line = rq.method().as_str().len() + rq.url().len() + 12;
+    rq.headers().iter().fold(line, |n, h| {
+        n + h.field.as_str().as_str().len() + h.value.as_str().len() + 4
+    })
 }
 
 fn to_tiny(resp: http::Response) -> tiny_http::Response<Box<dyn Read + Send>> {

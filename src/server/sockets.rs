@@ -1,132 +1,35 @@
-//! Timeouts on client sockets, which tiny_http does not set.
+//! Socket-level helpers for the connection discipline (see
+//! [`super::connections`]): finding the sockets tiny_http accepted, their
+//! timeouts, how many bytes tiny_http has read from them, and closing them
+//! from outside tiny_http.
 //!
-//! tiny_http accepts connections in its own thread and gives no access to
-//! the sockets, so a client that stops sending in the middle of a body would
-//! hold a worker forever. The *socket janitor* thread closes that gap: every
-//! half second it lists the process's file descriptors (`/proc/self/fd`),
-//! picks the TCP sockets accepted on our listening port, and gives each one
-//! that has none yet `SO_RCVTIMEO` and `SO_SNDTIMEO` of `idle_timeout`. A
-//! read or write that waits longer then fails: tiny_http answers 408 and
-//! closes an idle keep-alive connection, and a worker reading a stalled body
-//! gets an error and moves on.
-//!
-//! A `recv` that is already blocked when the timeout is set keeps waiting, so
-//! the sweep alone cannot protect a body read. Workers therefore call
-//! [`ClientSockets::ensure`] before reading a body: it finds the socket of
-//! the request's peer (remembered per peer address, checked with
-//! `getpeername` so a reused address is caught) and sets the timeouts first.
-//! The sweep covers what workers never see: the header reads of the next
-//! request on a keep-alive connection.
-//!
-//! A socket is only touched when its local port is ours and it has a peer,
-//! so backend connections and the listener itself are left alone.
+//! tiny_http gives no access to its sockets, so they are found in
+//! `/proc/self/fd`: a socket is ours when its local port is the listener's
+//! and it has a peer (the listener itself has none; backend connections have
+//! other local ports).
 
 use std::mem::{size_of, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fxhash::FxHashMap;
-
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-
-/// How often the janitor looks for new connections.
-const SWEEP: Duration = Duration::from_millis(500);
-
-/// Starts the janitor for connections accepted on `port`.
-pub fn start_janitor(
-    port: u16,
-    timeout: Duration,
-    stop: Receiver<()>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("socket-janitor".into())
-        .spawn(move || loop {
-            sweep(port, timeout);
-            match stop.recv_timeout(SWEEP) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
-        })
-}
-
-/// One pass over the open descriptors; returns how many got timeouts.
-pub fn sweep(port: u16, timeout: Duration) -> usize {
-    let mut set = 0;
-    for fd in client_fds(port) {
-        if !has_timeout(fd) {
-            set_timeouts(fd, timeout);
-            set += 1;
-        }
-    }
-    set
-}
-
-/// Descriptors of connected TCP sockets whose local port is `port`.
-fn client_fds(port: u16) -> Vec<i32> {
+/// Connected TCP sockets whose local port is `port`, with their peers.
+pub fn client_fds(port: u16) -> Vec<(i32, SocketAddr)> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|entry| {
             let fd = entry.file_name().to_str()?.parse::<i32>().ok()?;
-            let link = std::fs::read_link(entry.path()).ok()?;
-            let is_socket = link.as_os_str().as_encoded_bytes().starts_with(b"socket:");
-            (is_socket && is_client_of(fd, port)).then_some(fd)
+            if !has_local_port(fd, port) {
+                return None;
+            }
+            Some((fd, peer_of(fd)?))
         })
         .collect()
 }
 
-/// Makes sure the socket of a request's peer has its timeouts before a
-/// worker reads from it.
-pub struct ClientSockets {
-    port: u16,
-    timeout: Duration,
-    /// Peer address -> descriptor, as last found.
-    known: Mutex<FxHashMap<SocketAddr, i32>>,
-}
-
-/// Most peers remembered; the map starts over beyond it.
-const KNOWN_LIMIT: usize = 16_384;
-
-impl ClientSockets {
-    pub fn new(port: u16, timeout: Duration) -> ClientSockets {
-        ClientSockets {
-            port,
-            timeout,
-            known: Mutex::new(FxHashMap::default()),
-        }
-    }
-
-    /// Sets the timeouts on `peer`'s socket if it has none yet.
-    pub fn ensure(&self, peer: SocketAddr) {
-        let cached = self.known.lock().ok().and_then(|k| k.get(&peer).copied());
-        if let Some(fd) = cached {
-            if peer_of(fd) == Some(peer) && has_timeout(fd) {
-                return;
-            }
-        }
-        let found: Vec<i32> = client_fds(self.port)
-            .into_iter()
-            .filter(|&fd| peer_of(fd) == Some(peer))
-            .collect();
-        for &fd in &found {
-            if !has_timeout(fd) {
-                set_timeouts(fd, self.timeout);
-            }
-        }
-        if let (Some(&fd), Ok(mut known)) = (found.first(), self.known.lock()) {
-            if known.len() >= KNOWN_LIMIT {
-                known.clear();
-            }
-            known.insert(peer, fd);
-        }
-    }
-}
-
 /// The peer address of a connected socket.
-fn peer_of(fd: i32) -> Option<SocketAddr> {
+pub fn peer_of(fd: i32) -> Option<SocketAddr> {
     let mut addr = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: valid out pointers of the advertised size; a bad fd just fails.
@@ -169,8 +72,9 @@ fn port_of(addr: &libc::sockaddr_storage) -> Option<u16> {
     }
 }
 
-/// Whether `fd` is a connected TCP socket whose local port is `port`.
-fn is_client_of(fd: i32, port: u16) -> bool {
+/// Whether `fd` is an IP socket bound to local port `port` (a descriptor
+/// that is no socket fails `getsockname`).
+fn has_local_port(fd: i32, port: u16) -> bool {
     let mut addr = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: valid out pointers of the advertised size; a bad fd just fails.
@@ -178,17 +82,10 @@ fn is_client_of(fd: i32, port: u16) -> bool {
         return false;
     }
     // SAFETY: zero-initialised and possibly filled by the kernel.
-    if port_of(unsafe { addr.assume_init_ref() }) != Some(port) {
-        return false;
-    }
-    let mut peer = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // The listener has no peer: getpeername fails with ENOTCONN.
-    // SAFETY: as above.
-    unsafe { libc::getpeername(fd, peer.as_mut_ptr().cast(), &mut len) == 0 }
+    port_of(unsafe { addr.assume_init_ref() }) == Some(port)
 }
 
-fn has_timeout(fd: i32) -> bool {
+pub fn has_timeout(fd: i32) -> bool {
     let mut tv = libc::timeval {
         tv_sec: 0,
         tv_usec: 0,
@@ -223,7 +120,7 @@ pub fn set_nodelay(fd: i32) {
     }
 }
 
-fn set_timeouts(fd: i32, timeout: Duration) {
+pub fn set_timeouts(fd: i32, timeout: Duration) {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
@@ -243,44 +140,56 @@ fn set_timeouts(fd: i32, timeout: Duration) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-    use std::net::{TcpListener, TcpStream};
-    use std::time::Instant;
-
-    #[test]
-    fn accepted_sockets_get_timeouts_and_others_do_not() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (mut server_side, _) = listener.accept().unwrap();
-        assert!(sweep(port, Duration::from_millis(200)) >= 1);
-        // The client side (another local port) was left alone.
-        assert_eq!(client.read_timeout().unwrap(), None);
-        let t = Instant::now();
-        let mut buf = [0u8; 1];
-        assert!(server_side.read(&mut buf).is_err(), "read must time out");
-        assert!(t.elapsed() < Duration::from_secs(2));
-        // A second sweep finds nothing new.
-        assert_eq!(sweep(port, Duration::from_millis(200)), 0);
+/// Bytes of the connection that the application (tiny_http) has read: the
+/// kernel's count of bytes received minus those still queued.
+pub fn consumed_bytes(fd: i32) -> Option<u64> {
+    // SAFETY: an all-zero tcp_info is valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid out pointer of the advertised size; the kernel fills at
+    // most `len` bytes (older kernels fill less, leaving zeros).
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
     }
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } != 0 {
+        return None;
+    }
+    Some(
+        info.tcpi_bytes_received
+            .saturating_sub(queued.max(0) as u64),
+    )
+}
 
-    #[test]
-    fn ensure_finds_the_socket_of_a_peer() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (server_side, peer) = listener.accept().unwrap();
-        assert_eq!(peer, client.local_addr().unwrap());
-        let sockets = ClientSockets::new(port, Duration::from_millis(300));
-        sockets.ensure(peer);
-        assert_eq!(
-            server_side.read_timeout().unwrap(),
-            Some(Duration::from_millis(300))
-        );
-        // Cached: a second call does not need to scan.
-        sockets.ensure(peer);
+/// Sends `wire` (a whole HTTP response, or nothing) without blocking, then
+/// shuts the socket down both ways: tiny_http's blocked read returns at once
+/// and its thread lets the connection go.
+pub fn reject(fd: i32, wire: &[u8]) {
+    if !wire.is_empty() {
+        // SAFETY: valid buffer of the given length; a full or dead socket
+        // just fails.
+        unsafe {
+            libc::send(
+                fd,
+                wire.as_ptr().cast(),
+                wire.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            );
+        }
+    }
+    // SAFETY: shutdown on any descriptor is harmless; tiny_http still owns
+    // and closes it.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }

@@ -1,0 +1,536 @@
+//! Connection discipline: the rules tiny_http does not enforce.
+//!
+//! tiny_http gives every connection a thread, reads headers without a size
+//! limit and has no timeouts. It also gives no access to the sockets. This
+//! module closes those gaps from the outside, with two parts:
+//!
+//! * [`Connections`], shared by the workers: each request a worker serves is
+//!   a [`Visit`] of its peer (begin and end are counted per peer address),
+//!   and before a worker reads a body, the peer's socket gets its timeouts.
+//! * The *janitor* thread, which every [`TICK`] lists the process's file
+//!   descriptors, picks the TCP sockets accepted on our port and applies:
+//!   1. **timeouts**: a new socket gets `SO_RCVTIMEO`/`SO_SNDTIMEO` of
+//!      `idle_timeout` (and `TCP_NODELAY`), so a read or write that waits
+//!      longer fails;
+//!   2. **header budget**: a connection that is not being served and has
+//!      handed tiny_http more than `max_header_size` bytes since its last
+//!      request was dispatched is answered 431 and closed (tiny_http would
+//!      buffer an endless header whole);
+//!   3. **slow headers**: a connection still trickling bytes of an
+//!      unfinished request `idle_timeout` after its last request ended (or
+//!      after it opened) is closed, so one byte every few seconds cannot
+//!      hold a thread for ever;
+//!   4. **cap**: beyond `max_connections` open connections, the newest ones
+//!      that are not being served are closed, with a 503 for those that
+//!      never had a request.
+//!
+//! "Bytes handed to tiny_http" are the kernel's count of bytes received
+//! (`TCP_INFO`) minus what still waits in the socket (`FIONREAD`). A
+//! request's body is only read by a worker while the request is in service,
+//! so outside service these bytes are header bytes. A request that is parsed
+//! and queued for a worker consumes nothing more, so a queue that waits for
+//! a busy pool is not mistaken for a slow client.
+//!
+//! Invariants: the janitor never touches a socket whose peer has a request
+//! in service, nor one that is not ours (its local port is not the
+//! listener's, or it has no peer: the listener itself).
+
+use std::collections::hash_map::Entry;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use fxhash::FxHashMap;
+
+use super::error::ApiError;
+use super::sockets;
+use crate::log;
+
+/// How often the janitor looks at the connections.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// Bytes tiny_http may read past a header (its read-ahead buffer).
+const READ_AHEAD_SLACK: u64 = 16 * 1024;
+
+/// The limits the janitor enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_size: usize,
+}
+
+/// What the workers share with the janitor: who is being served.
+pub struct Connections {
+    port: u16,
+    limits: Limits,
+    peers: Mutex<FxHashMap<SocketAddr, Service>>,
+    /// Peer address -> descriptor, as last found by [`Connections::ensure_timeouts`].
+    known_fds: Mutex<FxHashMap<SocketAddr, i32>>,
+}
+
+/// The requests of one peer.
+#[derive(Debug, Clone, Copy)]
+struct Service {
+    /// Requests of this peer in a worker now.
+    active: u32,
+    /// Requests of this peer dispatched so far.
+    dispatched: u64,
+    /// When the last one ended.
+    last_end: Instant,
+}
+
+/// Most peers remembered by `ensure_timeouts`; the map starts over beyond it.
+const KNOWN_LIMIT: usize = 16_384;
+
+impl Connections {
+    pub fn new(port: u16, limits: Limits) -> Connections {
+        Connections {
+            port,
+            limits,
+            peers: Mutex::new(FxHashMap::default()),
+            known_fds: Mutex::new(FxHashMap::default()),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Marks a request of `peer` as in service until the visit is dropped.
+    pub fn visit(&self, peer: Option<SocketAddr>) -> Visit<'_> {
+        if let (Some(peer), Ok(mut peers)) = (peer, self.peers.lock()) {
+            let s = peers.entry(peer).or_insert(Service {
+                active: 0,
+                dispatched: 0,
+                last_end: Instant::now(),
+            });
+            s.active += 1;
+            s.dispatched += 1;
+        }
+        Visit { owner: self, peer }
+    }
+
+    /// Sets the timeouts on `peer`'s socket if it has none yet: a `recv`
+    /// already blocked when the janitor sets them would keep waiting, so a
+    /// worker calls this before it reads a body.
+    pub fn ensure_timeouts(&self, peer: SocketAddr) {
+        let cached = self
+            .known_fds
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&peer).copied());
+        if let Some(fd) = cached {
+            if sockets::peer_of(fd) == Some(peer) && sockets::has_timeout(fd) {
+                return;
+            }
+        }
+        let found: Vec<i32> = sockets::client_fds(self.port)
+            .into_iter()
+            .filter(|&(_, p)| p == peer)
+            .map(|(fd, _)| fd)
+            .collect();
+        for &fd in &found {
+            if !sockets::has_timeout(fd) {
+                sockets::set_timeouts(fd, self.limits.idle_timeout);
+            }
+        }
+        if let (Some(&fd), Ok(mut known)) = (found.first(), self.known_fds.lock()) {
+            if known.len() >= KNOWN_LIMIT {
+                known.clear();
+            }
+            known.insert(peer, fd);
+        }
+    }
+
+    fn service_of(&self, peer: SocketAddr) -> Option<Service> {
+        self.peers.lock().ok()?.get(&peer).copied()
+    }
+
+    /// Forgets the peers that are neither connected nor served.
+    fn forget_gone(&self, connected: &FxHashMap<SocketAddr, ()>) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|peer, s| s.active > 0 || connected.contains_key(peer));
+        }
+    }
+}
+
+/// A request in service; ends when dropped.
+pub struct Visit<'a> {
+    owner: &'a Connections,
+    peer: Option<SocketAddr>,
+}
+
+impl Drop for Visit<'_> {
+    fn drop(&mut self) {
+        if let (Some(peer), Ok(mut peers)) = (self.peer, self.owner.peers.lock()) {
+            if let Some(s) = peers.get_mut(&peer) {
+                s.active = s.active.saturating_sub(1);
+                s.last_end = Instant::now();
+            }
+        }
+    }
+}
+
+/// What the janitor remembers of one open socket.
+struct Tracked {
+    peer: SocketAddr,
+    opened: Instant,
+    /// The peer's `dispatched` count when last looked at.
+    dispatched: u64,
+    /// Bytes handed to tiny_http when a request was last in service (or
+    /// when the socket was first seen).
+    baseline: u64,
+    /// Bytes handed to tiny_http at the previous tick.
+    last_consumed: u64,
+    /// Already shut down by the janitor; tiny_http has yet to close it.
+    rejected: bool,
+}
+
+/// Why the janitor closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    HeaderTooLarge,
+    SlowHeader,
+}
+
+/// Starts the janitor; it stops when `stop` is dropped or sent to.
+pub fn start_janitor(
+    conns: std::sync::Arc<Connections>,
+    stop: Receiver<()>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("conn-janitor".into())
+        .spawn(move || {
+            let mut janitor = Janitor::default();
+            loop {
+                janitor.tick(&conns, Instant::now());
+                match stop.recv_timeout(TICK) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            }
+        })
+}
+
+/// The janitor's memory between ticks.
+#[derive(Default)]
+pub struct Janitor {
+    tracked: FxHashMap<i32, Tracked>,
+}
+
+/// What one tick did, for tests and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub open: usize,
+    pub timeouts_set: usize,
+    pub header_too_large: usize,
+    pub slow_header: usize,
+    pub over_cap: usize,
+}
+
+impl Janitor {
+    /// One pass over the open connections.
+    pub fn tick(&mut self, conns: &Connections, now: Instant) -> TickReport {
+        let limits = conns.limits;
+        let fds = sockets::client_fds(conns.port);
+        let mut report = TickReport {
+            open: fds.len(),
+            ..TickReport::default()
+        };
+        let mut connected = FxHashMap::default();
+        let mut fresh_fds = FxHashMap::default();
+        for &(fd, peer) in &fds {
+            connected.insert(peer, ());
+            fresh_fds.insert(fd, ());
+        }
+        self.tracked.retain(|fd, _| fresh_fds.contains_key(fd));
+
+        let mut idle: Vec<(Instant, i32, bool)> = Vec::new();
+        for &(fd, peer) in &fds {
+            let consumed = sockets::consumed_bytes(fd).unwrap_or(0);
+            let t = match self.tracked.entry(fd) {
+                Entry::Occupied(e) if e.get().peer == peer => e.into_mut(),
+                Entry::Occupied(mut e) => {
+                    e.insert(Tracked::new(peer, now, consumed));
+                    e.into_mut()
+                }
+                Entry::Vacant(e) => e.insert(Tracked::new(peer, now, consumed)),
+            };
+            if t.rejected {
+                report.open -= 1;
+                continue;
+            }
+            if !sockets::has_timeout(fd) {
+                sockets::set_timeouts(fd, limits.idle_timeout);
+                report.timeouts_set += 1;
+            }
+            let service = conns.service_of(peer);
+            let verdict = t.judge(service, consumed, now, &limits);
+            t.rejected = verdict != Verdict::Keep;
+            match verdict {
+                Verdict::Keep => {
+                    if service.is_none_or(|s| s.active == 0) {
+                        idle.push((t.opened, fd, service.is_none()));
+                    }
+                }
+                Verdict::HeaderTooLarge => {
+                    report.header_too_large += 1;
+                    let err = ApiError::new(431, "request header too large");
+                    sockets::reject(fd, &err.to_wire());
+                    log!(
+                        "closed {peer}: header over max_header_size ({} bytes)",
+                        limits.max_header_size
+                    );
+                }
+                Verdict::SlowHeader => {
+                    report.slow_header += 1;
+                    sockets::reject(fd, &[]);
+                    log!("closed {peer}: request still incomplete after idle_timeout");
+                }
+            }
+        }
+
+        let open = report.open - report.header_too_large - report.slow_header;
+        if open > limits.max_connections {
+            // Newest first: old connections carry the clients that were
+            // here before the surge.
+            idle.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+            for &(_, fd, never_served) in idle.iter().take(open - limits.max_connections) {
+                report.over_cap += 1;
+                let wire = if never_served {
+                    ApiError::new(
+                        503,
+                        format!(
+                            "too many open connections (max_connections is {}), retry later",
+                            limits.max_connections
+                        ),
+                    )
+                    .to_wire()
+                } else {
+                    Vec::new()
+                };
+                sockets::reject(fd, &wire);
+                if let Some(t) = self.tracked.get_mut(&fd) {
+                    t.rejected = true;
+                }
+            }
+            if report.over_cap > 0 {
+                log!(
+                    "{} connections open, max_connections is {}: closed {}",
+                    open,
+                    limits.max_connections,
+                    report.over_cap
+                );
+            }
+        }
+        conns.forget_gone(&connected);
+        report
+    }
+}
+
+impl Tracked {
+    fn new(peer: SocketAddr, now: Instant, consumed: u64) -> Tracked {
+        Tracked {
+            peer,
+            opened: now,
+            dispatched: 0,
+            baseline: consumed,
+            last_consumed: consumed,
+            rejected: false,
+        }
+    }
+
+    /// Applies the header budget and the slow-header rule to one socket.
+    fn judge(
+        &mut self,
+        service: Option<Service>,
+        consumed: u64,
+        now: Instant,
+        limits: &Limits,
+    ) -> Verdict {
+        let previous = std::mem::replace(&mut self.last_consumed, consumed);
+        let dispatched = service.map_or(0, |s| s.dispatched);
+        let serving = service.is_some_and(|s| s.active > 0);
+        if serving || dispatched != self.dispatched {
+            // A request began or is going on: its body is not header bytes.
+            self.dispatched = dispatched;
+            self.baseline = consumed;
+            return Verdict::Keep;
+        }
+        let header_bytes = consumed.saturating_sub(self.baseline);
+        if header_bytes > limits.max_header_size as u64 + READ_AHEAD_SLACK {
+            return Verdict::HeaderTooLarge;
+        }
+        let waiting_since = service.map_or(self.opened, |s| s.last_end.max(self.opened));
+        let still_trickling = consumed > previous;
+        if still_trickling && now.duration_since(waiting_since) > limits.idle_timeout {
+            return Verdict::SlowHeader;
+        }
+        Verdict::Keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    fn limits() -> Limits {
+        Limits {
+            idle_timeout: Duration::from_millis(300),
+            max_connections: 2,
+            max_header_size: 1024,
+        }
+    }
+
+    /// A listener and the Connections of its port.
+    fn setup() -> (TcpListener, Connections) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, Connections::new(port, limits()))
+    }
+
+    /// Reads what the server side sent until EOF (bounded by a timeout).
+    fn read_all(client: &mut TcpStream) -> Vec<u8> {
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out);
+        out
+    }
+
+    #[test]
+    fn new_sockets_get_timeouts_and_client_sides_do_not() {
+        let (listener, conns) = setup();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server_side, _) = listener.accept().unwrap();
+        let mut janitor = Janitor::default();
+        assert_eq!(janitor.tick(&conns, Instant::now()).timeouts_set, 1);
+        assert_eq!(client.read_timeout().unwrap(), None);
+        assert_eq!(janitor.tick(&conns, Instant::now()).timeouts_set, 0);
+        let t = Instant::now();
+        assert!(
+            server_side.read(&mut [0u8; 1]).is_err(),
+            "read must time out"
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn ensure_timeouts_finds_the_socket_of_a_peer() {
+        let (listener, conns) = setup();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        conns.ensure_timeouts(peer);
+        assert_eq!(
+            server_side.read_timeout().unwrap(),
+            Some(Duration::from_millis(300))
+        );
+        conns.ensure_timeouts(peer);
+    }
+
+    #[test]
+    fn a_header_over_budget_gets_431_but_a_body_in_service_does_not() {
+        let (listener, conns) = setup();
+        let mut flood = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut flood_server, _) = listener.accept().unwrap();
+        let mut upload = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut upload_server, upload_peer) = listener.accept().unwrap();
+        let mut janitor = Janitor::default();
+        janitor.tick(&conns, Instant::now());
+
+        let visit = conns.visit(Some(upload_peer));
+        let big = vec![b'x'; 64 * 1024];
+        for (client, server) in [
+            (&mut flood, &mut flood_server),
+            (&mut upload, &mut upload_server),
+        ] {
+            client.write_all(&big).unwrap();
+            let mut got = vec![0u8; big.len()];
+            server.read_exact(&mut got).unwrap();
+        }
+        let report = janitor.tick(&conns, Instant::now());
+        assert_eq!(report.header_too_large, 1, "{report:?}");
+        let answer = String::from_utf8_lossy(&read_all(&mut flood)).to_string();
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        assert!(answer.contains("request header too large"), "{answer}");
+        drop(visit);
+        // The upload's bytes were a body: its connection stays open, and
+        // the next request starts a fresh budget.
+        assert_eq!(janitor.tick(&conns, Instant::now()).header_too_large, 0);
+        upload.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        upload_server.read_exact(&mut [0u8; 16]).unwrap();
+        assert_eq!(janitor.tick(&conns, Instant::now()).header_too_large, 0);
+    }
+
+    #[test]
+    fn a_trickling_request_is_closed_after_idle_timeout_but_a_quiet_one_is_not() {
+        let (listener, conns) = setup();
+        let mut trickle = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut trickle_server, _) = listener.accept().unwrap();
+        let _quiet = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_quiet_server, _) = listener.accept().unwrap();
+        let mut janitor = Janitor::default();
+        let start = Instant::now();
+        janitor.tick(&conns, start);
+        let mut buf = [0u8; 1];
+        trickle.write_all(b"G").unwrap();
+        trickle_server.read_exact(&mut buf).unwrap();
+        // Within idle_timeout: kept.
+        assert_eq!(janitor.tick(&conns, start).slow_header, 0);
+        trickle.write_all(b"E").unwrap();
+        trickle_server.read_exact(&mut buf).unwrap();
+        let later = start + Duration::from_secs(1);
+        let report = janitor.tick(&conns, later);
+        assert_eq!(report.slow_header, 1, "{report:?}");
+        assert!(read_all(&mut trickle).is_empty());
+        // The quiet one is tiny_http's to time out (SO_RCVTIMEO), not ours.
+        assert_eq!(janitor.tick(&conns, later).slow_header, 0);
+    }
+
+    #[test]
+    fn beyond_the_cap_the_newest_idle_connections_get_503() {
+        let (listener, conns) = setup();
+        let addr = listener.local_addr().unwrap();
+        let mut janitor = Janitor::default();
+        let mut clients = Vec::new();
+        let mut servers = Vec::new();
+        for _ in 0..2 {
+            clients.push(TcpStream::connect(addr).unwrap());
+            servers.push(listener.accept().unwrap());
+        }
+        let t0 = Instant::now();
+        assert_eq!(janitor.tick(&conns, t0).over_cap, 0);
+        // One old connection is being served; two new ones arrive.
+        let _visit = conns.visit(Some(servers[0].1));
+        for _ in 0..2 {
+            clients.push(TcpStream::connect(addr).unwrap());
+            servers.push(listener.accept().unwrap());
+        }
+        let report = janitor.tick(&conns, t0 + Duration::from_millis(10));
+        assert_eq!(report.over_cap, 2, "{report:?}");
+        for client in &mut clients[2..] {
+            let answer = String::from_utf8_lossy(&read_all(client)).to_string();
+            assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+            assert!(answer.contains("max_connections is 2"), "{answer}");
+        }
+        // The old ones are untouched.
+        for client in &mut clients[..2] {
+            client
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let err = client.read(&mut [0u8; 1]).unwrap_err();
+            assert!(matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ));
+        }
+    }
+}
