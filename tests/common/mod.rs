@@ -783,9 +783,15 @@ impl Proxy {
 
     /// Same, passing the config file with `flag` (`-config` or `--config`).
     pub fn start_with_flag(config: Value, flag: &str) -> Proxy {
+        Proxy::start_until(config, flag, &ping_ok)
+    }
+
+    /// Same, but ready once `ready(url)` holds instead of an open `/ping`
+    /// answering 204 (with `ping_auth_enabled`, a `/ping` with credentials).
+    pub fn start_until(config: Value, flag: &str, ready: &dyn Fn(&str) -> bool) -> Proxy {
         let mut last_err = String::new();
         for _ in 0..3 {
-            match Proxy::try_start(config.clone(), flag) {
+            match Proxy::try_start(config.clone(), flag, ready) {
                 Ok(p) => return p,
                 Err(e) if e.contains("in use") => {
                     eprintln!("proxy start failed ({e}); retrying with another port");
@@ -797,7 +803,11 @@ impl Proxy {
         panic!("{last_err}");
     }
 
-    fn try_start(mut config: Value, flag: &str) -> Result<Proxy, String> {
+    fn try_start(
+        mut config: Value,
+        flag: &str,
+        ready: &dyn Fn(&str) -> bool,
+    ) -> Result<Proxy, String> {
         let dir = TempDir::new("proxy");
         let port = free_port();
         let obj = config
@@ -832,7 +842,7 @@ impl Proxy {
         };
         let start = Instant::now();
         loop {
-            if ping_ok(&proxy.url()) {
+            if ready(&proxy.url()) {
                 return Ok(proxy);
             }
             if let Some(status) = proxy.exit_status() {
