@@ -423,6 +423,17 @@ impl Config {
                 return Err(invalid(key, format!("unknown tls version: {v}")));
             }
         }
+        if let Some(name) = raw
+            .tls
+            .ciphers
+            .iter()
+            .find(|n| crate::server::tls::suite_by_go_name(n).is_none())
+        {
+            return Err(invalid(
+                "tls.ciphers",
+                format!("unknown cipher suite: {name}"),
+            ));
+        }
         if raw.https_enabled && (raw.https_cert.is_empty() || raw.https_key.is_empty()) {
             return Err(invalid(
                 "https_cert",

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod router;
 pub mod sockets;
+pub mod tls;
 
 use std::io::{Cursor, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -60,12 +61,36 @@ impl State {
 }
 
 /// Binds the listener; errors say what to change. Returns the server and
-/// the port it listens on.
+/// the port tiny_http listens on: the public one, or with `https_enabled` a
+/// private loopback port behind the TLS front (see [`tls`]).
 pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, u16), String> {
     let addr = cfg.bind_addr();
     let hint = "change `listen_addr` in the config or stop what uses the port";
-    let listener = std::net::TcpListener::bind(&addr)
+    let tls_config = if cfg.https_enabled {
+        Some(tls::server_config(cfg)?)
+    } else {
+        None
+    };
+    let public = std::net::TcpListener::bind(&addr)
         .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
+    let listener = match tls_config {
+        None => public,
+        Some(config) => {
+            let inner = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr().map(|a| (l, a)));
+            let (inner, inner_addr) =
+                inner.map_err(|e| format!("cannot listen on a loopback port for https: {e}"))?;
+            tls::start(
+                public,
+                inner_addr,
+                config,
+                cfg.max_connections,
+                cfg.idle_timeout,
+            )
+            .map_err(|e| format!("cannot start the https front: {e}"))?;
+            inner
+        }
+    };
     // Accepted sockets inherit TCP_NODELAY: tiny_http writes a response in
     // pieces, and Nagle's algorithm would hold the last one for an ACK.
     sockets::set_nodelay(std::os::fd::AsRawFd::as_raw_fd(&listener));
