@@ -28,6 +28,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             cfg.data_dir.display()
         )
     })?;
+    crate::http_client::configure(&cfg.backend_ca_file, cfg.backend_insecure_skip_verify)?;
     let cluster = Arc::new(Cluster::new(&cfg));
     for c in &cluster.circles {
         log!("circle {}: {} backends loaded", c.id, c.backends.len());

@@ -37,8 +37,7 @@ impl QueryClient {
             .http_status_as_error(false)
             .user_agent(concat!("influx-proxy/", env!("CARGO_PKG_VERSION")))
             .input_buffer_size(64 * 1024)
-            .output_buffer_size(16 * 1024)
-            .build();
+            .output_buffer_size(16 * 1024);
         QueryClient {
             agent: crate::http_client::agent(config),
         }

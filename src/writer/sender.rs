@@ -246,8 +246,7 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
             // Answers from InfluxDB are small and bodies go out in one write:
             // smaller buffers than ureq's 128 KiB keep many connections cheap.
             .input_buffer_size(16 * 1024)
-            .output_buffer_size(64 * 1024)
-            .build(),
+            .output_buffer_size(64 * 1024),
     )
 }
 
