@@ -12,10 +12,13 @@
 //! - [`writer`]: one writer thread (coalescing) and one sender thread
 //!   (delivery, retries) per backend.
 //! - [`admin`]: `/health` and `/replica`.
+//! - [`alloc`]: the global allocator of the binary (huge blocks mapped
+//!   lazily, for tiny_http's body drain).
 //! - [`proxy`]: starts everything in order and stops it on SIGTERM/SIGINT
 //!   ([`signals`]).
 
 pub mod admin;
+pub mod alloc;
 pub mod cipher;
 pub mod cluster;
 pub mod config;

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use influx_proxy::config::Config;
 use influx_proxy::log;
 
+#[global_allocator]
+static ALLOCATOR: influx_proxy::alloc::Allocator = influx_proxy::alloc::Allocator;
+
 const USAGE: &str = "usage: influx-proxy [-config FILE] [-version]
   -config FILE   proxy configuration file (default \"proxy.json\")
   -version       print the version and exit";

@@ -145,6 +145,16 @@ impl Connections {
         }
     }
 
+    /// Shuts the read side of `peer`'s socket: what the client still sends
+    /// is dropped, and a read of it returns at once.
+    pub fn shut_reads(&self, peer: SocketAddr) {
+        for (fd, p) in sockets::client_fds(self.port) {
+            if p == peer {
+                sockets::shut_reads(fd);
+            }
+        }
+    }
+
     fn service_of(&self, peer: SocketAddr) -> Option<Service> {
         self.peers.lock().ok()?.get(&peer).copied()
     }

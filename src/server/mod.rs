@@ -129,25 +129,59 @@ fn worker(server: &tiny_http::Server, state: &State) {
             Err(_) => return,
         };
         let visit = state.conns.visit(rq.remote_addr().copied());
-        let response = match catch_unwind(AssertUnwindSafe(|| answer(state, &mut scratch, &mut rq)))
-        {
+        let mut body_read = 0u64;
+        let response = match catch_unwind(AssertUnwindSafe(|| {
+            answer(state, &mut scratch, &mut rq, &mut body_read)
+        })) {
             Ok(r) => r,
             Err(_) => {
-                log!("a handler panicked on {} {}", rq.method(), rq.url());
+                log!(
+                    "a handler panicked on {} {}",
+                    rq.method(),
+                    path_of(rq.url())
+                );
                 // The scratch buffers may hold a half-routed request.
                 scratch = WriteScratch::new(Arc::clone(&state.cluster));
                 ApiError::new(500, "internal error").into_response(false)
             }
         };
-        let _ = rq.respond(to_tiny(response));
+        let mut response = to_tiny(response);
+        let unread = rq
+            .body_length()
+            .map_or(0, |n| (n as u64).saturating_sub(body_read));
+        if unread > DRAIN_LIMIT {
+            // tiny_http would read (and buffer) the rest of the body after
+            // the answer; refuse it instead and end the connection.
+            if let Some(peer) = rq.remote_addr() {
+                state.conns.shut_reads(*peer);
+            }
+            if let Ok(h) = tiny_http::Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+                response.add_header(h);
+            }
+        }
+        // tiny_http discards an unread body when the request is dropped,
+        // with a buffer as large as what is left (see `crate::alloc`); a
+        // length no buffer can have panics there, not in our code.
+        if catch_unwind(AssertUnwindSafe(move || rq.respond(response))).is_err() {
+            log!("tiny_http failed to discard an unread request body ({unread} bytes)");
+        }
         drop(visit);
     }
+}
+
+/// Unread body bytes tiny_http may drain to keep a connection alive.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// A URL without its query string (which may hold `u` and `p`).
+fn path_of(url: &str) -> &str {
+    url.split('?').next().unwrap_or_default()
 }
 
 fn answer(
     state: &State,
     scratch: &mut WriteScratch,
     rq: &mut tiny_http::Request,
+    body_read: &mut u64,
 ) -> http::Response {
     let limit = state.conns.limits().max_header_size;
     if header_size(rq) > limit {
@@ -179,15 +213,33 @@ fn answer(
         }
     }
     let content_length = rq.body_length();
+    let mut body = Counted {
+        inner: rq.as_reader(),
+        count: body_read,
+    };
     let mut req = http::Request {
         method,
         path: path.to_string(),
         params: Params::parse(query),
         headers,
         content_length,
-        body: rq.as_reader(),
+        body: &mut body,
     };
     router::route(state, scratch, &mut req)
+}
+
+/// A body reader that counts what was read.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    count: &'a mut u64,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// Bytes of the request line and headers, as sent (give or take spaces).

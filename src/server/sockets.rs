@@ -193,3 +193,11 @@ pub fn reject(fd: i32, wire: &[u8]) {
         libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }
+
+/// Shuts the read side only: the answer can still be written.
+pub fn shut_reads(fd: i32) {
+    // SAFETY: shutdown on any descriptor is harmless.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
+    }
+}
