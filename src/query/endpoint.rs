@@ -85,7 +85,7 @@ impl QueryService {
             return Err(ApiError::bad_request("empty query"));
         }
         if self.tracing {
-            log!("query: db={} q={q}", params.get("db"));
+            log!("query: db={} q={}", params.get("db"), redact_passwords(&q));
         }
         let statements = statement::parse(&q).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let db_param = params.get("db").to_string();
@@ -577,5 +577,56 @@ mod tests {
         assert_eq!(canonical("content-type"), "Content-Type");
         assert_eq!(canonical("x-influxdb-version"), "X-Influxdb-Version");
         assert_eq!(canonical("request-id"), "Request-Id");
+    }
+}
+
+/// The query with the string after each `PASSWORD` keyword replaced, for
+/// `query_tracing` (user statements are refused, but still logged).
+fn redact_passwords(q: &str) -> std::borrow::Cow<'_, str> {
+    use crate::query::lexer::{tokenize, Keyword, TokenKind};
+    let Ok(tokens) = tokenize(q) else {
+        return std::borrow::Cow::Borrowed(q);
+    };
+    // The first string after PASSWORD: `WITH PASSWORD 's'`, `SET
+    // PASSWORD FOR u = 's'`.
+    let mut secrets: Vec<(usize, usize)> = Vec::new();
+    let mut armed = false;
+    for t in &tokens {
+        match t.kind {
+            TokenKind::Keyword(Keyword::Password) => armed = true,
+            TokenKind::String if armed => {
+                secrets.push((t.start, t.end));
+                armed = false;
+            }
+            _ => {}
+        }
+    }
+    if secrets.is_empty() {
+        return std::borrow::Cow::Borrowed(q);
+    }
+    let mut out = String::with_capacity(q.len());
+    let mut at = 0;
+    for (start, end) in secrets {
+        out.push_str(&q[at..start]);
+        out.push_str("'[REDACTED]'");
+        at = end;
+    }
+    out.push_str(&q[at..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_passwords;
+
+    #[test]
+    fn passwords_are_redacted_and_other_queries_kept() {
+        assert_eq!(
+            redact_passwords(
+                "CREATE USER bob WITH PASSWORD 'hunter2'; SET PASSWORD FOR bob = 'x\\'y'"
+            ),
+            "CREATE USER bob WITH PASSWORD '[REDACTED]'; SET PASSWORD FOR bob = '[REDACTED]'"
+        );
+        assert_eq!(redact_passwords("SELECT * FROM cpu"), "SELECT * FROM cpu");
     }
 }

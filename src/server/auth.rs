@@ -63,7 +63,12 @@ fn credentials(req: &Request) -> Option<(String, String)> {
         return Some((u.to_string(), p.to_string()));
     }
     let header = req.header("authorization")?;
-    if let Some(encoded) = header.strip_prefix("Basic ") {
+    // The scheme is case-insensitive, as in Go's BasicAuth.
+    let basic = header
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("basic "))
+        .and_then(|_| header.get(6..));
+    if let Some(encoded) = basic {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()?;
@@ -118,6 +123,8 @@ mod tests {
         assert!(!req("u=admin&p=wrong", None));
         // "admin:s3cret"
         assert!(req("", Some("Basic YWRtaW46czNjcmV0")));
+        assert!(req("", Some("basic YWRtaW46czNjcmV0")));
+        assert!(req("", Some("BASIC YWRtaW46czNjcmV0")));
         assert!(!req("", Some("Basic YWRtaW46d3Jvbmc=")));
         assert!(req("", Some("Token admin:s3cret")));
         assert!(!req("", Some("Token admin")));
