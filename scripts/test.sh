@@ -15,6 +15,8 @@ a C toolchain, Rust via rustup), then runs, in order:
   cargo clippy --all-targets -- -D warnings
   cargo build --release --bins
   timeout \$TEST_TIMEOUT=${TEST_TIMEOUT} cargo test --all-targets --no-fail-fast [ARGS] -- --test-threads=2 [ARGS after --]
+  scripts/fuzz.sh --smoke   (every cargo-fuzz target for 30 s; skipped when ARGS are given
+                             or FUZZ_SMOKE=0)
 and prints a PASS/FAIL summary; exits non-zero if any step failed.
 Example: ${0##*/} ring      (only tests whose name contains "ring")
 EOF
@@ -168,6 +170,10 @@ test_label="cargo test --all-targets --no-fail-fast"
 test_label+=" -- --test-threads=2"
 [[ ${#test_args[@]} -eq 0 ]] || test_label+=" ${test_args[*]}"
 run "$test_label" cargo_test
+# The fuzz smoke belongs to the whole suite, not to a filtered run.
+if [[ ${#cargo_args[@]} -eq 0 && ${#test_args[@]} -eq 0 && "${FUZZ_SMOKE:-1}" != 0 ]]; then
+    run "scripts/fuzz.sh --smoke" "$ROOT/scripts/fuzz.sh" --smoke
+fi
 
 # ---------------------------------------------------------------- summary
 read -r passed tfailed ignored < <(awk '
