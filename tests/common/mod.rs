@@ -316,10 +316,24 @@ pub fn http_post(
     into_resp(req.send(body), &format!("POST {url}"))
 }
 
-/// Whether `GET url/ping` answers 204 within a short timeout.
+/// Whether `GET url/ping` answers 204 within a short timeout. A readiness
+/// probe: an `https://` server's certificate is not checked.
 pub fn ping_ok(base_url: &str) -> bool {
     static PING: OnceLock<ureq::Agent> = OnceLock::new();
-    let agent = PING.get_or_init(|| agent(Duration::from_secs(2)));
+    let agent = PING.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .max_idle_connections(0)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(true)
+                    .build(),
+            )
+            .build()
+            .into()
+    });
     matches!(agent.get(&format!("{base_url}/ping")).call(), Ok(r) if r.status().as_u16() == 204)
 }
 
@@ -415,6 +429,8 @@ const INFLUXD: &str = "/usr/bin/influxd";
 pub struct Influxd {
     http_port: u16,
     rpc_port: u16,
+    /// `https-certificate` and `https-private-key`: serves HTTPS only.
+    https: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
     log: PathBuf,
     config: PathBuf,
@@ -430,7 +446,21 @@ impl Influxd {
     /// Starts `n` influxd processes at once (they boot in parallel) and waits
     /// until every one answers `/ping`.
     pub fn start_many(n: usize) -> Vec<Influxd> {
-        let mut all: Vec<Influxd> = (0..n).map(|_| Influxd::spawn_new()).collect();
+        Influxd::start_all((0..n).map(|_| Influxd::spawn_new(None)).collect())
+    }
+
+    /// Starts one influxd serving HTTPS only, with this PEM certificate and
+    /// key; [`Influxd::url`] is then `https://`. Its `query`, `exec` and
+    /// friends verify against Mozilla's roots, so a test with its own CA
+    /// talks to it with its own client.
+    pub fn start_https(cert: &Path, key: &Path) -> Influxd {
+        let https = Some((cert.to_path_buf(), key.to_path_buf()));
+        Influxd::start_all(vec![Influxd::spawn_new(https)])
+            .pop()
+            .unwrap()
+    }
+
+    fn start_all(mut all: Vec<Influxd>) -> Vec<Influxd> {
         for d in all.iter_mut() {
             // A port taken between picking and binding: retry with new ports.
             let mut attempts = 0;
@@ -450,11 +480,12 @@ impl Influxd {
         all
     }
 
-    fn spawn_new() -> Influxd {
+    fn spawn_new(https: Option<(PathBuf, PathBuf)>) -> Influxd {
         let dir = TempDir::new("influxd");
         let mut d = Influxd {
             http_port: free_port(),
             rpc_port: free_port(),
+            https,
             child: None,
             log: dir.path().join("influxd.log"),
             config: dir.path().join("influxd.toml"),
@@ -467,6 +498,14 @@ impl Influxd {
 
     fn write_config(&self) {
         let p = self.dir.path();
+        let https = match &self.https {
+            Some((cert, key)) => format!(
+                "  https-enabled = true\n  https-certificate = \"{}\"\n  https-private-key = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let text = format!(
             r#"reporting-disabled = true
 bind-address = "127.0.0.1:{rpc}"
@@ -486,7 +525,7 @@ bind-address = "127.0.0.1:{rpc}"
 [http]
   bind-address = "127.0.0.1:{http}"
   log-enabled = false
-
+{https}
 [logging]
   level = "error"
 
@@ -548,9 +587,14 @@ bind-address = "127.0.0.1:{rpc}"
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` with [`Influxd::start_https`]).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        let scheme = if self.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.http_port)
     }
 
     pub fn port(&self) -> u16 {
@@ -1405,6 +1449,14 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// `Threads` of process `pid` (its thread count), from `/proc/<pid>/status`.
+pub fn proc_threads(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `POST url` that reports transport failures (refused, reset, timeout) as
