@@ -16,10 +16,15 @@
 //!      handed tiny_http more than `max_header_size` bytes since its last
 //!      request was dispatched is answered 431 and closed (tiny_http would
 //!      buffer an endless header whole);
-//!   3. **slow headers**: a connection still trickling bytes of an
-//!      unfinished request `idle_timeout` after its last request ended (or
-//!      after it opened) is closed, so one byte every few seconds cannot
-//!      hold a thread for ever;
+//!   3. **idle and slow connections**: a connection that has not had a
+//!      request dispatched for `idle_timeout` since its last one ended (or
+//!      since it opened) is closed, whether it is silent, keeps trickling
+//!      bytes of an unfinished request, or stopped halfway. tiny_http's own
+//!      408 cannot be relied on: its read for the next request usually
+//!      starts before the janitor has set the socket's timeout, and a read
+//!      already blocked keeps waiting for ever. The rule is suspended while
+//!      every worker is busy, since a whole request may then be waiting in
+//!      tiny_http's queue;
 //!   4. **cap**: beyond `max_connections` open connections, the newest ones
 //!      that are not being served are closed, with a 503 for those that
 //!      never had a request.
@@ -58,6 +63,8 @@ const READ_AHEAD_SLACK: u64 = 16 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub idle_timeout: Duration,
+    /// Worker threads: when all are serving, requests may be queued.
+    pub workers: usize,
     pub max_connections: usize,
     pub max_header_size: usize,
 }
@@ -159,6 +166,14 @@ impl Connections {
         self.peers.lock().ok()?.get(&peer).copied()
     }
 
+    /// Requests in a worker now.
+    fn in_service(&self) -> usize {
+        self.peers
+            .lock()
+            .map(|p| p.values().map(|s| s.active as usize).sum())
+            .unwrap_or(0)
+    }
+
     /// Forgets the peers that are neither connected nor served.
     fn forget_gone(&self, connected: &FxHashMap<SocketAddr, ()>) {
         if let Ok(mut peers) = self.peers.lock() {
@@ -204,7 +219,10 @@ struct Tracked {
 enum Verdict {
     Keep,
     HeaderTooLarge,
+    /// Bytes still coming, no request yet.
     SlowHeader,
+    /// Nothing coming.
+    Idle,
 }
 
 /// Starts the janitor; it stops when `stop` is dropped or sent to.
@@ -239,6 +257,7 @@ pub struct TickReport {
     pub timeouts_set: usize,
     pub header_too_large: usize,
     pub slow_header: usize,
+    pub idle: usize,
     pub over_cap: usize,
 }
 
@@ -259,6 +278,9 @@ impl Janitor {
         }
         self.tracked.retain(|fd, _| fresh_fds.contains_key(fd));
 
+        // With every worker busy, a complete request may wait in tiny_http's
+        // queue: not a slow client.
+        let saturated = conns.in_service() >= limits.workers;
         let mut idle: Vec<(Instant, i32, bool)> = Vec::new();
         for &(fd, peer) in &fds {
             let consumed = sockets::consumed_bytes(fd).unwrap_or(0);
@@ -279,7 +301,7 @@ impl Janitor {
                 report.timeouts_set += 1;
             }
             let service = conns.service_of(peer);
-            let verdict = t.judge(service, consumed, now, &limits);
+            let verdict = t.judge(service, consumed, now, &limits, saturated);
             t.rejected = verdict != Verdict::Keep;
             match verdict {
                 Verdict::Keep => {
@@ -301,10 +323,14 @@ impl Janitor {
                     sockets::reject(fd, &[]);
                     log!("closed {peer}: request still incomplete after idle_timeout");
                 }
+                Verdict::Idle => {
+                    report.idle += 1;
+                    sockets::reject(fd, &[]);
+                }
             }
         }
 
-        let open = report.open - report.header_too_large - report.slow_header;
+        let open = report.open - report.header_too_large - report.slow_header - report.idle;
         if open > limits.max_connections {
             // Newest first: old connections carry the clients that were
             // here before the surge.
@@ -354,13 +380,14 @@ impl Tracked {
         }
     }
 
-    /// Applies the header budget and the slow-header rule to one socket.
+    /// Applies the header budget and the idle rule to one socket.
     fn judge(
         &mut self,
         service: Option<Service>,
         consumed: u64,
         now: Instant,
         limits: &Limits,
+        saturated: bool,
     ) -> Verdict {
         let previous = std::mem::replace(&mut self.last_consumed, consumed);
         let dispatched = service.map_or(0, |s| s.dispatched);
@@ -376,11 +403,14 @@ impl Tracked {
             return Verdict::HeaderTooLarge;
         }
         let waiting_since = service.map_or(self.opened, |s| s.last_end.max(self.opened));
-        let still_trickling = consumed > previous;
-        if still_trickling && now.duration_since(waiting_since) > limits.idle_timeout {
-            return Verdict::SlowHeader;
+        if saturated || now.duration_since(waiting_since) <= limits.idle_timeout {
+            return Verdict::Keep;
         }
-        Verdict::Keep
+        if consumed > previous {
+            Verdict::SlowHeader
+        } else {
+            Verdict::Idle
+        }
     }
 }
 
@@ -393,6 +423,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             idle_timeout: Duration::from_millis(300),
+            workers: 2,
             max_connections: 2,
             max_header_size: 1024,
         }
@@ -481,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn a_trickling_request_is_closed_after_idle_timeout_but_a_quiet_one_is_not() {
+    fn trickling_and_silent_connections_are_closed_after_idle_timeout() {
         let (listener, conns) = setup();
         let mut trickle = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut trickle_server, _) = listener.accept().unwrap();
@@ -499,10 +530,27 @@ mod tests {
         trickle_server.read_exact(&mut buf).unwrap();
         let later = start + Duration::from_secs(1);
         let report = janitor.tick(&conns, later);
-        assert_eq!(report.slow_header, 1, "{report:?}");
+        assert_eq!((report.slow_header, report.idle), (1, 1), "{report:?}");
         assert!(read_all(&mut trickle).is_empty());
-        // The quiet one is tiny_http's to time out (SO_RCVTIMEO), not ours.
-        assert_eq!(janitor.tick(&conns, later).slow_header, 0);
+    }
+
+    #[test]
+    fn nothing_is_closed_for_idleness_while_every_worker_is_busy() {
+        let (listener, conns) = setup();
+        let addr = listener.local_addr().unwrap();
+        let _waiting = TcpStream::connect(addr).unwrap();
+        let (_waiting_server, _) = listener.accept().unwrap();
+        let mut janitor = Janitor::default();
+        let start = Instant::now();
+        janitor.tick(&conns, start);
+        let busy: Vec<SocketAddr> = (0..2)
+            .map(|i| SocketAddr::from(([10, 0, 0, 1], 1000 + i)))
+            .collect();
+        let visits: Vec<Visit<'_>> = busy.iter().map(|&p| conns.visit(Some(p))).collect();
+        let later = start + Duration::from_secs(1);
+        assert_eq!(janitor.tick(&conns, later).idle, 0);
+        drop(visits);
+        assert_eq!(janitor.tick(&conns, later).idle, 1);
     }
 
     #[test]

@@ -52,6 +52,7 @@ impl State {
                 port,
                 connections::Limits {
                     idle_timeout: cfg.idle_timeout,
+                    workers: cfg.worker_threads,
                     max_connections: cfg.max_connections,
                     max_header_size: cfg.max_header_size,
                 },

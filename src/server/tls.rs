@@ -258,11 +258,28 @@ fn serve(
     let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
     let deadline = Instant::now() + idle_timeout;
     while tls.is_handshaking() {
-        if Instant::now() > deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        tls.complete_io(&mut client)?;
+        client.set_read_timeout(Some(left))?;
+        client.set_write_timeout(Some(left))?;
+        while tls.wants_write() {
+            tls.write_tls(&mut client)?;
+        }
+        if !tls.is_handshaking() {
+            break;
+        }
+        if tls.read_tls(&mut client)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Err(e) = tls.process_new_packets() {
+            let _ = tls.write_tls(&mut client);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
     }
+    client.set_read_timeout(Some(idle_timeout))?;
+    client.set_write_timeout(Some(idle_timeout))?;
     let mut backend = TcpStream::connect(inner)?;
     backend.set_nodelay(true)?;
     backend.set_write_timeout(Some(idle_timeout))?;
@@ -276,6 +293,16 @@ fn relay(
     backend: &mut TcpStream,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
+    // Plaintext that came with the handshake's last flight (a TLS 1.3
+    // client's first request right behind its Finished).
+    loop {
+        match tls.reader().read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => backend.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
     loop {
         while tls.wants_write() {
             tls.write_tls(client)?;
