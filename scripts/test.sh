@@ -77,6 +77,7 @@ command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 command -v timeout >/dev/null 2>&1 || pkgs+=(coreutils)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 if [[ ${#pkgs[@]} -gt 0 ]]; then
     echo "installing ${pkgs[*]}"
     apt_install "${pkgs[@]}"
