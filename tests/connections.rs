@@ -1057,6 +1057,43 @@ fn a_keep_alive_connection_survives_a_large_body() {
     proxy.assert_running();
 }
 
+/// tiny_http's connection thread blocks in `recv` for the next request
+/// right after answering one, and a timeout set on the socket afterwards
+/// does not apply to that `recv`; the janitor sets `SO_RCVTIMEO` only at
+/// its first tick (up to 200 ms after the connection opened). A client
+/// that sends one request at once and then stays silent kept its
+/// connection, and a tiny_http thread, for ever until the janitor closed
+/// idle connections itself (cd9fdea).
+#[test]
+fn an_idle_connection_is_closed_after_idle_timeout_even_after_a_quick_request() {
+    let idle = Duration::from_secs(2);
+    let (_d, proxy) = start("quick", json!({"idle_timeout": 2}));
+    let mut failures = Vec::new();
+    for delay_ms in [0u64, 0, 0, 500] {
+        let mut ka = KeepAlive::connect(proxy.addr());
+        thread::sleep(Duration::from_millis(delay_ms));
+        ka.s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send /ping");
+        let r = ka.response(Duration::from_secs(3));
+        assert!(matches!(&r, Ok(r) if r.status == 204), "{r:?}");
+        let t = Instant::now();
+        let end = ka.response(idle + Duration::from_secs(3));
+        let after = t.elapsed();
+        eprintln!("first request sent {delay_ms} ms after connecting: idle for {after:?}: {end:?}");
+        let closed = match &end {
+            Err(e) => e.starts_with("closed by the proxy"),
+            Ok(r) => r.status == 408,
+        };
+        if !closed || after > idle + Duration::from_millis(1500) {
+            failures.push(format!(
+                "first request {delay_ms} ms after connecting: the idle connection was not \
+                 closed within {after:?} (idle_timeout {idle:?}): {end:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 // ---------------------------------------------------------------------------
 // 5. A stalled body.
 
@@ -1195,43 +1232,6 @@ fn a_stalled_body_frees_its_worker_after_idle_timeout() {
 // Known bugs (reported, not fixed here): each test fails today and passes
 // once the bug is fixed.
 
-/// BUG: tiny_http's connection thread blocks in `recv` for the next request
-/// right after answering one; a timeout set on the socket afterwards does
-/// not apply to that `recv`. The janitor sets `SO_RCVTIMEO` at its first
-/// tick (up to 200 ms after the connection opened), so a client that sends
-/// one request at once and then stays silent keeps its connection, and a
-/// tiny_http thread, for ever (idle_timeout 2 s; still open after 20 s).
-#[test]
-#[ignore = "BUG: an idle connection whose first request came at once is never closed; see the report"]
-fn an_idle_connection_is_closed_after_idle_timeout_even_after_a_quick_request() {
-    let idle = Duration::from_secs(2);
-    let (_d, proxy) = start("quick", json!({"idle_timeout": 2}));
-    let mut failures = Vec::new();
-    for delay_ms in [0u64, 0, 0, 500] {
-        let mut ka = KeepAlive::connect(proxy.addr());
-        thread::sleep(Duration::from_millis(delay_ms));
-        ka.s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send /ping");
-        let r = ka.response(Duration::from_secs(3));
-        assert!(matches!(&r, Ok(r) if r.status == 204), "{r:?}");
-        let t = Instant::now();
-        let end = ka.response(idle + Duration::from_secs(3));
-        let after = t.elapsed();
-        eprintln!("first request sent {delay_ms} ms after connecting: idle for {after:?}: {end:?}");
-        let closed = match &end {
-            Err(e) => e.starts_with("closed by the proxy"),
-            Ok(r) => r.status == 408,
-        };
-        if !closed || after > idle + Duration::from_millis(1500) {
-            failures.push(format!(
-                "first request {delay_ms} ms after connecting: the idle connection was not \
-                 closed within {after:?} (idle_timeout {idle:?}): {end:?}"
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
 /// BUG: the worker answers a head over `max_header_size` (that ended within
 /// the janitor's budget) with 431 and `Connection: close`, but tiny_http's
 /// `Response::add_header` drops `Connection` headers: the connection stays
@@ -1302,7 +1302,10 @@ fn connections_up_to_max_connections_are_kept() {
 /// the burst behind those few threads. Each thread then keeps its own
 /// connection (keep-alive) until that client leaves or idles past
 /// idle_timeout, so the queued clients get no answer at all meanwhile,
-/// whatever the worker pool does. Seen in about half of the bursts of 30.
+/// whatever the worker pool does; the janitor's idle rule closes some of
+/// them unanswered once idle_timeout has passed since they connected. Seen
+/// in one to two bursts of 30 out of five (e.g. 26 of 30 unanswered for
+/// 2 s; with idle_timeout 2: 24 answered after 1.9 s, 2 closed unanswered).
 #[test]
 #[ignore = "BUG: a burst of connections is queued behind tiny_http's few idle threads; see the report"]
 fn every_client_of_a_burst_of_connections_is_served() {
@@ -1337,4 +1340,70 @@ fn every_client_of_a_burst_of_connections_is_served() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// BUG (by design, but it undoes the slow-header rule): the janitor's
+/// idle/slow-header rule is suspended while every worker is busy (a whole
+/// request may then be waiting in tiny_http's queue). A client that keeps
+/// `worker_threads` + 1 stalled bodies going (each is released after
+/// idle_timeout and replaced at once; the spare one is dispatched the
+/// moment a worker frees) keeps every worker busy at every janitor tick, so
+/// trickling connections are never closed: one byte every 500 ms then holds
+/// a tiny_http thread for as long as the stalls go on (100 of 100 still
+/// open after 8 s with idle_timeout 2 s).
+#[test]
+#[ignore = "BUG: stalled bodies on every worker suspend the slow-header rule; see the report"]
+fn slow_headers_are_cut_off_even_while_stalled_bodies_hold_every_worker() {
+    let db = "stallers";
+    let idle = Duration::from_secs(2);
+    let (_d, proxy) = start(db, json!({"idle_timeout": 2, "worker_threads": 2}));
+    let addr = proxy.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    // worker_threads + 1 stalled bodies, each replaced as soon as released.
+    let stallers = thread::spawn(move || {
+        let mut held: Vec<TcpStream> = (0..3).map(|_| start_staller(addr, db)).collect();
+        let mut renewed = 0;
+        let t = Instant::now();
+        let mut buf = [0u8; 4096];
+        while !stop2.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(15) {
+            for s in held.iter_mut() {
+                s.set_nonblocking(true).expect("nonblocking");
+                let released =
+                    !matches!(s.read(&mut buf), Err(ref e) if e.kind() == ErrorKind::WouldBlock);
+                if released {
+                    *s = start_staller(addr, db);
+                    renewed += 1;
+                }
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        renewed
+    });
+    thread::sleep(Duration::from_millis(300));
+    let (ready, _) = std::sync::mpsc::channel();
+    let fates = slowloris(
+        addr,
+        100,
+        Duration::from_millis(500),
+        Duration::from_secs(8),
+        ready,
+    );
+    stop.store(true, Ordering::Relaxed);
+    let renewed = stallers.join().expect("staller thread");
+    let open = fates.iter().filter(|f| f.closed_after.is_none()).count();
+    let last = fates.iter().filter_map(|f| f.closed_after).max();
+    eprintln!(
+        "stalled workers: {renewed} stalls replaced; trickling connections still open after 8 s: \
+         {open} of 100 (last closed after {last:?}); threads {}",
+        threads(&proxy)
+    );
+    assert_eq!(
+        open, 0,
+        "trickling connections never closed while stalls go on"
+    );
+    assert!(
+        last.is_some_and(|l| l <= idle + Duration::from_secs(2)),
+        "a trickling connection was closed only {last:?} after it opened"
+    );
 }
