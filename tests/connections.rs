@@ -1006,15 +1006,12 @@ fn read_all(s: &mut TcpStream) -> Vec<u8> {
     out
 }
 
-/// BUG (reported, not fixed here): the janitor resets a connection's header
-/// budget (`Tracked::baseline`) only at ticks that see its request in
-/// service. Body bytes the worker reads after the last such tick (here
-/// ~900 KB sent at once after a 500 ms pause) are counted as header bytes
-/// once the request is over, so the idle keep-alive connection gets an
-/// unasked `431 request header too large` and is closed: the client reads
-/// it as the answer to its next request.
+/// The janitor resets a connection's header budget when a request begins,
+/// is in service, or ends: body bytes a worker reads after the janitor's
+/// last look (here ~900 KB sent at once after a 500 ms pause) are not
+/// header bytes, and the idle keep-alive connection must not get an unasked
+/// `431 request header too large`.
 #[test]
-#[ignore = "BUG: a keep-alive connection gets an unasked 431 after a large body (janitor baseline); see the report"]
 fn a_keep_alive_connection_survives_a_large_body() {
     let db = "kabody";
     let (d, mut proxy) = start(
@@ -1229,22 +1226,19 @@ fn a_stalled_body_frees_its_worker_after_idle_timeout() {
 }
 
 // ---------------------------------------------------------------------------
-// Known bugs (reported, not fixed here): each test fails today and passes
-// once the bug is fixed.
+// Found by these tests and fixed: each guards its fix.
 
-/// BUG: the worker answers a head over `max_header_size` (that ended within
-/// the janitor's budget) with 431 and `Connection: close`, but tiny_http's
-/// `Response::add_header` drops `Connection` headers: the connection stays
-/// open for more requests (and, with the bug above, for ever).
+/// A head over `max_header_size` that ended within the janitor's budget is
+/// answered 431 by the worker; tiny_http drops `Connection` headers, so the
+/// worker shuts the socket's read side to end the connection.
 #[test]
-#[ignore = "BUG: tiny_http drops the 431's Connection: close; the connection stays open; see the report"]
 fn a_431_from_a_worker_ends_the_connection() {
     let (_d, proxy) = start(
         "close431",
         json!({"max_header_size": 16384, "idle_timeout": 5}),
     );
     let mut ka = KeepAlive::connect(proxy.addr());
-    // Late enough that the socket has its timeouts (see the bug above).
+    // Late enough that the janitor has seen the connection.
     thread::sleep(Duration::from_millis(500));
     ka.s.write_all(&write_with_headers(
         "close431",
@@ -1264,12 +1258,10 @@ fn a_431_from_a_worker_ends_the_connection() {
     );
 }
 
-/// BUG: tiny_http holds two descriptors per connection (its read and write
-/// halves are `try_clone`s of the socket), and the janitor counts
-/// descriptors: with `max_connections` 10, only 5 connections are kept (and
-/// every close is logged twice).
+/// tiny_http holds two descriptors per connection (its read and write
+/// halves are `try_clone`s of the socket): the janitor counts connections
+/// by peer, so `max_connections` 10 keeps 10 (not 5).
 #[test]
-#[ignore = "BUG: the janitor counts 2 descriptors per connection, so half of max_connections is kept; see the report"]
 fn connections_up_to_max_connections_are_kept() {
     const CAP: usize = 10;
     let (_d, proxy) = start("keep", json!({"max_connections": CAP, "idle_timeout": 30}));
@@ -1295,19 +1287,14 @@ fn connections_up_to_max_connections_are_kept() {
     );
 }
 
-/// BUG: tiny_http's task pool (`util::TaskPool::spawn`) queues a new
-/// connection instead of starting a thread whenever some thread is idle,
-/// without reserving that thread; during a burst of connections on a pool
-/// with idle threads (a fresh proxy has 4), the acceptor queues most of
-/// the burst behind those few threads. Each thread then keeps its own
-/// connection (keep-alive) until that client leaves or idles past
-/// idle_timeout, so the queued clients get no answer at all meanwhile,
-/// whatever the worker pool does; the janitor's idle rule closes some of
-/// them unanswered once idle_timeout has passed since they connected. Seen
-/// in one to two bursts of 30 out of five (e.g. 26 of 30 unanswered for
-/// 2 s; with idle_timeout 2: 24 answered after 1.9 s, 2 closed unanswered).
+/// tiny_http's task pool (`util::TaskPool::spawn`) queues a new connection
+/// instead of starting a thread whenever some thread is idle, without
+/// reserving that thread: in a burst of connections on a pool with idle
+/// threads (a fresh proxy has 4), most of the burst waits behind those few
+/// threads, each of which keeps its own keep-alive client. Before the
+/// janitor's starvation relief, one to two bursts of 30 out of five had
+/// clients unanswered for 2 s (up to 26 of 30).
 #[test]
-#[ignore = "BUG: a burst of connections is queued behind tiny_http's few idle threads; see the report"]
 fn every_client_of_a_burst_of_connections_is_served() {
     const BURST: usize = 30;
     let mut failures = Vec::new();
@@ -1342,17 +1329,12 @@ fn every_client_of_a_burst_of_connections_is_served() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// BUG (by design, but it undoes the slow-header rule): the janitor's
-/// idle/slow-header rule is suspended while every worker is busy (a whole
-/// request may then be waiting in tiny_http's queue). A client that keeps
-/// `worker_threads` + 1 stalled bodies going (each is released after
-/// idle_timeout and replaced at once; the spare one is dispatched the
-/// moment a worker frees) keeps every worker busy at every janitor tick, so
-/// trickling connections are never closed: one byte every 500 ms then holds
-/// a tiny_http thread for as long as the stalls go on (100 of 100 still
-/// open after 8 s with idle_timeout 2 s).
+/// The idle rule waits while every worker is busy (a whole request may then
+/// be queued in tiny_http), but a connection still sending bytes without a
+/// request is cut even then: a client keeping `worker_threads` + 1 stalled
+/// bodies going must not shield trickling connections (before the fix, 100
+/// of 100 were still open after 8 s with idle_timeout 2 s).
 #[test]
-#[ignore = "BUG: stalled bodies on every worker suspend the slow-header rule; see the report"]
 fn slow_headers_are_cut_off_even_while_stalled_bodies_hold_every_worker() {
     let db = "stallers";
     let idle = Duration::from_secs(2);

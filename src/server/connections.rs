@@ -27,7 +27,17 @@
 //!      tiny_http's queue;
 //!   4. **cap**: beyond `max_connections` open connections, the newest ones
 //!      that are not being served are closed, with a 503 for those that
-//!      never had a request.
+//!      never had a request;
+//!   5. **starvation relief**: tiny_http's thread pool queues a new
+//!      connection behind an idle thread without reserving it, so in a burst
+//!      many connections wait behind a few threads, each of which keeps
+//!      serving its own keep-alive client. A connection whose bytes wait
+//!      unread is *starved*; for each, the janitor closes one keep-alive
+//!      connection that waits for its next request (longest idle first),
+//!      freeing its thread, and looks again every 20 ms until none starves.
+//!
+//! Connections are told apart by peer address: tiny_http holds two
+//! descriptors of each socket (its read and write halves).
 //!
 //! "Bytes handed to tiny_http" are the kernel's count of bytes received
 //! (`TCP_INFO`) minus what still waits in the socket (`FIONREAD`). A
@@ -40,7 +50,6 @@
 //! in service, nor one that is not ours (its local port is not the
 //! listener's, or it has no peer: the listener itself).
 
-use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -55,6 +64,12 @@ use crate::log;
 
 /// How often the janitor looks at the connections.
 pub const TICK: Duration = Duration::from_millis(200);
+
+/// How often while connections starve (see [`TickReport::starved`]).
+const STARVED_TICK: Duration = Duration::from_millis(20);
+
+/// A connection whose bytes have waited unread this long is starved.
+const STARVED_AFTER: Duration = Duration::from_millis(50);
 
 /// Bytes tiny_http may read past a header (its read-ahead buffer).
 const READ_AHEAD_SLACK: u64 = 16 * 1024;
@@ -85,6 +100,8 @@ struct Service {
     active: u32,
     /// Requests of this peer dispatched so far.
     dispatched: u64,
+    /// Requests of this peer ended so far.
+    ended: u64,
     /// When the last one ended.
     last_end: Instant,
 }
@@ -112,6 +129,7 @@ impl Connections {
             let s = peers.entry(peer).or_insert(Service {
                 active: 0,
                 dispatched: 0,
+                ended: 0,
                 last_end: Instant::now(),
             });
             s.active += 1;
@@ -175,7 +193,7 @@ impl Connections {
     }
 
     /// Forgets the peers that are neither connected nor served.
-    fn forget_gone(&self, connected: &FxHashMap<SocketAddr, ()>) {
+    fn forget_gone(&self, connected: &FxHashMap<SocketAddr, i32>) {
         if let Ok(mut peers) = self.peers.lock() {
             peers.retain(|peer, s| s.active > 0 || connected.contains_key(peer));
         }
@@ -193,20 +211,20 @@ impl Drop for Visit<'_> {
         if let (Some(peer), Ok(mut peers)) = (self.peer, self.owner.peers.lock()) {
             if let Some(s) = peers.get_mut(&peer) {
                 s.active = s.active.saturating_sub(1);
+                s.ended += 1;
                 s.last_end = Instant::now();
             }
         }
     }
 }
 
-/// What the janitor remembers of one open socket.
+/// What the janitor remembers of one open connection.
 struct Tracked {
-    peer: SocketAddr,
     opened: Instant,
-    /// The peer's `dispatched` count when last looked at.
-    dispatched: u64,
-    /// Bytes handed to tiny_http when a request was last in service (or
-    /// when the socket was first seen).
+    /// The peer's (`dispatched`, `ended`) counts when last looked at.
+    seen: (u64, u64),
+    /// Bytes handed to tiny_http when a request was last seen beginning,
+    /// going on or ending (or when the connection was first seen).
     baseline: u64,
     /// Bytes handed to tiny_http at the previous tick.
     last_consumed: u64,
@@ -235,8 +253,13 @@ pub fn start_janitor(
         .spawn(move || {
             let mut janitor = Janitor::default();
             loop {
-                janitor.tick(&conns, Instant::now());
-                match stop.recv_timeout(TICK) {
+                let report = janitor.tick(&conns, Instant::now());
+                let next = if report.starved > 0 {
+                    STARVED_TICK
+                } else {
+                    TICK
+                };
+                match stop.recv_timeout(next) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
@@ -247,7 +270,9 @@ pub fn start_janitor(
 /// The janitor's memory between ticks.
 #[derive(Default)]
 pub struct Janitor {
-    tracked: FxHashMap<i32, Tracked>,
+    /// By peer address: tiny_http holds two descriptors of each socket (its
+    /// read and write halves), so descriptors would count twice.
+    tracked: FxHashMap<SocketAddr, Tracked>,
 }
 
 /// What one tick did, for tests and logs.
@@ -259,39 +284,46 @@ pub struct TickReport {
     pub slow_header: usize,
     pub idle: usize,
     pub over_cap: usize,
+    /// Connections with a request waiting that no tiny_http thread reads.
+    pub starved: usize,
+    /// Idle keep-alive connections closed to free a thread for them.
+    pub relieved: usize,
+}
+
+/// An open connection that may be closed for the cap or for starvation.
+struct Candidate {
+    peer: SocketAddr,
+    fd: i32,
+    opened: Instant,
+    never_served: bool,
+    /// Served before, nothing received since, waiting since this instant.
+    keep_alive_since: Option<Instant>,
 }
 
 impl Janitor {
     /// One pass over the open connections.
     pub fn tick(&mut self, conns: &Connections, now: Instant) -> TickReport {
         let limits = conns.limits;
-        let fds = sockets::client_fds(conns.port);
+        let mut by_peer: FxHashMap<SocketAddr, i32> = FxHashMap::default();
+        for (fd, peer) in sockets::client_fds(conns.port) {
+            by_peer.entry(peer).or_insert(fd);
+        }
+        self.tracked.retain(|peer, _| by_peer.contains_key(peer));
         let mut report = TickReport {
-            open: fds.len(),
+            open: by_peer.len(),
             ..TickReport::default()
         };
-        let mut connected = FxHashMap::default();
-        let mut fresh_fds = FxHashMap::default();
-        for &(fd, peer) in &fds {
-            connected.insert(peer, ());
-            fresh_fds.insert(fd, ());
-        }
-        self.tracked.retain(|fd, _| fresh_fds.contains_key(fd));
-
         // With every worker busy, a complete request may wait in tiny_http's
-        // queue: not a slow client.
+        // queue: silence is then not a slow client.
         let saturated = conns.in_service() >= limits.workers;
-        let mut idle: Vec<(Instant, i32, bool)> = Vec::new();
-        for &(fd, peer) in &fds {
-            let consumed = sockets::consumed_bytes(fd).unwrap_or(0);
-            let t = match self.tracked.entry(fd) {
-                Entry::Occupied(e) if e.get().peer == peer => e.into_mut(),
-                Entry::Occupied(mut e) => {
-                    e.insert(Tracked::new(peer, now, consumed));
-                    e.into_mut()
-                }
-                Entry::Vacant(e) => e.insert(Tracked::new(peer, now, consumed)),
-            };
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for (&peer, &fd) in &by_peer {
+            let (received, queued) = sockets::byte_counts(fd).unwrap_or((0, 0));
+            let consumed = received.saturating_sub(queued);
+            let t = self
+                .tracked
+                .entry(peer)
+                .or_insert_with(|| Tracked::new(now, consumed));
             if t.rejected {
                 report.open -= 1;
                 continue;
@@ -300,13 +332,26 @@ impl Janitor {
                 sockets::set_timeouts(fd, limits.idle_timeout);
                 report.timeouts_set += 1;
             }
+            // tiny_http's pool may queue a new connection behind a thread
+            // that keeps serving another one: bytes wait, nobody reads.
+            if consumed == 0 && queued > 0 && now.duration_since(t.opened) >= STARVED_AFTER {
+                report.starved += 1;
+            }
             let service = conns.service_of(peer);
             let verdict = t.judge(service, consumed, now, &limits, saturated);
             t.rejected = verdict != Verdict::Keep;
             match verdict {
                 Verdict::Keep => {
                     if service.is_none_or(|s| s.active == 0) {
-                        idle.push((t.opened, fd, service.is_none()));
+                        let served = service.is_some_and(|s| s.ended > 0);
+                        candidates.push(Candidate {
+                            peer,
+                            fd,
+                            opened: t.opened,
+                            never_served: service.is_none(),
+                            keep_alive_since: (served && consumed == t.baseline)
+                                .then(|| service.map_or(now, |s| s.last_end)),
+                        });
                     }
                 }
                 Verdict::HeaderTooLarge => {
@@ -334,10 +379,11 @@ impl Janitor {
         if open > limits.max_connections {
             // Newest first: old connections carry the clients that were
             // here before the surge.
-            idle.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-            for &(_, fd, never_served) in idle.iter().take(open - limits.max_connections) {
+            candidates.sort_by(|a, b| b.opened.cmp(&a.opened).then(b.fd.cmp(&a.fd)));
+            let excess = open - limits.max_connections;
+            for c in candidates.drain(..excess.min(candidates.len())) {
                 report.over_cap += 1;
-                let wire = if never_served {
+                let wire = if c.never_served {
                     ApiError::new(
                         503,
                         format!(
@@ -349,38 +395,62 @@ impl Janitor {
                 } else {
                     Vec::new()
                 };
-                sockets::reject(fd, &wire);
-                if let Some(t) = self.tracked.get_mut(&fd) {
-                    t.rejected = true;
-                }
+                self.close(c.peer, c.fd, &wire);
             }
-            if report.over_cap > 0 {
-                log!(
-                    "{} connections open, max_connections is {}: closed {}",
-                    open,
-                    limits.max_connections,
-                    report.over_cap
-                );
+            log!(
+                "{open} connections open, max_connections is {}: closed {}",
+                limits.max_connections,
+                report.over_cap
+            );
+        }
+
+        if report.starved > 0 {
+            // Each closed keep-alive connection frees its tiny_http thread,
+            // which takes the next queued connection. Longest idle first;
+            // clients reopen a closed keep-alive connection.
+            let mut idle: Vec<&Candidate> = candidates
+                .iter()
+                .filter(|c| {
+                    c.keep_alive_since
+                        .is_some_and(|t| now.duration_since(t) >= STARVED_TICK)
+                })
+                .collect();
+            idle.sort_by_key(|c| c.keep_alive_since);
+            let relieve: Vec<(SocketAddr, i32)> = idle
+                .iter()
+                .take(report.starved)
+                .map(|c| (c.peer, c.fd))
+                .collect();
+            for (peer, fd) in relieve {
+                report.relieved += 1;
+                self.close(peer, fd, &[]);
             }
         }
-        conns.forget_gone(&connected);
+        conns.forget_gone(&by_peer);
         report
+    }
+
+    /// Sends `wire` (possibly nothing) and shuts the connection down.
+    fn close(&mut self, peer: SocketAddr, fd: i32, wire: &[u8]) {
+        sockets::reject(fd, wire);
+        if let Some(t) = self.tracked.get_mut(&peer) {
+            t.rejected = true;
+        }
     }
 }
 
 impl Tracked {
-    fn new(peer: SocketAddr, now: Instant, consumed: u64) -> Tracked {
+    fn new(now: Instant, consumed: u64) -> Tracked {
         Tracked {
-            peer,
             opened: now,
-            dispatched: 0,
+            seen: (0, 0),
             baseline: consumed,
             last_consumed: consumed,
             rejected: false,
         }
     }
 
-    /// Applies the header budget and the idle rule to one socket.
+    /// Applies the header budget and the idle rule to one connection.
     fn judge(
         &mut self,
         service: Option<Service>,
@@ -390,11 +460,12 @@ impl Tracked {
         saturated: bool,
     ) -> Verdict {
         let previous = std::mem::replace(&mut self.last_consumed, consumed);
-        let dispatched = service.map_or(0, |s| s.dispatched);
+        let seen = service.map_or((0, 0), |s| (s.dispatched, s.ended));
         let serving = service.is_some_and(|s| s.active > 0);
-        if serving || dispatched != self.dispatched {
-            // A request began or is going on: its body is not header bytes.
-            self.dispatched = dispatched;
+        if serving || seen != self.seen {
+            // A request began, is going on or ended since the last look:
+            // what it read of its body is not header bytes.
+            self.seen = seen;
             self.baseline = consumed;
             return Verdict::Keep;
         }
@@ -403,11 +474,15 @@ impl Tracked {
             return Verdict::HeaderTooLarge;
         }
         let waiting_since = service.map_or(self.opened, |s| s.last_end.max(self.opened));
-        if saturated || now.duration_since(waiting_since) <= limits.idle_timeout {
+        if now.duration_since(waiting_since) <= limits.idle_timeout {
             return Verdict::Keep;
         }
         if consumed > previous {
+            // Still sending, yet no request: slow, even if workers are busy
+            // (a request queued for a worker receives nothing more).
             Verdict::SlowHeader
+        } else if saturated {
+            Verdict::Keep
         } else {
             Verdict::Idle
         }

@@ -74,6 +74,7 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, u16), String> {
     };
     let public = std::net::TcpListener::bind(&addr)
         .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
+    sockets::set_backlog(std::os::fd::AsRawFd::as_raw_fd(&public), LISTEN_BACKLOG);
     let listener = match tls_config {
         None => public,
         Some(config) => {
@@ -94,7 +95,9 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, u16), String> {
     };
     // Accepted sockets inherit TCP_NODELAY: tiny_http writes a response in
     // pieces, and Nagle's algorithm would hold the last one for an ACK.
-    sockets::set_nodelay(std::os::fd::AsRawFd::as_raw_fd(&listener));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    sockets::set_nodelay(fd);
+    sockets::set_backlog(fd, LISTEN_BACKLOG);
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
     let port = server
@@ -146,20 +149,21 @@ fn worker(server: &tiny_http::Server, state: &State) {
                 ApiError::new(500, "internal error").into_response(false)
             }
         };
-        let mut response = to_tiny(response);
+        // tiny_http drops a `Connection: close` header, so a connection
+        // that must end gets its read side shut: the client sees the answer,
+        // then the end of the connection. That is the case after a 431 (the
+        // rest of the request cannot be trusted) and when more than
+        // DRAIN_LIMIT bytes of body were left unread, which tiny_http would
+        // otherwise read (and buffer) after the answer.
         let unread = rq
             .body_length()
             .map_or(0, |n| (n as u64).saturating_sub(body_read));
-        if unread > DRAIN_LIMIT {
-            // tiny_http would read (and buffer) the rest of the body after
-            // the answer; refuse it instead and end the connection.
+        if response.status == 431 || unread > DRAIN_LIMIT {
             if let Some(peer) = rq.remote_addr() {
                 state.conns.shut_reads(*peer);
             }
-            if let Ok(h) = tiny_http::Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
-                response.add_header(h);
-            }
         }
+        let response = to_tiny(response);
         // tiny_http discards an unread body when the request is dropped,
         // with a buffer as large as what is left (see `crate::alloc`); a
         // length no buffer can have panics there, not in our code.
@@ -169,6 +173,10 @@ fn worker(server: &tiny_http::Server, state: &State) {
         drop(visit);
     }
 }
+
+/// Connections the kernel queues before tiny_http accepts them (std's
+/// default is 128: a burst of clients would wait for SYN retries).
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// Unread body bytes tiny_http may drain to keep a connection alive.
 const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -188,9 +196,7 @@ fn answer(
     if header_size(rq) > limit {
         // The janitor stops an endless header; one that ended in time but
         // is still too large is refused here.
-        let mut resp = ApiError::new(431, "request header too large").into_response(false);
-        resp.headers.push(("Connection".into(), "close".into()));
-        return resp;
+        return ApiError::new(431, "request header too large").into_response(false);
     }
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));

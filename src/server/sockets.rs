@@ -140,9 +140,9 @@ pub fn set_timeouts(fd: i32, timeout: Duration) {
     }
 }
 
-/// Bytes of the connection that the application (tiny_http) has read: the
-/// kernel's count of bytes received minus those still queued.
-pub fn consumed_bytes(fd: i32) -> Option<u64> {
+/// Bytes the kernel received on the connection, and those of them still
+/// queued (not yet read by the application, tiny_http).
+pub fn byte_counts(fd: i32) -> Option<(u64, u64)> {
     // SAFETY: an all-zero tcp_info is valid.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -165,10 +165,7 @@ pub fn consumed_bytes(fd: i32) -> Option<u64> {
     if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } != 0 {
         return None;
     }
-    Some(
-        info.tcpi_bytes_received
-            .saturating_sub(queued.max(0) as u64),
-    )
+    Some((info.tcpi_bytes_received, queued.max(0) as u64))
 }
 
 /// Sends `wire` (a whole HTTP response, or nothing) without blocking, then
@@ -199,5 +196,14 @@ pub fn shut_reads(fd: i32) {
     // SAFETY: shutdown on any descriptor is harmless.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RD);
+    }
+}
+
+/// Listens again with a longer queue of pending connections (Linux updates
+/// the backlog of a socket already listening).
+pub fn set_backlog(fd: i32, backlog: i32) {
+    // SAFETY: listen on a listening socket only changes its backlog.
+    unsafe {
+        libc::listen(fd, backlog);
     }
 }
