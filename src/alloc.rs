@@ -9,10 +9,10 @@
 //! a block of [`HUGE`] bytes or more is an anonymous `mmap` with
 //! `MAP_NORESERVE`. The kernel reserves nothing for it and only pages that
 //! are written take memory, so a never-touched 100 GB block costs nothing.
-//! A length above `isize::MAX` panics in `vec!` (the server catches it);
-//! one between the largest free stretch of address space (tens of TB on
-//! x86-64) and `isize::MAX` still fails to map and aborts: only a fix in
-//! tiny_http can close that.
+//! A length above `isize::MAX` panics in `vec!` (the server catches it); a
+//! length between [`LAZY_LIMIT`] and `isize::MAX` could not be mapped, so
+//! the server never lets tiny_http drain such a body (see
+//! `server::refuse_unmappable_body`).
 //!
 //! Invariant: every block of `HUGE` bytes or more comes from `mmap` and
 //! goes back with `munmap`; everything smaller is the system allocator's.
@@ -23,6 +23,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 /// Blocks of at least this size are mapped directly.
 pub const HUGE: usize = 1 << 30;
+
+/// The largest block [`Allocator`] is sure to map: well under the free
+/// address space of a 47-bit x86-64 or aarch64 process. The server refuses a
+/// body longer than this without letting tiny_http drain it.
+pub const LAZY_LIMIT: u64 = 1 << 43;
 
 /// Page alignment `mmap` gives.
 const PAGE: usize = 4096;

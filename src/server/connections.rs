@@ -180,6 +180,16 @@ impl Connections {
         }
     }
 
+    /// Sends `wire` to `peer` and shuts its connection down both ways.
+    pub fn reject_peer(&self, peer: SocketAddr, wire: &[u8]) {
+        if let Some((fd, _)) = sockets::client_fds(self.port)
+            .into_iter()
+            .find(|&(_, p)| p == peer)
+        {
+            sockets::reject(fd, wire);
+        }
+    }
+
     fn service_of(&self, peer: SocketAddr) -> Option<Service> {
         self.peers.lock().ok()?.get(&peer).copied()
     }

@@ -15,6 +15,7 @@ pub mod sockets;
 pub mod tls;
 
 use std::io::{Cursor, Read};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -132,6 +133,12 @@ fn worker(server: &tiny_http::Server, state: &State) {
             // `unblock` at shutdown, or the listener is gone.
             Err(_) => return,
         };
+        if let (Some(n), Some(&peer)) = (rq.body_length(), rq.remote_addr()) {
+            if n as u64 > crate::alloc::LAZY_LIMIT && n <= isize::MAX as usize {
+                refuse_unmappable_body(state, rq, peer, n);
+                continue;
+            }
+        }
         let visit = state.conns.visit(rq.remote_addr().copied());
         let mut body_read = 0u64;
         let response = match catch_unwind(AssertUnwindSafe(|| {
@@ -172,6 +179,22 @@ fn worker(server: &tiny_http::Server, state: &State) {
         }
         drop(visit);
     }
+}
+
+/// Answers a request whose `Content-Length` is too large for tiny_http to
+/// survive: dropping the request would make tiny_http allocate a buffer of
+/// that size (tiny-http issue #252), more than the address space holds, and
+/// the process would abort. The answer (413) is written to the socket
+/// directly, the connection is shut down, and the request is deliberately
+/// leaked with its tiny_http connection thread (a few KiB each).
+fn refuse_unmappable_body(state: &State, rq: tiny_http::Request, peer: SocketAddr, n: usize) {
+    let err = ApiError::new(
+        413,
+        format!("Content-Length {n} is beyond any body this proxy accepts"),
+    );
+    state.conns.reject_peer(peer, &err.to_wire());
+    log!("refused {peer}: Content-Length {n}; its connection thread is left parked");
+    std::mem::forget(rq);
 }
 
 /// Connections the kernel queues before tiny_http accepts them (std's
