@@ -47,8 +47,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot start health checkers: {e}"))?;
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
-    let (listener, port) = server::bind(&cfg)?;
-    let state = Arc::new(State::new(&cfg, cluster, write, port));
+    let (listener, listen) = server::bind(&cfg)?;
+    let state = Arc::new(State::new(&cfg, cluster, write, listen));
     let janitor = server::connections::start_janitor(Arc::clone(&state.conns), health_stop.clone())
         .map_err(|e| format!("cannot start the connection janitor: {e}"))?;
     let workers = server::start_workers(&listener, &state, cfg.worker_threads)

@@ -31,10 +31,13 @@
 //!   5. **starvation relief**: tiny_http's thread pool queues a new
 //!      connection behind an idle thread without reserving it, so in a burst
 //!      many connections wait behind a few threads, each of which keeps
-//!      serving its own keep-alive client. A connection whose bytes wait
-//!      unread is *starved*; for each, the janitor closes one keep-alive
-//!      connection that waits for its next request (longest idle first),
-//!      freeing its thread, and looks again every 20 ms until none starves.
+//!      serving its own keep-alive client for as long as it lasts. A
+//!      connection whose bytes wait unread is *starved*. For each, the
+//!      janitor connects to the listener itself and hangs up at once: with
+//!      every pool thread busy, tiny_http starts a new thread for that
+//!      connection, which ends at once, and the thread goes on with the
+//!      first queued connection. It looks again every 20 ms until none
+//!      starves. No client's connection is touched.
 //!
 //! Connections are told apart by peer address: tiny_http holds two
 //! descriptors of each socket (its read and write halves).
@@ -50,7 +53,7 @@
 //! in service, nor one that is not ours (its local port is not the
 //! listener's, or it has no peer: the listener itself).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -86,6 +89,8 @@ pub struct Limits {
 
 /// What the workers share with the janitor: who is being served.
 pub struct Connections {
+    /// Where tiny_http listens, as the janitor connects to it.
+    listen: SocketAddr,
     port: u16,
     limits: Limits,
     peers: Mutex<FxHashMap<SocketAddr, Service>>,
@@ -110,9 +115,19 @@ struct Service {
 const KNOWN_LIMIT: usize = 16_384;
 
 impl Connections {
-    pub fn new(port: u16, limits: Limits) -> Connections {
+    /// `listen` is tiny_http's listening address (an unspecified IP means
+    /// loopback here).
+    pub fn new(listen: SocketAddr, limits: Limits) -> Connections {
+        let mut listen = listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(match listen {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
         Connections {
-            port,
+            listen,
+            port: listen.port(),
             limits,
             peers: Mutex::new(FxHashMap::default()),
             known_fds: Mutex::new(FxHashMap::default()),
@@ -296,7 +311,8 @@ pub struct TickReport {
     pub over_cap: usize,
     /// Connections with a request waiting that no tiny_http thread reads.
     pub starved: usize,
-    /// Idle keep-alive connections closed to free a thread for them.
+    /// Connections the janitor opened and closed to make tiny_http start a
+    /// thread for them.
     pub relieved: usize,
 }
 
@@ -306,8 +322,6 @@ struct Candidate {
     fd: i32,
     opened: Instant,
     never_served: bool,
-    /// Served before, nothing received since, waiting since this instant.
-    keep_alive_since: Option<Instant>,
 }
 
 impl Janitor {
@@ -353,14 +367,11 @@ impl Janitor {
             match verdict {
                 Verdict::Keep => {
                     if service.is_none_or(|s| s.active == 0) {
-                        let served = service.is_some_and(|s| s.ended > 0);
                         candidates.push(Candidate {
                             peer,
                             fd,
                             opened: t.opened,
                             never_served: service.is_none(),
-                            keep_alive_since: (served && consumed == t.baseline)
-                                .then(|| service.map_or(now, |s| s.last_end)),
                         });
                     }
                 }
@@ -415,26 +426,17 @@ impl Janitor {
         }
 
         if report.starved > 0 {
-            // Each closed keep-alive connection frees its tiny_http thread,
-            // which takes the next queued connection. Longest idle first;
-            // clients reopen a closed keep-alive connection.
-            let mut idle: Vec<&Candidate> = candidates
-                .iter()
-                .filter(|c| {
-                    c.keep_alive_since
-                        .is_some_and(|t| now.duration_since(t) >= STARVED_TICK)
-                })
-                .collect();
-            idle.sort_by_key(|c| c.keep_alive_since);
-            let relieve: Vec<(SocketAddr, i32)> = idle
-                .iter()
-                .take(report.starved)
-                .map(|c| (c.peer, c.fd))
-                .collect();
-            for (peer, fd) in relieve {
-                report.relieved += 1;
-                self.close(peer, fd, &[]);
+            for _ in 0..report.starved {
+                if let Ok(dummy) = TcpStream::connect_timeout(&conns.listen, TICK) {
+                    drop(dummy);
+                    report.relieved += 1;
+                }
             }
+            log!(
+                "{} connections waited for a tiny_http thread: opened {} to start threads",
+                report.starved,
+                report.relieved
+            );
         }
         conns.forget_gone(&by_peer);
         report
@@ -517,8 +519,8 @@ mod tests {
     /// A listener and the Connections of its port.
     fn setup() -> (TcpListener, Connections) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        (listener, Connections::new(port, limits()))
+        let addr = listener.local_addr().unwrap();
+        (listener, Connections::new(addr, limits()))
     }
 
     /// Reads what the server side sent until EOF (bounded by a timeout).

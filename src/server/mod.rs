@@ -42,7 +42,13 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(cfg: &Config, cluster: Arc<Cluster>, write: WriteService, port: u16) -> State {
+    /// `listen`: where tiny_http listens.
+    pub fn new(
+        cfg: &Config,
+        cluster: Arc<Cluster>,
+        write: WriteService,
+        listen: SocketAddr,
+    ) -> State {
         State {
             auth: Auth::new(&cfg.username, &cfg.password, cfg.auth_encrypt),
             ping_auth: cfg.ping_auth_enabled,
@@ -50,7 +56,7 @@ impl State {
             cluster,
             write,
             conns: Arc::new(connections::Connections::new(
-                port,
+                listen,
                 connections::Limits {
                     idle_timeout: cfg.idle_timeout,
                     workers: cfg.worker_threads,
@@ -63,9 +69,9 @@ impl State {
 }
 
 /// Binds the listener; errors say what to change. Returns the server and
-/// the port tiny_http listens on: the public one, or with `https_enabled` a
+/// the address tiny_http listens on: the public one, or with `https_enabled` a
 /// private loopback port behind the TLS front (see [`tls`]).
-pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, u16), String> {
+pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, SocketAddr), String> {
     let addr = cfg.bind_addr();
     let hint = "change `listen_addr` in the config or stop what uses the port";
     let tls_config = if cfg.https_enabled {
@@ -101,12 +107,11 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, u16), String> {
     sockets::set_backlog(fd, LISTEN_BACKLOG);
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
-    let port = server
+    let listen = server
         .server_addr()
         .to_ip()
-        .map(|a| a.port())
         .ok_or_else(|| format!("cannot listen on {addr}: not an IP address ({hint})"))?;
-    Ok((Arc::new(server), port))
+    Ok((Arc::new(server), listen))
 }
 
 /// Starts `n` workers taking requests from `server`.
