@@ -303,13 +303,21 @@ fn relay(
             Err(e) => return Err(e),
         }
     }
+    // After the client's end of sending (EOF or close_notify), answers
+    // still flow back until tiny_http closes.
+    let mut client_sending = true;
     loop {
         while tls.wants_write() {
             tls.write_tls(client)?;
         }
         let mut fds = [
             libc::pollfd {
-                fd: client.as_raw_fd(),
+                // poll skips a negative descriptor.
+                fd: if client_sending {
+                    client.as_raw_fd()
+                } else {
+                    -1
+                },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -329,10 +337,11 @@ fn relay(
             return Err(e);
         }
         let ready = |i: usize| fds[i].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-        if ready(0) {
+        if client_sending && ready(0) {
             if tls.read_tls(client)? == 0 {
                 let _ = backend.shutdown(std::net::Shutdown::Write);
-                return Ok(());
+                client_sending = false;
+                continue;
             }
             let state = match tls.process_new_packets() {
                 Ok(state) => state,
@@ -353,6 +362,7 @@ fn relay(
             }
             if state.peer_has_closed() {
                 let _ = backend.shutdown(std::net::Shutdown::Write);
+                client_sending = false;
             }
         }
         if ready(1) {
