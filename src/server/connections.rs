@@ -7,7 +7,8 @@
 //! * [`Connections`], shared by the workers: each request a worker serves is
 //!   a [`Visit`] of its peer (begin and end are counted per peer address),
 //!   and before a worker reads a body, the peer's socket gets its timeouts.
-//! * The *janitor* thread, which every [`TICK`] lists the process's file
+//! * The *janitor* thread, which every [`TICK`] (more often with few
+//!   connections, see [`next_tick`]) lists the process's file
 //!   descriptors, picks the TCP sockets accepted on our port and applies:
 //!   1. **timeouts**: a new socket gets `SO_RCVTIMEO`/`SO_SNDTIMEO` of
 //!      `idle_timeout` (and `TCP_NODELAY`), so a read or write that waits
@@ -22,9 +23,9 @@
 //!      bytes of an unfinished request, or stopped halfway. tiny_http's own
 //!      408 cannot be relied on: its read for the next request usually
 //!      starts before the janitor has set the socket's timeout, and a read
-//!      already blocked keeps waiting for ever. The rule is suspended while
-//!      every worker is busy, since a whole request may then be waiting in
-//!      tiny_http's queue;
+//!      already blocked keeps waiting for ever. While every worker is busy
+//!      a silent connection is spared, since a whole request may then be
+//!      waiting in tiny_http's queue; one still sending bytes is not;
 //!   4. **cap**: beyond `max_connections` open connections, the newest ones
 //!      that are not being served are closed, with a 503 for those that
 //!      never had a request;
@@ -70,6 +71,24 @@ pub const TICK: Duration = Duration::from_millis(200);
 
 /// How often while connections starve (see [`TickReport::starved`]).
 const STARVED_TICK: Duration = Duration::from_millis(20);
+
+/// How often with at most [`FEW`] connections open: a pass then costs a few
+/// hundred syscalls, and a header flood is stopped four times sooner.
+const FEW_TICK: Duration = Duration::from_millis(50);
+
+/// See [`FEW_TICK`].
+const FEW: usize = 64;
+
+/// When the janitor looks again after a pass that saw `report`.
+pub fn next_tick(report: &TickReport) -> Duration {
+    if report.starved > 0 {
+        STARVED_TICK
+    } else if report.open <= FEW {
+        FEW_TICK
+    } else {
+        TICK
+    }
+}
 
 /// A connection whose bytes have waited unread this long is starved.
 const STARVED_AFTER: Duration = Duration::from_millis(50);
@@ -279,12 +298,7 @@ pub fn start_janitor(
             let mut janitor = Janitor::default();
             loop {
                 let report = janitor.tick(&conns, Instant::now());
-                let next = if report.starved > 0 {
-                    STARVED_TICK
-                } else {
-                    TICK
-                };
-                match stop.recv_timeout(next) {
+                match stop.recv_timeout(next_tick(&report)) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
