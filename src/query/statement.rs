@@ -371,8 +371,21 @@ fn check_keywords(toks: &[Token<'_>]) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// Classifies one statement (non-empty, without `;`) and extracts what it names.
+/// Classifies one statement (non-empty, without `;`) and extracts what it
+/// names. The text without its LIMIT/OFFSET, which is what backends get on a
+/// fan-out, must be a legal statement too: removing a clause can bring
+/// tokens together (`ON LIMIT 1 *` becomes `ON *`, every database).
 fn analyze(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
+    let statement = analyze_one(q, toks)?;
+    if statement.text_without_limit != statement.text {
+        let cut = &statement.text_without_limit;
+        let cut_tokens = lexer::tokenize(cut).map_err(|_| QueryError::illegal())?;
+        analyze_one(cut, &cut_tokens).map_err(|_| QueryError::illegal())?;
+    }
+    Ok(statement)
+}
+
+fn analyze_one(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
     let (Some(first), Some(last)) = (toks.first(), toks.last()) else {
         return Err(QueryError::new(EMPTY));
     };
@@ -1162,6 +1175,22 @@ mod tests {
             "'SELECT * FROM cpu'",
         ] {
             assert_eq!(refused(q), ILLEGAL, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn a_cut_clause_cannot_bring_on_and_star_together() {
+        // Without its LIMIT/OFFSET (what a fan-out sends) this would be
+        // `ON *`: every database, past db_list.
+        for q in [
+            "SHOW MEASUREMENTS ON LIMIT 1 *",
+            "SHOW MEASUREMENTS WITH MEASUREMENT = x ON OFFSET 2 * pu",
+        ] {
+            assert_eq!(
+                parse(q).map_err(|e| e.message),
+                Err(ILLEGAL.to_string()),
+                "{q}"
+            );
         }
     }
 
