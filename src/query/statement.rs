@@ -377,10 +377,12 @@ fn check_keywords(toks: &[Token<'_>]) -> Result<(), QueryError> {
 /// tokens together (`ON LIMIT 1 *` becomes `ON *`, every database).
 fn analyze(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
     let statement = analyze_one(q, toks)?;
-    if statement.text_without_limit != statement.text {
+    // Checked as a statement of its own, cut again in turn: each cut is
+    // shorter, so this ends.
+    if statement.text_without_limit.len() < statement.text.len() {
         let cut = &statement.text_without_limit;
         let cut_tokens = lexer::tokenize(cut).map_err(|_| QueryError::illegal())?;
-        analyze_one(cut, &cut_tokens).map_err(|_| QueryError::illegal())?;
+        analyze(cut, &cut_tokens).map_err(|_| QueryError::illegal())?;
     }
     Ok(statement)
 }
