@@ -811,6 +811,9 @@ fn go_queue_files_are_imported_and_delivered_exactly_once() {
     wait_for_eq(DRAIN, "the sentinel point on influxdb-1-1", &1, || {
         count(d, db, sentinel)
     });
+    // The counter moves once the sender has the backend's answer, a moment
+    // after influxd has the point: read it once the spool is drained.
+    wait_drained(&cluster.proxy, DRAIN, "after the restart");
     assert_eq!(
         counter(&cluster.proxy, name, "points", "delivered"),
         1,
