@@ -40,51 +40,8 @@ fn call(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let result = match method {
-        "GET" => {
-            let mut rb = http().get(url);
-            for (k, v) in params {
-                rb = rb.query(*k, *v);
-            }
-            for (k, v) in headers {
-                rb = rb.header(*k, *v);
-            }
-            rb.call()
-        }
-        "POST" => {
-            let mut rb = http().post(url);
-            for (k, v) in params {
-                rb = rb.query(*k, *v);
-            }
-            for (k, v) in headers {
-                rb = rb.header(*k, *v);
-            }
-            rb.send(body)
-        }
-        other => panic!("call: unsupported method {other}"),
-    };
-    let resp = result.unwrap_or_else(|e| panic!("{method} {url}: request failed: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let mut bytes = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .read_to_end(&mut bytes)
-        .unwrap_or_else(|e| panic!("{method} {url}: reading body failed: {e}"));
-    Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    http_send(http(), method, url, params, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
 /// Query parameters or headers: (name, value) pairs.

@@ -203,63 +203,6 @@ fn https_agent_with(ca: &Path, timeout: Duration, keep_alive: bool) -> ureq::Age
     config.build().into()
 }
 
-/// `GET` or `POST` with query parameters, headers and (POST) a body;
-/// transport and TLS failures are `Err`.
-fn fetch(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    params: &[(&str, &str)],
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<Resp, String> {
-    let result = match method {
-        "GET" => {
-            let mut rb = agent.get(url);
-            for (k, v) in params {
-                rb = rb.query(*k, *v);
-            }
-            for (k, v) in headers {
-                rb = rb.header(*k, *v);
-            }
-            rb.call()
-        }
-        "POST" => {
-            let mut rb = agent.post(url);
-            for (k, v) in params {
-                rb = rb.query(*k, *v);
-            }
-            for (k, v) in headers {
-                rb = rb.header(*k, *v);
-            }
-            rb.send(body)
-        }
-        other => panic!("fetch: unsupported method {other}"),
-    };
-    let resp = result.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let mut bytes = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    Ok(Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    })
-}
-
 /// Same, panicking on a transport failure.
 fn must(
     agent: &ureq::Agent,
@@ -268,7 +211,7 @@ fn must(
     params: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    fetch(agent, method, url, params, &[], body)
+    http_send(agent, method, url, params, &[], body)
         .unwrap_or_else(|e| panic!("{method} {url} {params:?}: {e}"))
 }
 
@@ -283,7 +226,7 @@ fn start_https_proxy(config: Value, ca: &Path) -> Proxy {
     Proxy::start_until(config, "-config", &move |url: &str| {
         let url = url.replacen("http://", "https://", 1);
         matches!(
-            fetch(&agent, "GET", &format!("{url}/ping"), &[], &[], b""),
+            http_send(&agent, "GET", &format!("{url}/ping"), &[], &[], b""),
             Ok(r) if r.status == 204
         )
     })
@@ -515,7 +458,7 @@ fn https_front_serves_ping_write_query_and_health_to_a_verifying_client() {
         small.as_bytes(),
     );
     assert_eq!(r.status, 204, "small write: {r:?}");
-    let r = fetch(
+    let r = http_send(
         &agent,
         "POST",
         &format!("{base}/write"),
@@ -650,7 +593,7 @@ fn https_front_serves_ping_write_query_and_health_to_a_verifying_client() {
 
     // A client that trusts another CA refuses the proxy's certificate.
     let other = https_agent_no_keepalive(&other_ca.0, Duration::from_secs(5));
-    let r = fetch(&other, "GET", &format!("{base}/ping"), &[], &[], b"");
+    let r = http_send(&other, "GET", &format!("{base}/ping"), &[], &[], b"");
     assert!(
         r.as_ref()
             .is_err_and(|e| e.to_ascii_lowercase().contains("certificate")
@@ -1243,7 +1186,8 @@ fn silent_and_partial_handshakes_block_no_one_and_are_closed_after_idle_timeout(
 
     // A normal client is served at once.
     let t = Instant::now();
-    let r = fetch(&agent, "GET", &url, &[], &[], b"").expect("ping with 50 silent handshakes open");
+    let r =
+        http_send(&agent, "GET", &url, &[], &[], b"").expect("ping with 50 silent handshakes open");
     let took = t.elapsed();
     assert_eq!(r.status, 204);
     assert!(
@@ -1501,7 +1445,7 @@ fn max_connections_caps_https_connections_at_accept() {
         }
     }
     // ...and while they are, a new client is refused too.
-    let r = fetch(&agent, "GET", &url, &[], &[], b"");
+    let r = http_send(&agent, "GET", &url, &[], &[], b"");
     assert!(
         r.is_err(),
         "a client beyond max_connections was served: {r:?}"
@@ -1512,7 +1456,7 @@ fn max_connections_caps_https_connections_at_accept() {
     wait_until(
         Duration::from_secs(3),
         "an https /ping once the held connections are gone",
-        || matches!(fetch(&agent, "GET", &url, &[], &[], b""), Ok(r) if r.status == 204),
+        || matches!(http_send(&agent, "GET", &url, &[], &[], b""), Ok(r) if r.status == 204),
     );
     for i in 0..10 {
         let r = must(&agent, "GET", &url, &[], b"");

@@ -266,7 +266,13 @@ fn default_agent() -> &'static ureq::Agent {
 }
 
 fn into_resp(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &str) -> Resp {
-    let resp = r.unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
+    r.map_err(|e| format!("request failed: {e}"))
+        .and_then(read_resp)
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Status, lower-case headers and body of an answer.
+fn read_resp(resp: ureq::http::Response<ureq::Body>) -> Result<Resp, String> {
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -282,12 +288,49 @@ fn into_resp(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &st
     resp.into_body()
         .into_reader()
         .read_to_end(&mut body)
-        .unwrap_or_else(|e| panic!("{what}: reading body failed: {e}"));
-    Resp {
+        .map_err(|e| format!("reading body failed: {e}"))?;
+    Ok(Resp {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    })
+}
+
+/// `GET` or `POST` through `agent`, with query parameters, headers and (for
+/// `POST`) a body. An answer of any status is `Ok`; a transport or TLS
+/// failure is `Err`.
+pub fn http_send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    params: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Resp, String> {
+    let result = match method {
+        "GET" => {
+            let mut rb = agent.get(url);
+            for (k, v) in params {
+                rb = rb.query(*k, *v);
+            }
+            for (k, v) in headers {
+                rb = rb.header(*k, *v);
+            }
+            rb.call()
+        }
+        "POST" => {
+            let mut rb = agent.post(url);
+            for (k, v) in params {
+                rb = rb.query(*k, *v);
+            }
+            for (k, v) in headers {
+                rb = rb.header(*k, *v);
+            }
+            rb.send(body)
+        }
+        other => return Err(format!("unsupported method {other}")),
+    };
+    read_resp(result.map_err(|e| e.to_string())?)
 }
 
 /// `GET url` with query parameters.
@@ -1467,32 +1510,7 @@ pub fn try_http_post(
     params: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Resp, String> {
-    let mut req = agent.post(url);
-    for (k, v) in params {
-        req = req.query(*k, *v);
-    }
-    let resp = req.send(body).map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let mut body = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .read_to_end(&mut body)
-        .map_err(|e| e.to_string())?;
-    Ok(Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    http_send(agent, "POST", url, params, &[], body)
 }
 
 impl Proxy {
