@@ -52,17 +52,14 @@ impl Certs {
         );
     }
 
-    /// `<name>.pem` and `<name>.key`: a self-signed RSA certificate for
-    /// 127.0.0.1 (CN and subjectAltName). `CA:FALSE`: webpki (rustls)
-    /// refuses a certificate marked as a CA as a server's own
-    /// (`CaUsedAsEndEntity`), and OpenSSL 3 marks a `req -x509` one so by
-    /// default.
-    fn self_signed(&self, name: &str) -> (PathBuf, PathBuf) {
+    /// `<name>.pem` and `<name>.key`: a self-signed RSA certificate with
+    /// this subject and these `-addext` extensions.
+    fn req_x509(&self, name: &str, subject: &str, extensions: &[&str]) -> (PathBuf, PathBuf) {
         let (cert, key) = (
             self.path(&format!("{name}.pem")),
             self.path(&format!("{name}.key")),
         );
-        self.openssl(&[
+        let mut args = vec![
             "req",
             "-x509",
             "-newkey",
@@ -75,41 +72,40 @@ impl Certs {
             "-days",
             "2",
             "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ]);
+            subject,
+        ];
+        for e in extensions {
+            args.extend(["-addext", e]);
+        }
+        self.openssl(&args);
         (cert, key)
     }
 
-    /// `<name>.pem` and `<name>.key`: a CA certificate (CA:TRUE).
+    /// A self-signed certificate for 127.0.0.1 (CN and subjectAltName).
+    /// `CA:FALSE`: webpki (rustls) refuses a certificate marked as a CA as
+    /// a server's own (`CaUsedAsEndEntity`), and OpenSSL 3 marks a
+    /// `req -x509` one so by default.
+    fn self_signed(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.req_x509(
+            name,
+            "/CN=127.0.0.1",
+            &[
+                "subjectAltName=IP:127.0.0.1",
+                "basicConstraints=critical,CA:FALSE",
+            ],
+        )
+    }
+
+    /// A CA certificate (CA:TRUE).
     fn ca(&self, name: &str) -> (PathBuf, PathBuf) {
-        let (cert, key) = (
-            self.path(&format!("{name}.pem")),
-            self.path(&format!("{name}.key")),
-        );
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-            "-days",
-            "2",
-            "-subj",
+        self.req_x509(
+            name,
             &format!("/CN=influx-proxy test CA {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        (cert, key)
+            &[
+                "basicConstraints=critical,CA:TRUE",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        )
     }
 
     /// `<name>.pem` and `<name>.key`: a server certificate for 127.0.0.1
