@@ -19,20 +19,6 @@ fn require_influx() {
     );
 }
 
-fn require_python_influxdb() {
-    let (code, out, err) = run_tool(
-        "python3",
-        &["-c", "import influxdb"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "the Python influxdb client is missing (python3 -c 'import influxdb' failed: {out}{err}); \
-         run scripts/test.sh, which installs it (pip install influxdb)"
-    );
-}
-
 /// `influx -host 127.0.0.1 -port <port> ARGS`: (exit code, stdout + stderr).
 fn influx(port: u16, args: &[&str]) -> (Option<i32>, String) {
     let port = port.to_string();

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::query::run_tool;
+use common::query::{require_python_influxdb, run_tool};
 use common::*;
 use serde_json::{json, Value};
 
@@ -761,16 +761,7 @@ print(json.dumps(out, sort_keys=True))
 
 #[test]
 fn python_influxdb_client_with_credentials_through_an_auth_proxy() {
-    let (code, out, err) = run_tool(
-        "python3",
-        &["-c", "import influxdb"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "the Python influxdb client is missing ({out}{err}); scripts/test.sh installs it"
-    );
+    require_python_influxdb();
     const USER: &str = "pyuser";
     const PASS: &str = "Py-Pw&=?x";
     let influxds = Influxd::start_many(2);

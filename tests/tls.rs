@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::query::run_tool;
+use common::query::{require_python_influxdb, run_tool};
 use common::*;
 use serde_json::{json, Value};
 
@@ -638,16 +638,7 @@ print(json.dumps(out, sort_keys=True))
 
 #[test]
 fn https_front_with_curl_python_and_the_influx_shell() {
-    let (code, out, err) = run_tool(
-        "python3",
-        &["-c", "import influxdb"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "the Python influxdb client is missing ({out}{err}); scripts/test.sh installs it"
-    );
+    require_python_influxdb();
     assert!(
         Path::new(INFLUX).exists(),
         "{INFLUX} is missing: install Debian's influxdb-client (scripts/test.sh installs it)"

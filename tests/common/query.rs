@@ -902,6 +902,21 @@ pub fn small_corpus(ds: &DataSet) -> Vec<Case> {
 // ---------------------------------------------------------------------------
 // External clients.
 
+/// Fails the test when the Python `influxdb` client cannot be imported.
+pub fn require_python_influxdb() {
+    let (code, out, err) = run_tool(
+        "python3",
+        &["-c", "import influxdb"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "the Python influxdb client is missing (python3 -c 'import influxdb' failed: {out}{err}); \
+         run scripts/test.sh, which installs it (pip install influxdb)"
+    );
+}
+
 /// Runs `program` with `args` (stdin closed), killed after `timeout`:
 /// (exit code, or `None` when it had to be killed; stdout; stderr).
 pub fn run_tool(program: &str, args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
