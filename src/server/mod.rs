@@ -81,10 +81,10 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, SocketAddr), String
     };
     let public = std::net::TcpListener::bind(&addr)
         .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
-    sockets::set_backlog(std::os::fd::AsRawFd::as_raw_fd(&public), LISTEN_BACKLOG);
     let listener = match tls_config {
         None => public,
         Some(config) => {
+            sockets::set_backlog(std::os::fd::AsRawFd::as_raw_fd(&public), LISTEN_BACKLOG);
             let inner = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr().map(|a| (l, a)));
             let (inner, inner_addr) =
