@@ -186,11 +186,7 @@ impl Connections {
                 return;
             }
         }
-        let found: Vec<i32> = sockets::client_fds(self.port)
-            .into_iter()
-            .filter(|&(_, p)| p == peer)
-            .map(|(fd, _)| fd)
-            .collect();
+        let found = self.fds_of(peer);
         for &fd in &found {
             if !sockets::has_timeout(fd) {
                 sockets::set_timeouts(fd, self.limits.idle_timeout);
@@ -207,21 +203,25 @@ impl Connections {
     /// Shuts the read side of `peer`'s socket: what the client still sends
     /// is dropped, and a read of it returns at once.
     pub fn shut_reads(&self, peer: SocketAddr) {
-        for (fd, p) in sockets::client_fds(self.port) {
-            if p == peer {
-                sockets::shut_reads(fd);
-            }
+        for fd in self.fds_of(peer) {
+            sockets::shut_reads(fd);
         }
     }
 
     /// Sends `wire` to `peer` and shuts its connection down both ways.
     pub fn reject_peer(&self, peer: SocketAddr, wire: &[u8]) {
-        if let Some((fd, _)) = sockets::client_fds(self.port)
-            .into_iter()
-            .find(|&(_, p)| p == peer)
-        {
+        if let Some(&fd) = self.fds_of(peer).first() {
             sockets::reject(fd, wire);
         }
+    }
+
+    /// The descriptors of `peer`'s socket (tiny_http holds two).
+    fn fds_of(&self, peer: SocketAddr) -> Vec<i32> {
+        sockets::client_fds(self.port)
+            .into_iter()
+            .filter(|&(_, p)| p == peer)
+            .map(|(fd, _)| fd)
+            .collect()
     }
 
     fn service_of(&self, peer: SocketAddr) -> Option<Service> {
