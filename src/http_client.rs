@@ -9,7 +9,8 @@
 //! `https://` backends are verified: against Mozilla's roots, or the CAs in
 //! `backend_ca_file`; `backend_insecure_skip_verify` turns verification off
 //! (the Go proxy's behaviour). [`configure`] sets this once at start, before
-//! any agent is built.
+//! any agent is built. Backends are reached directly: `http_proxy` and
+//! `https_proxy` in the environment are ignored, as by the Go proxy.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -87,8 +88,9 @@ pub fn configure(ca_file: &str, skip_verify: bool) -> Result<(), String> {
 }
 
 /// An agent built from `config` with the backend TLS settings and the
-/// IP-first resolver.
+/// IP-first resolver, connecting directly (no proxy from the environment).
 pub fn agent(config: ConfigBuilder<AgentScope>) -> ureq::Agent {
+    let config = config.proxy(None);
     let config: Config = match BACKEND_TLS.get() {
         Some(tls) => config.tls_config(tls.clone()).build(),
         None => config.build(),

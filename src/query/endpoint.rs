@@ -61,8 +61,8 @@ type Targets = Vec<Arc<Backend>>;
 impl QueryService {
     pub fn new(cfg: &Config, cluster: Arc<Cluster>) -> QueryService {
         QueryService {
+            client: QueryClient::new(cfg.query_timeout, &cluster.backends),
             cluster,
-            client: QueryClient::new(cfg.query_timeout),
             db_list: cfg.db_list.clone(),
             tracing: cfg.query_tracing,
             next_circle: AtomicUsize::new(0),
@@ -174,7 +174,7 @@ impl QueryService {
                     continue;
                 }
             };
-            let status = answer.status().as_u16();
+            let status = answer.status;
             if status >= 400 {
                 let body = read_all(&mut answer).unwrap_or_default();
                 last = serde_json::from_slice::<serde_json::Value>(&body)
@@ -192,14 +192,14 @@ impl QueryService {
                 "x-influxdb-version",
                 "x-influxdb-build",
             ] {
-                if let Some(v) = answer.headers().get(name).and_then(|v| v.to_str().ok()) {
+                if let Some(v) = answer.header(name) {
                     headers.push((canonical(name), v.to_string()));
                 }
             }
             // A small answer goes out in one write with its length; a large
             // (or chunked) one is streamed as it arrives, after the part
             // already read.
-            let mut reader = answer.into_body().into_reader();
+            let mut reader = answer.into_reader();
             let mut head = Vec::new();
             // A chunked answer is streamed from its first byte.
             let limit = if params.get("chunked") == "true" {

@@ -1,21 +1,48 @@
 //! Sending a query to one backend, with the backend's own credentials.
 //!
-//! One keep-alive agent is shared by every worker (ureq's pool is keyed by
-//! host). The client's `Authorization` header and its `u`/`p` parameters are
-//! never passed on. Every call is bounded by `query_timeout`.
+//! Plain `http://` backends are reached through [`super::http1`], pooled
+//! per backend; `https://` ones through one shared ureq agent. The client's
+//! `Authorization` header and its `u`/`p` parameters are never passed on.
+//! Every call is bounded by `query_timeout`.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::http1::{self, Origin};
 use crate::cluster::Backend;
 use crate::url;
 
-/// A backend's successful answer, body not read yet.
-pub type Answer = ureq::http::Response<ureq::Body>;
+/// A backend's answer, body not read yet.
+pub struct Answer {
+    pub status: u16,
+    /// Header names in lower case.
+    headers: Vec<(String, String)>,
+    body: Box<dyn Read + Send>,
+}
+
+impl Answer {
+    /// The first value of header `name` (give it in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body, read as it arrives.
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        self.body
+    }
+}
 
 /// The HTTP client of the query path.
 pub struct QueryClient {
+    /// `http://` origins by backend id (`None`: https, through ureq).
+    origins: Vec<Option<Origin>>,
+    pool: Arc<http1::Pool>,
     agent: ureq::Agent,
+    timeout: Duration,
 }
 
 /// Parameters a client may send that reach the backend (`u`, `p` never do).
@@ -31,15 +58,24 @@ pub const FORWARDED: &[&str] = &[
 ];
 
 impl QueryClient {
-    pub fn new(timeout: Duration) -> QueryClient {
+    pub fn new(timeout: Duration, backends: &[Arc<Backend>]) -> QueryClient {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .user_agent(concat!("influx-proxy/", env!("CARGO_PKG_VERSION")))
             .input_buffer_size(64 * 1024)
             .output_buffer_size(16 * 1024);
+        let mut origins = vec![None; backends.len()];
+        for b in backends {
+            if let Some(slot) = origins.get_mut(b.id) {
+                *slot = Origin::parse(&b.url);
+            }
+        }
         QueryClient {
+            origins,
+            pool: Arc::new(http1::Pool::default()),
             agent: crate::http_client::agent(config),
+            timeout,
         }
     }
 
@@ -53,11 +89,49 @@ impl QueryClient {
         params: &[(&str, &str)],
         accept_gzip: bool,
     ) -> Result<Answer, String> {
-        let encoded: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", url::encode(k), url::encode(v)))
-            .collect();
-        let form = encoded.join("&");
+        let mut form = String::with_capacity(128);
+        for (i, (k, v)) in params.iter().enumerate() {
+            if i > 0 {
+                form.push('&');
+            }
+            form.push_str(&url::encode(k));
+            form.push('=');
+            form.push_str(&url::encode(v));
+        }
+        let failed =
+            |e: &dyn std::fmt::Display| format!("backend {} ({}): {e}", backend.name, backend.url);
+        if let Some(Some(origin)) = self.origins.get(backend.id) {
+            let mut headers = String::new();
+            if post {
+                headers.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+            }
+            if let Some(auth) = &backend.authorization {
+                headers.push_str("Authorization: ");
+                headers.push_str(auth);
+                headers.push_str("\r\n");
+            }
+            if accept_gzip {
+                headers.push_str("Accept-Encoding: gzip\r\n");
+            }
+            let path = if post {
+                "/query".to_string()
+            } else {
+                format!("/query?{form}")
+            };
+            let req = http1::Request {
+                post,
+                path: &path,
+                headers: &headers,
+                body: if post { form.as_bytes() } else { b"" },
+            };
+            let mut answer = http1::send(&self.pool, backend.id, origin, &req, self.timeout)
+                .map_err(|e| failed(&e))?;
+            return Ok(Answer {
+                status: answer.status,
+                headers: std::mem::take(&mut answer.headers),
+                body: Box::new(answer),
+            });
+        }
         let result = if post {
             let mut req = self
                 .agent
@@ -80,7 +154,17 @@ impl QueryClient {
             }
             req.call()
         };
-        result.map_err(|e| format!("backend {} ({}): {e}", backend.name, backend.url))
+        let answer = result.map_err(|e| failed(&e))?;
+        let headers = answer
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        Ok(Answer {
+            status: answer.status().as_u16(),
+            headers,
+            body: Box::new(answer.into_body().into_reader()),
+        })
     }
 
     /// Runs `q` and returns the parsed JSON body; an HTTP error status, or a
@@ -92,7 +176,7 @@ impl QueryClient {
         params: &[(&str, &str)],
     ) -> Result<serde_json::Value, String> {
         let mut answer = self.send(backend, post, params, false)?;
-        let status = answer.status().as_u16();
+        let status = answer.status;
         let body = read_all(&mut answer)?;
         // Floats must come back digit for digit: merge's own parser.
         let value = super::merge::parse_json(&body).map_err(|_| {
@@ -112,9 +196,7 @@ impl QueryClient {
 /// Reads an answer's whole body (bounded at 1 GiB).
 pub fn read_all(answer: &mut Answer) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    answer
-        .body_mut()
-        .as_reader()
+    (&mut answer.body)
         .take(1 << 30)
         .read_to_end(&mut body)
         .map_err(|e| format!("reading a backend's answer: {e}"))?;

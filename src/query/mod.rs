@@ -4,11 +4,13 @@
 //!   splitting and classification, the forbidden set (pure).
 //! - [`merge`]: combining several backends' answers to one statement into
 //!   what one InfluxDB would answer (pure).
-//! - [`forward`]: sending a query to one backend.
+//! - [`forward`]: sending a query to one backend; [`http1`], the small
+//!   HTTP/1.1 client it uses for plain `http://` backends.
 //! - [`endpoint`]: `/query` itself: routing, failover, fan-out, DDL.
 
 pub mod endpoint;
 pub mod forward;
+pub mod http1;
 pub mod lexer;
 pub mod merge;
 pub mod statement;
