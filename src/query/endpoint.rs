@@ -324,7 +324,12 @@ impl QueryService {
         let mut last = String::from("backends unavailable");
         for targets in plans {
             match self.fan_out(&targets, &sent) {
-                Ok(parts) => return Ok(merge::merge(&kind, statement_id, parts)),
+                Ok(mut parts) => {
+                    if stmt.wildcard && targets.len() > 1 {
+                        self.explain_silent_parts(&targets, &mut parts, &sent);
+                    }
+                    return Ok(merge::merge(&kind, statement_id, parts));
+                }
                 Err(e) => last = e,
             }
         }
@@ -365,9 +370,49 @@ impl QueryService {
                     .and_then(|r| r.first_mut())
                     .map(serde_json::Value::take)
                     .unwrap_or_else(|| serde_json::json!({}));
-                Ok(Part { result })
+                Ok(Part::new(result))
             })
             .collect()
+    }
+
+    /// A raw wildcard `SELECT` fanned out to several backends: influxd's
+    /// columns include those of every measurement in the queried shards,
+    /// even one without a matching row, but a backend whose measurements
+    /// matched nothing answers no series. Each such backend is asked
+    /// `EXPLAIN` of the statement, whose plan lists those columns. Any
+    /// failure leaves the columns as they are.
+    fn explain_silent_parts(
+        &self,
+        targets: &[Arc<Backend>],
+        parts: &mut [Part],
+        sent: &[(&str, &str)],
+    ) {
+        if parts.iter().all(Part::is_silent) {
+            return;
+        }
+        for (backend, part) in targets.iter().zip(parts.iter_mut()) {
+            if !part.is_silent() {
+                continue;
+            }
+            let explain = sent
+                .iter()
+                .find(|(k, _)| *k == "q")
+                .map(|(_, q)| format!("EXPLAIN {q}"))
+                .unwrap_or_default();
+            let asked: Vec<(&str, &str)> = sent
+                .iter()
+                .map(|&(k, v)| {
+                    if k == "q" {
+                        (k, explain.as_str())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect();
+            if let Ok(answer) = self.client.json(backend, true, &asked) {
+                part.columns = merge::explained_columns(&answer);
+            }
+        }
     }
 
     /// Runs a DDL statement on every backend that should get it.

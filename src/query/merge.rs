@@ -58,8 +58,9 @@
 //! **Not reproducible from the answers alone:** influxd's wildcard columns
 //! and `GROUP BY *` tag keys include those of every measurement in the
 //! queried shards, even one without a matching row; a backend whose
-//! measurement matched nothing answers nothing, so its columns and tag keys
-//! are missing from the merge. Unnamed cardinality totals are sums, so they
+//! measurement matched nothing answers nothing. Its columns come from its
+//! `EXPLAIN` of the statement ([`Part::columns`], [`explained_columns`]);
+//! its tag keys stay missing. Unnamed cardinality totals are sums, so they
 //! count twice what replicas both report (only when no circle is whole); the
 //! estimated forms are sums of estimates.
 
@@ -72,6 +73,119 @@ use serde_json::{Map, Number, Value};
 /// its JSON body.
 pub struct Part {
     pub result: Value,
+    /// Columns a wildcard field list takes from this backend's measurements
+    /// even when none of their rows matched (see [`explained_columns`]);
+    /// empty when unknown or not needed.
+    pub columns: Vec<String>,
+}
+
+impl Part {
+    pub fn new(result: Value) -> Part {
+        Part {
+            result,
+            columns: Vec::new(),
+        }
+    }
+
+    /// Whether the answer holds no series (and no error).
+    pub fn is_silent(&self) -> bool {
+        self.result.get("error").is_none()
+            && self
+                .result
+                .get("series")
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty())
+    }
+}
+
+/// The columns a wildcard `SELECT` takes from one backend, read from its
+/// answer to `EXPLAIN <statement>`. influxd prints, once per shard group,
+/// `EXPRESSION: <nil>` and `AUXILIARY FIELDS: h::tag, "odd name"::float` for
+/// a raw query (columns `h`, `odd name`), or one `EXPRESSION: count(y::float)`
+/// per function and field for an aggregate (column `count_y`). Empty when
+/// the plan cannot be read that way.
+pub fn explained_columns(answer: &Value) -> Vec<String> {
+    let rows = answer
+        .get("results")
+        .and_then(|r| r.get(0))
+        .and_then(|r| r.get("series"))
+        .and_then(|s| s.get(0))
+        .and_then(|s| s.get("values"))
+        .and_then(Value::as_array);
+    let mut names = BTreeSet::new();
+    for row in rows.into_iter().flatten() {
+        let Some(line) = row.get(0).and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(expr) = line.strip_prefix("EXPRESSION: ") {
+            if expr == "<nil>" {
+                continue;
+            }
+            // `count(y::float)`, `percentile(y::float, 90.000)`.
+            let call = expr.split_once('(').filter(|(f, _)| {
+                !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+            let arg = call.and_then(|(f, rest)| {
+                let first = split_refs(rest.strip_suffix(')')?).into_iter().next()?;
+                let (name, _) = first.rsplit_once("::")?;
+                (!name.contains('(')).then(|| format!("{f}_{}", unquote_ident(name)))
+            });
+            match arg {
+                Some(column) => {
+                    names.insert(column);
+                }
+                None => return Vec::new(),
+            }
+        } else if let Some(list) = line.strip_prefix("AUXILIARY FIELDS: ") {
+            for field in split_refs(list) {
+                let name = field.rsplit_once("::").map_or(field, |(n, _)| n);
+                names.insert(unquote_ident(name));
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// `a::tag, "b, c"::float` split on the commas outside double quotes.
+fn split_refs(list: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in list.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(list[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(list[start..].trim());
+    out.retain(|f| !f.is_empty() && *f != "<nil>");
+    out
+}
+
+/// An identifier as influxd prints it, without its quotes and escapes.
+fn unquote_ident(name: &str) -> String {
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    if let Some(next) = chars.next() {
+                        out.push(next);
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        None => name.to_string(),
+    }
 }
 
 /// How to combine the parts of one statement.
@@ -132,6 +246,7 @@ pub enum MergeKind {
 /// `messages` are the first part's that has any; `partial` is set if any
 /// part's is.
 pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
+    let explained: BTreeSet<String> = parts.iter().flat_map(|p| p.columns.clone()).collect();
     let mut results: Vec<Map<String, Value>> = parts
         .into_iter()
         .filter_map(|p| match p.result {
@@ -162,10 +277,10 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
     let merged = match kind {
         MergeKind::Series {
             wildcard, slimit, ..
-        } => merge_select(all, *wildcard, *slimit, false),
+        } => merge_select(all, *wildcard, &explained, *slimit, false),
         MergeKind::SeriesDesc {
             wildcard, slimit, ..
-        } => merge_select(all, *wildcard, *slimit, true),
+        } => merge_select(all, *wildcard, &explained, *slimit, true),
         MergeKind::Show { limit, offset } => merge_show(all, *limit, *offset),
         MergeKind::RetentionPolicies => group(all)
             .into_iter()
@@ -313,12 +428,13 @@ fn text_of(v: Value) -> String {
 fn merge_select(
     mut all: Vec<Series>,
     wildcard: bool,
+    explained: &BTreeSet<String>,
     slimit: Option<u64>,
     descending: bool,
 ) -> Vec<Series> {
     complete_tags(&mut all);
     if wildcard {
-        unite_columns(&mut all);
+        unite_columns(&mut all, explained);
     }
     let mut keyed: Vec<((String, Vec<u8>), Series)> =
         all.into_iter().map(|s| (s.sort_key(), s)).collect();
@@ -372,15 +488,22 @@ fn complete_tags(all: &mut [Series]) {
 }
 
 /// A wildcard over several measurements: influxd gives every series the
-/// union of their columns, `time` first and the rest sorted.
-fn unite_columns(all: &mut [Series]) {
-    if all.windows(2).all(|w| w[0].columns == w[1].columns) {
+/// union of their columns, `time` first and the rest sorted. `explained`:
+/// columns of measurements that matched no row (see [`explained_columns`];
+/// only answers with a `time` column take them).
+fn unite_columns(all: &mut [Series], explained: &BTreeSet<String>) {
+    let has_time = all.iter().any(|s| s.columns.iter().any(|c| c == "time"));
+    let explained = explained.iter().filter(|_| has_time);
+    let extra = explained
+        .clone()
+        .any(|c| all.iter().any(|s| !s.columns.contains(c)));
+    if !extra && all.windows(2).all(|w| w[0].columns == w[1].columns) {
         return;
     }
-    let has_time = all.iter().any(|s| s.columns.iter().any(|c| c == "time"));
     let rest: BTreeSet<&str> = all
         .iter()
         .flat_map(|s| s.columns.iter().map(String::as_str))
+        .chain(explained.map(String::as_str))
         .filter(|c| *c != "time")
         .collect();
     let mut union: Vec<String> = Vec::with_capacity(rest.len() + 1);
@@ -1338,12 +1461,7 @@ mod tests {
     }
 
     fn merged_body(kind: &MergeKind, bodies: &[&str]) -> String {
-        let parts = bodies
-            .iter()
-            .map(|b| Part {
-                result: result_of(b),
-            })
-            .collect();
+        let parts = bodies.iter().map(|b| Part::new(result_of(b))).collect();
         String::from_utf8(write_body(&[merge(kind, 0, parts)], false)).expect("UTF-8")
     }
 
@@ -1597,12 +1715,8 @@ mod tests {
         let ok = r#"{"statement_id":0,"series":[{"name":"cpu","columns":["tagKey"],"values":[["host"]]}]}"#;
         let failed = r#"{"statement_id":0,"error":"shard 7: no space left"}"#;
         let parts = vec![
-            Part {
-                result: parse_json(ok.as_bytes()).unwrap(),
-            },
-            Part {
-                result: parse_json(failed.as_bytes()).unwrap(),
-            },
+            Part::new(parse_json(ok.as_bytes()).unwrap()),
+            Part::new(parse_json(failed.as_bytes()).unwrap()),
         ];
         let merged = merge(&show(None, None), 2, parts);
         assert_eq!(
@@ -1618,9 +1732,7 @@ mod tests {
 
     #[test]
     fn a_result_without_series_has_no_series_key() {
-        let empty = || Part {
-            result: parse_json(br#"{"statement_id":0}"#).unwrap(),
-        };
+        let empty = || Part::new(parse_json(br#"{"statement_id":0}"#).unwrap());
         for kind in [
             select(true),
             show(Some(1), None),
@@ -1636,9 +1748,7 @@ mod tests {
         let merged = merge(
             &show(None, Some(10)),
             0,
-            vec![Part {
-                result: result_of(MEASUREMENTS_P1),
-            }],
+            vec![Part::new(result_of(MEASUREMENTS_P1))],
         );
         assert_eq!(merged.get("series"), None);
     }
@@ -1649,9 +1759,7 @@ mod tests {
         let b = r#"{"statement_id":0,"series":[{"name":"runtime","columns":["Alloc"],"values":[[1]]}]}"#;
         let parts = [a, b]
             .iter()
-            .map(|t| Part {
-                result: parse_json(t.as_bytes()).unwrap(),
-            })
+            .map(|t| Part::new(parse_json(t.as_bytes()).unwrap()))
             .collect();
         let merged = merge(&MergeKind::Concat, 0, parts);
         assert_eq!(
@@ -1773,15 +1881,61 @@ mod tests {
         assert!(parse_json(b" {\"a\" : [ 1 , true , null ] } ").is_ok());
     }
 
+    fn plan(lines: &[&str]) -> Value {
+        let rows: Vec<Value> = lines.iter().map(|l| serde_json::json!([l])).collect();
+        serde_json::json!({"results":[{"statement_id":0,"series":[{"columns":["QUERY PLAN"],"values":rows}]}]})
+    }
+
+    #[test]
+    fn explain_plans_give_the_wildcard_columns() {
+        // Captured from influxd 1.6.7 (one block per shard group).
+        let raw = plan(&[
+            "EXPRESSION: <nil>",
+            r#"AUXILIARY FIELDS: k::tag, "odd, \"name"::float"#,
+            "NUMBER OF SHARDS: 1",
+            "",
+            "EXPRESSION: <nil>",
+            "AUXILIARY FIELDS: k::tag, y::integer",
+        ]);
+        assert_eq!(explained_columns(&raw), ["k", "odd, \"name", "y"]);
+        let aggregate = plan(&[
+            "EXPRESSION: count(y::float)",
+            "EXPRESSION: mean(y::float)",
+            "NUMBER OF SHARDS: 1",
+        ]);
+        assert_eq!(explained_columns(&aggregate), ["count_y", "mean_y"]);
+        // percentile(*, 90) is printed without its function: unknown.
+        assert!(explained_columns(&plan(&["EXPRESSION: y::float"])).is_empty());
+        assert!(explained_columns(&plan(&[""])).is_empty());
+        assert!(explained_columns(&serde_json::json!({"error": "x"})).is_empty());
+    }
+
+    #[test]
+    fn explained_columns_join_the_union_of_a_wildcard() {
+        let answered = Part::new(result_of(
+            r#"{"results":[{"statement_id":0,"series":[{"name":"a","columns":["time","h","x"],"values":[["t1","y",2]]}]}]}"#,
+        ));
+        let mut silent = Part::new(result_of(r#"{"results":[{"statement_id":0}]}"#));
+        assert!(silent.is_silent() && !answered.is_silent());
+        silent.columns = vec!["k".into(), "y".into()];
+        let kind = MergeKind::Series {
+            wildcard: true,
+            slimit: None,
+            soffset: None,
+        };
+        let merged = merge(&kind, 0, vec![answered, silent]);
+        let body = String::from_utf8(write_body(&[merged], false)).unwrap();
+        assert_eq!(
+            body,
+            "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"a\",\"columns\":[\"time\",\"h\",\"k\",\"x\",\"y\"],\"values\":[[\"t1\",\"y\",null,2,null]]}]}]}\n"
+        );
+    }
+
     #[test]
     fn malformed_parts_are_ignored() {
         let parts = vec![
-            Part {
-                result: Value::Null,
-            },
-            Part {
-                result: parse_json(br#"{"series":[1,{"name":"m","values":[["x"],5]}]}"#).unwrap(),
-            },
+            Part::new(Value::Null),
+            Part::new(parse_json(br#"{"series":[1,{"name":"m","values":[["x"],5]}]}"#).unwrap()),
         ];
         let merged = merge(&show(None, None), 0, parts);
         let body = String::from_utf8(write_body(&[merged], false)).unwrap();

@@ -749,6 +749,12 @@ pub fn full_corpus(ds: &DataSet) -> Vec<Case> {
         Case::get(qd, "SELECT count(*) FROM cpu, mem, disk, net"),
         Case::get(qd, "SELECT * FROM cpu, mem WHERE host = 'a' LIMIT 3"),
         Case::get(qd, "SELECT * FROM mem, cpu ORDER BY time DESC LIMIT 2"),
+        // A measurement without a matching row still gives its columns
+        // (the proxy asks its backend for EXPLAIN).
+        Case::get(qd, "SELECT * FROM cpu, mem WHERE usage > 0"),
+        Case::get(qd, "SELECT *::field FROM mem, cpu WHERE used > 0 LIMIT 2"),
+        Case::get(qd, "SELECT count(*) FROM cpu, mem WHERE usage > 0"),
+        Case::get(qd, "SELECT * FROM /^(cpu|mem)$/ WHERE \"free\" > 0 LIMIT 3"),
         Case::get(
             qd,
             format!(r#"SELECT * FROM "h2o_feet", net WHERE time >= {}s AND time < {}s"#, b + 600, b + 900),
