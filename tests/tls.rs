@@ -1562,6 +1562,23 @@ fn an_https_backend_verified_with_backend_ca_file_gets_writes_and_queries() {
     proxy.assert_running();
 }
 
+/// A backend starts active, as in the Go proxy, until its first ping (here a
+/// failed handshake) says otherwise; after that verdict, several health
+/// rounds must never find it active.
+fn assert_never_active(proxy: &Proxy, name: &str, what: &str) {
+    wait_for_eq(
+        Duration::from_secs(5),
+        "the first health verdict",
+        &Some(false),
+        || proxy.backend_active(name),
+    );
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        assert_eq!(proxy.backend_active(name), Some(false), "{what}");
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn an_https_backend_unverifiable_by_mozilla_roots_is_never_active_until_skip_verify() {
     let certs = Certs::new();
@@ -1572,16 +1589,11 @@ fn an_https_backend_unverifiable_by_mozilla_roots_is_never_active_until_skip_ver
     let name = backend_name(0, 0);
 
     let mut proxy = Proxy::start(backend_config(&d));
-    // Several health rounds: never active.
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(3) {
-        assert_eq!(
-            proxy.backend_active(&name),
-            Some(false),
-            "a self-signed backend passed verification against Mozilla's roots"
-        );
-        thread::sleep(Duration::from_millis(250));
-    }
+    assert_never_active(
+        &proxy,
+        &name,
+        "a self-signed backend passed verification against Mozilla's roots",
+    );
     let (status, body) = proxy.write(
         "tlsb",
         None,
@@ -1663,15 +1675,11 @@ fn an_https_backend_signed_by_a_ca_is_verified_through_the_chain_and_refused_wit
     let mut config = backend_config(&d);
     config["backend_ca_file"] = json!(s(&wrong_ca));
     let proxy = Proxy::start(config);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(3) {
-        assert_eq!(
-            proxy.backend_active(&name),
-            Some(false),
-            "a backend signed by another CA passed verification"
-        );
-        thread::sleep(Duration::from_millis(250));
-    }
+    assert_never_active(
+        &proxy,
+        &name,
+        "a backend signed by another CA passed verification",
+    );
     let (status, body) = proxy.write("tlsb", None, "wrongca,host=a v=1 1700000000000000000");
     assert_eq!(status, 204, "{body}");
     thread::sleep(Duration::from_millis(1500));
