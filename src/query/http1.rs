@@ -677,6 +677,74 @@ mod tests {
         }
     }
 
+    /// Mutations of well-formed answers (cut, bytes flipped, garbage
+    /// spliced in): whatever a broken backend sends, the client answers
+    /// with a status and body or an error, never a panic or a hang.
+    #[test]
+    fn any_answer_bytes_give_a_result_or_an_error() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed, TestRunner};
+        let valid: Vec<&[u8]> = vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\nT: 1\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n{\"error\":\"x\"}",
+            b"HTTP/1.0 204 No Content\r\n\r\n",
+        ];
+        let answer = (
+            proptest::sample::select(valid),
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            proptest::option::of(any::<prop::sample::Index>()),
+            proptest::collection::vec(any::<u8>(), 0..24),
+        )
+            .prop_map(|(base, flips, cut, junk)| {
+                let mut bytes = base.to_vec();
+                for (at, b) in flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] = b;
+                }
+                if let Some(at) = cut {
+                    bytes.truncate(at.index(bytes.len() + 1));
+                }
+                bytes.extend_from_slice(&junk);
+                bytes
+            });
+        let mut runner = TestRunner::new(Config {
+            cases: 200,
+            rng_seed: RngSeed::Fixed(7),
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&answer, |wire| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = std::thread::spawn(move || {
+                let (mut sock, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf);
+                let _ = sock.write_all(&wire);
+            });
+            let origin = Origin::parse(&format!("http://{addr}")).unwrap();
+            let pool = Arc::new(Pool::default());
+            let started = Instant::now();
+            let req = Request {
+                post: false,
+                path: "/query?q=x",
+                headers: "",
+                body: b"",
+            };
+            if let Ok(mut a) = send(&pool, 0, &origin, &req, Duration::from_secs(5)) {
+                let mut body = Vec::new();
+                let _ = a.read_to_end(&mut body);
+            }
+            server.join().unwrap();
+            prop_assert!(started.elapsed() < Duration::from_secs(4), "hung");
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+
     #[test]
     fn a_silent_backend_times_out() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
