@@ -375,10 +375,10 @@ impl QueryService {
             .collect()
     }
 
-    /// A raw wildcard `SELECT` fanned out to several backends: influxd's
-    /// columns include those of every measurement in the queried shards,
-    /// even one without a matching row, but a backend whose measurements
-    /// matched nothing answers no series. Each such backend is asked
+    /// A wildcard `SELECT` fanned out to several backends: influxd's columns
+    /// include those of every measurement in the queried shards, even one
+    /// without a matching row, but a backend whose measurements matched
+    /// nothing answers no series. Each such backend is asked (in parallel)
     /// `EXPLAIN` of the statement, whose plan lists those columns. Any
     /// failure leaves the columns as they are.
     fn explain_silent_parts(
@@ -390,29 +390,33 @@ impl QueryService {
         if parts.iter().all(Part::is_silent) {
             return;
         }
-        for (backend, part) in targets.iter().zip(parts.iter_mut()) {
-            if !part.is_silent() {
-                continue;
+        let explain = sent
+            .iter()
+            .find(|(k, _)| *k == "q")
+            .map(|(_, q)| format!("EXPLAIN {q}"))
+            .unwrap_or_default();
+        let asked: Vec<(&str, &str)> = sent
+            .iter()
+            .map(|&(k, v)| {
+                if k == "q" {
+                    (k, explain.as_str())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        let asked = asked.as_slice();
+        std::thread::scope(|scope| {
+            for (backend, part) in targets.iter().zip(parts.iter_mut()) {
+                if part.is_silent() {
+                    scope.spawn(move || {
+                        if let Ok(answer) = self.client.json(backend, true, asked) {
+                            part.columns = merge::explained_columns(&answer);
+                        }
+                    });
+                }
             }
-            let explain = sent
-                .iter()
-                .find(|(k, _)| *k == "q")
-                .map(|(_, q)| format!("EXPLAIN {q}"))
-                .unwrap_or_default();
-            let asked: Vec<(&str, &str)> = sent
-                .iter()
-                .map(|&(k, v)| {
-                    if k == "q" {
-                        (k, explain.as_str())
-                    } else {
-                        (k, v)
-                    }
-                })
-                .collect();
-            if let Ok(answer) = self.client.json(backend, true, &asked) {
-                part.columns = merge::explained_columns(&answer);
-            }
-        }
+        });
     }
 
     /// Runs a DDL statement on every backend that should get it.
