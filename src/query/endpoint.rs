@@ -533,11 +533,13 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
         },
         _ if order_desc(stmt) => MergeKind::SeriesDesc {
             wildcard: stmt.wildcard,
+            calls: stmt.select_calls.clone(),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
         },
         _ => MergeKind::Series {
             wildcard: stmt.wildcard,
+            calls: stmt.select_calls.clone(),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
         },

@@ -202,6 +202,8 @@ pub enum MergeKind {
     /// once duplicates from replicas are gone.
     Series {
         wildcard: bool,
+        /// The statement's [`crate::query::statement::Statement::select_calls`].
+        calls: Vec<Option<String>>,
         slimit: Option<u64>,
         soffset: Option<u64>,
     },
@@ -209,6 +211,7 @@ pub enum MergeKind {
     /// the series in reverse order too.
     SeriesDesc {
         wildcard: bool,
+        calls: Vec<Option<String>>,
         slimit: Option<u64>,
         soffset: Option<u64>,
     },
@@ -276,11 +279,17 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
         .collect();
     let merged = match kind {
         MergeKind::Series {
-            wildcard, slimit, ..
-        } => merge_select(all, *wildcard, &explained, *slimit, false),
+            wildcard,
+            calls,
+            slimit,
+            ..
+        } => merge_select(all, *wildcard, calls, &explained, *slimit, false),
         MergeKind::SeriesDesc {
-            wildcard, slimit, ..
-        } => merge_select(all, *wildcard, &explained, *slimit, true),
+            wildcard,
+            calls,
+            slimit,
+            ..
+        } => merge_select(all, *wildcard, calls, &explained, *slimit, true),
         MergeKind::Show { limit, offset } => merge_show(all, *limit, *offset),
         MergeKind::RetentionPolicies => group(all)
             .into_iter()
@@ -428,13 +437,14 @@ fn text_of(v: Value) -> String {
 fn merge_select(
     mut all: Vec<Series>,
     wildcard: bool,
+    calls: &[Option<String>],
     explained: &BTreeSet<String>,
     slimit: Option<u64>,
     descending: bool,
 ) -> Vec<Series> {
     complete_tags(&mut all);
     if wildcard {
-        unite_columns(&mut all, explained);
+        unite_columns(&mut all, calls, explained);
     }
     let mut keyed: Vec<((String, Vec<u8>), Series)> =
         all.into_iter().map(|s| (s.sort_key(), s)).collect();
@@ -488,10 +498,12 @@ fn complete_tags(all: &mut [Series]) {
 }
 
 /// A wildcard over several measurements: influxd gives every series the
-/// union of their columns, `time` first and the rest sorted. `explained`:
-/// columns of measurements that matched no row (see [`explained_columns`];
-/// only answers with a `time` column take them).
-fn unite_columns(all: &mut [Series], explained: &BTreeSet<String>) {
+/// union of their columns, `time` first, then item by item of the field
+/// list: a raw wildcard's columns sorted, a call over `*` its `f_<field>`
+/// columns sorted, any other item its one column (see [`column_order`]).
+/// `explained`: columns of measurements that matched no row (see
+/// [`explained_columns`]; only answers with a `time` column take them).
+fn unite_columns(all: &mut [Series], calls: &[Option<String>], explained: &BTreeSet<String>) {
     let has_time = all.iter().any(|s| s.columns.iter().any(|c| c == "time"));
     let explained = explained.iter().filter(|_| has_time);
     let extra = explained
@@ -500,12 +512,17 @@ fn unite_columns(all: &mut [Series], explained: &BTreeSet<String>) {
     if !extra && all.windows(2).all(|w| w[0].columns == w[1].columns) {
         return;
     }
-    let rest: BTreeSet<&str> = all
+    let mut seen: Vec<&str> = Vec::new();
+    for c in all
         .iter()
         .flat_map(|s| s.columns.iter().map(String::as_str))
         .chain(explained.map(String::as_str))
-        .filter(|c| *c != "time")
-        .collect();
+    {
+        if c != "time" && !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    let rest = column_order(seen, calls);
     let mut union: Vec<String> = Vec::with_capacity(rest.len() + 1);
     if has_time {
         union.push("time".into());
@@ -530,6 +547,38 @@ fn unite_columns(all: &mut [Series], explained: &BTreeSet<String>) {
         }
         s.columns = union.clone();
     }
+}
+
+/// Orders the non-`time` columns of a wildcard answer, given in first-seen
+/// order. Without wildcard calls (`calls` has no `Some`), sorted by name:
+/// influxd sorts a raw wildcard's columns. With them, item by item: a column
+/// `f_...` belongs to the first call `f(*)`, sorted within it; the other
+/// columns, in first-seen order, fill the other items in turn.
+fn column_order<'a>(seen: Vec<&'a str>, calls: &[Option<String>]) -> Vec<&'a str> {
+    let mut sorted = seen;
+    if !calls.iter().any(Option::is_some) {
+        sorted.sort_unstable();
+        return sorted;
+    }
+    let call_of = |c: &str| {
+        calls.iter().position(|f| {
+            f.as_deref().is_some_and(|f| {
+                c.len() > f.len() && c.starts_with(f) && c.as_bytes()[f.len()] == b'_'
+            })
+        })
+    };
+    let mut others = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.is_none())
+        .map(|(i, _)| i);
+    let mut ranked: Vec<(usize, &str)> = Vec::with_capacity(sorted.len());
+    for &c in &sorted {
+        let item = call_of(c).or_else(|| others.next()).unwrap_or(usize::MAX);
+        ranked.push((item, c));
+    }
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(_, c)| c).collect()
 }
 
 /// Series grouped by name and tags, in first-seen order: the first series
@@ -1477,6 +1526,7 @@ mod tests {
     fn select(wildcard: bool) -> MergeKind {
         MergeKind::Series {
             wildcard,
+            calls: Vec::new(),
             slimit: None,
             soffset: None,
         }
@@ -1642,6 +1692,7 @@ mod tests {
     fn order_by_time_desc_lists_series_in_reverse() {
         let kind = MergeKind::SeriesDesc {
             wildcard: true,
+            calls: Vec::new(),
             slimit: None,
             soffset: None,
         };
@@ -1654,6 +1705,7 @@ mod tests {
         // the second series of every measurement.
         let kind = MergeKind::Series {
             wildcard: true,
+            calls: Vec::new(),
             slimit: Some(1),
             soffset: Some(1),
         };
@@ -1920,6 +1972,7 @@ mod tests {
         silent.columns = vec!["k".into(), "y".into()];
         let kind = MergeKind::Series {
             wildcard: true,
+            calls: Vec::new(),
             slimit: None,
             soffset: None,
         };
@@ -1929,6 +1982,31 @@ mod tests {
             body,
             "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"a\",\"columns\":[\"time\",\"h\",\"k\",\"x\",\"y\"],\"values\":[[\"t1\",\"y\",null,2,null]]}]}]}\n"
         );
+    }
+
+    #[test]
+    fn wildcard_calls_keep_their_columns_call_by_call() {
+        let calls = |c: &[Option<&str>]| -> Vec<Option<String>> {
+            c.iter().map(|f| f.map(str::to_string)).collect()
+        };
+        // influxd: SELECT mean(*), count(*) -> mean_x, mean_y, count_x, count_y.
+        let seen = vec!["count_x", "mean_x", "count_y", "mean_y"];
+        assert_eq!(
+            column_order(seen.clone(), &calls(&[Some("mean"), Some("count")])),
+            ["mean_x", "mean_y", "count_x", "count_y"]
+        );
+        // SELECT max(*), min(x) -> max_x, max_y, min; min(x), max(*) the other way.
+        let seen = vec!["max_y", "min", "max_x"];
+        assert_eq!(
+            column_order(seen.clone(), &calls(&[Some("max"), None])),
+            ["max_x", "max_y", "min"]
+        );
+        assert_eq!(
+            column_order(seen.clone(), &calls(&[None, Some("max")])),
+            ["min", "max_x", "max_y"]
+        );
+        // A raw wildcard (no call): sorted by name.
+        assert_eq!(column_order(seen, &[]), ["max_x", "max_y", "min"]);
     }
 
     #[test]

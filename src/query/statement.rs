@@ -69,6 +69,11 @@ pub struct Statement {
     /// regex field: its columns depend on the data, so the caller re-projects
     /// columns after combining answers.
     pub wildcard: bool,
+    /// For a wildcard SELECT: its outermost field list, item by item, with
+    /// the function name (lower case) of each call over `*` or a regex
+    /// (`mean(*)`) and `None` for any other item. Empty when not a wildcard
+    /// SELECT, or when an item has an alias.
+    pub select_calls: Vec<Option<String>>,
     /// The statement uses a bound parameter (`$name`), which InfluxDB fills
     /// from the request's `params`: a parameter can name a database or a
     /// measurement the fields above do not show.
@@ -492,6 +497,11 @@ fn analyze_one(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
         None => first_qualified.and_then(|r| r.retention_policy.clone()),
     };
     let wildcard = kind == StatementKind::Select && select_wildcard(toks);
+    let select_calls = if wildcard {
+        select_calls(toks)
+    } else {
+        Vec::new()
+    };
 
     let mut statement = Statement {
         text,
@@ -507,6 +517,7 @@ fn analyze_one(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
         soffset: numbers[3],
         text_without_limit: String::new(),
         wildcard,
+        select_calls,
         bound_params,
         clauses,
     };
@@ -745,6 +756,45 @@ fn select_wildcard(toks: &[Token<'_>]) -> bool {
         prev = Some(t);
     }
     false
+}
+
+/// The outermost field list's items (see [`Statement::select_calls`]).
+fn select_calls(toks: &[Token<'_>]) -> Vec<Option<String>> {
+    let mut items: Vec<&[Token<'_>]> = Vec::new();
+    let (mut depth, mut start) = (0usize, 1usize);
+    for (i, t) in toks.iter().enumerate().skip(1) {
+        match t.kind {
+            T::Punct(P::LParen) => depth += 1,
+            T::Punct(P::RParen) => depth = depth.saturating_sub(1),
+            T::Punct(P::Comma) if depth == 0 => {
+                items.push(&toks[start..i]);
+                start = i + 1;
+            }
+            T::Keyword(K::From) if depth == 0 => {
+                items.push(&toks[start..i]);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if item.iter().any(|t| t.kind == T::Keyword(K::As)) {
+            return Vec::new();
+        }
+        let call = match item {
+            [f, open, arg, ..]
+                if matches!(f.kind, T::Ident | T::QuotedIdent)
+                    && open.kind == T::Punct(P::LParen)
+                    && matches!(arg.kind, T::Punct(P::Mul) | T::Regex) =>
+            {
+                Some(f.value().to_ascii_lowercase())
+            }
+            _ => None,
+        };
+        out.push(call);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1286,6 +1336,18 @@ mod tests {
         assert_eq!(s.text_without_limit, "SHOW MEASUREMENTS LIMIT x");
         let s = one("SHOW MEASUREMENTS LIMIT 99999999999999999999999");
         assert_eq!(s.limit, None);
+    }
+
+    #[test]
+    fn calls_over_wildcards_are_listed_item_by_item() {
+        let calls = |q: &str| one(q).select_calls;
+        assert_eq!(
+            calls("SELECT MEAN(*), count(/x/), max(v) FROM a, b"),
+            [Some("mean".to_string()), Some("count".to_string()), None]
+        );
+        assert_eq!(calls("SELECT *, x FROM a, b"), [None, None]);
+        assert!(calls("SELECT mean(*) AS m FROM a, b").is_empty());
+        assert!(calls("SELECT mean(v) FROM a, b").is_empty());
     }
 
     #[test]

@@ -754,6 +754,9 @@ pub fn full_corpus(ds: &DataSet) -> Vec<Case> {
         Case::get(qd, "SELECT * FROM cpu, mem WHERE usage > 0"),
         Case::get(qd, "SELECT *::field FROM mem, cpu WHERE used > 0 LIMIT 2"),
         Case::get(qd, "SELECT count(*) FROM cpu, mem WHERE usage > 0"),
+        // Several wildcard calls: columns call by call, as influxd lists them.
+        Case::get(qd, "SELECT mean(*), count(*) FROM cpu, mem"),
+        Case::get(qd, "SELECT min(n), MAX(*) FROM mem, cpu GROUP BY host"),
         Case::get(qd, "SELECT * FROM /^(cpu|mem)$/ WHERE \"free\" > 0 LIMIT 3"),
         Case::get(
             qd,
