@@ -462,6 +462,8 @@ enum Exchange {
 /// A parsed answer head: status, headers, and where the body starts.
 struct Head {
     status: u16,
+    /// HTTP/1.1 (an HTTP/1.0 answer closes unless it says keep-alive).
+    http11: bool,
     headers: Vec<(String, String)>,
 }
 
@@ -479,6 +481,7 @@ fn exchange(conn: &mut Conn, wire: &[u8], deadline: Instant) -> Result<Head, Exc
             Ok(httparse::Status::Complete(len)) => {
                 let head = Head {
                     status: parsed.code.unwrap_or(0),
+                    http11: parsed.version == Some(1),
                     headers: parsed
                         .headers
                         .iter()
@@ -521,7 +524,12 @@ fn answer(
     };
     let chunked =
         find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let keep_alive = !find("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let connection = find("connection").map(str::to_ascii_lowercase);
+    let keep_alive = match connection.as_deref() {
+        Some(v) if v.contains("close") => false,
+        Some(v) if v.contains("keep-alive") => true,
+        _ => head.http11,
+    };
     let framing = if matches!(head.status, 204 | 304) || (100..200).contains(&head.status) {
         Framing::Length(0)
     } else if chunked {
@@ -652,6 +660,19 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(get(&pool, &origin).unwrap().1, b"two");
         server.join().unwrap();
+    }
+
+    #[test]
+    fn an_http10_answer_without_keep_alive_is_not_pooled() {
+        let (addr, server) = serve(vec![
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+        ]);
+        let origin = Origin::parse(&format!("http://{addr}")).unwrap();
+        let pool = Arc::new(Pool::default());
+        assert_eq!(get(&pool, &origin).unwrap(), (200, b"ok".to_vec()));
+        server.join().unwrap();
+        let kept = pool.idle.lock().unwrap().get(&0).map_or(0, Vec::len);
+        assert_eq!(kept, 0, "an HTTP/1.0 connection was kept");
     }
 
     #[test]
