@@ -24,10 +24,7 @@ pub struct Answer {
 impl Answer {
     /// The first value of header `name` (give it in lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        http1::header(&self.headers, name)
     }
 
     /// The body, read as it arrives.

@@ -293,13 +293,12 @@ pub struct Answer {
     body: Body,
 }
 
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
+/// The first value of header `name` (lower case) in lower-cased `headers`.
+pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// How the body ends.
@@ -516,12 +515,7 @@ fn answer(
     head: Head,
     deadline: Instant,
 ) -> io::Result<Answer> {
-    let find = |name: &str| {
-        head.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let find = |name: &str| header(&head.headers, name);
     let chunked =
         find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let connection = find("connection").map(str::to_ascii_lowercase);
