@@ -19,15 +19,6 @@ fn require_influx() {
     );
 }
 
-/// `influx -host 127.0.0.1 -port <port> ARGS`: (exit code, stdout + stderr).
-fn influx(port: u16, args: &[&str]) -> (Option<i32>, String) {
-    let port = port.to_string();
-    let mut all = vec!["-host", "127.0.0.1", "-port", &port];
-    all.extend_from_slice(args);
-    let (code, out, err) = run_tool(INFLUX, &all, Duration::from_secs(20));
-    (code, format!("{out}{err}"))
-}
-
 #[test]
 fn rfc3339_formatting_matches_influxdb() {
     assert_eq!(

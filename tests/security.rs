@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::query::{require_python_influxdb, run_tool};
+use common::query::{influx, require_python_influxdb, run_tool};
 use common::*;
 use serde_json::{json, Value};
 
@@ -609,15 +609,6 @@ fn encrypted_proxy_and_backend_credentials_use_the_go_cipher() {
 
 // ---------------------------------------------------------------------------
 // 3. Real clients with credentials.
-
-/// `influx -host 127.0.0.1 -port <port> ARGS`: (exit code, stdout + stderr).
-fn influx(port: u16, args: &[&str]) -> (Option<i32>, String) {
-    let port = port.to_string();
-    let mut all = vec!["-host", "127.0.0.1", "-port", &port];
-    all.extend_from_slice(args);
-    let (code, out, err) = run_tool(INFLUX, &all, Duration::from_secs(20));
-    (code, format!("{out}{err}"))
-}
 
 #[test]
 fn influx_shell_with_credentials_through_an_auth_proxy() {

@@ -926,6 +926,16 @@ pub fn require_python_influxdb() {
     );
 }
 
+/// `influx -host 127.0.0.1 -port <port> ARGS` (Debian's `influx` shell):
+/// (exit code, stdout + stderr).
+pub fn influx(port: u16, args: &[&str]) -> (Option<i32>, String) {
+    let port = port.to_string();
+    let mut all = vec!["-host", "127.0.0.1", "-port", &port];
+    all.extend_from_slice(args);
+    let (code, out, err) = run_tool("/usr/bin/influx", &all, Duration::from_secs(20));
+    (code, format!("{out}{err}"))
+}
+
 /// Runs `program` with `args` (stdin closed), killed after `timeout`:
 /// (exit code, or `None` when it had to be killed; stdout; stderr).
 pub fn run_tool(program: &str, args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
