@@ -325,8 +325,8 @@ impl QueryService {
         for targets in plans {
             match self.fan_out(&targets, &sent) {
                 Ok(mut parts) => {
-                    if stmt.wildcard && targets.len() > 1 {
-                        self.explain_silent_parts(&targets, &mut parts, &sent);
+                    if (stmt.wildcard || stmt.group_by_all) && targets.len() > 1 {
+                        self.complete_silent_parts(stmt, &targets, &mut parts, &sent);
                     }
                     return Ok(merge::merge(&kind, statement_id, parts));
                 }
@@ -375,14 +375,17 @@ impl QueryService {
             .collect()
     }
 
-    /// A wildcard `SELECT` fanned out to several backends: influxd's columns
-    /// include those of every measurement in the queried shards, even one
-    /// without a matching row, but a backend whose measurements matched
-    /// nothing answers no series. Each such backend is asked (in parallel)
-    /// `EXPLAIN` of the statement, whose plan lists those columns. Any
-    /// failure leaves the columns as they are.
-    fn explain_silent_parts(
+    /// A `SELECT` fanned out to several backends, with a wildcard field list
+    /// or `GROUP BY *`: influxd's columns (and tag keys) include those of
+    /// every measurement in the queried shards, even one without a matching
+    /// row, but a backend whose measurements matched nothing answers no
+    /// series. Each such backend is asked, in parallel, `EXPLAIN` of the
+    /// statement, whose plan lists those columns, and for `GROUP BY *`
+    /// `SHOW TAG KEYS` of the statement's sources. Any failure leaves the
+    /// answer as it is.
+    fn complete_silent_parts(
         &self,
+        stmt: &Statement,
         targets: &[Arc<Backend>],
         parts: &mut [Part],
         sent: &[(&str, &str)],
@@ -390,31 +393,35 @@ impl QueryService {
         if parts.iter().all(Part::is_silent) {
             return;
         }
-        let explain = sent
-            .iter()
-            .find(|(k, _)| *k == "q")
-            .map(|(_, q)| format!("EXPLAIN {q}"))
-            .unwrap_or_default();
-        let asked: Vec<(&str, &str)> = sent
-            .iter()
-            .map(|&(k, v)| {
-                if k == "q" {
-                    (k, explain.as_str())
-                } else {
-                    (k, v)
-                }
-            })
-            .collect();
-        let asked = asked.as_slice();
+        let with_q = |q: &str| -> Vec<(String, String)> {
+            sent.iter()
+                .map(|&(k, v)| (k.to_string(), if k == "q" { q } else { v }.to_string()))
+                .collect()
+        };
+        let explain = stmt
+            .wildcard
+            .then(|| with_q(&format!("EXPLAIN {}", stmt.text)));
+        let tag_keys = stmt
+            .group_by_all
+            .then(|| with_q(&show_tag_keys_of(&stmt.source_refs)));
+        let (explain, tag_keys) = (explain.as_deref(), tag_keys.as_deref());
         std::thread::scope(|scope| {
             for (backend, part) in targets.iter().zip(parts.iter_mut()) {
-                if part.is_silent() {
-                    scope.spawn(move || {
-                        if let Ok(answer) = self.client.json(backend, true, asked) {
+                if !part.is_silent() {
+                    continue;
+                }
+                scope.spawn(move || {
+                    if let Some(q) = explain {
+                        if let Ok(answer) = self.client.json(backend, true, &pairs(q)) {
                             part.columns = merge::explained_columns(&answer);
                         }
-                    });
-                }
+                    }
+                    if let Some(q) = tag_keys {
+                        if let Ok(answer) = self.client.json(backend, true, &pairs(q)) {
+                            part.tag_keys = merge::shown_tag_keys(&answer);
+                        }
+                    }
+                });
             }
         });
     }
@@ -496,6 +503,36 @@ impl QueryService {
             _ => all(),
         }
     }
+}
+
+/// Borrowed request parameters.
+fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// `SHOW TAG KEYS FROM` the statement's sources, each qualified as written
+/// (`"db"."rp"."m"`, `/re/`).
+fn show_tag_keys_of(refs: &[statement::SourceRef]) -> String {
+    let sources: Vec<String> = refs
+        .iter()
+        .map(|r| {
+            let name = match &r.source {
+                Source::Measurement(m) => lexer::quote_ident(m),
+                Source::Regex(re) => format!("/{}/", re.replace('/', "\\/")),
+            };
+            match (&r.database, &r.retention_policy) {
+                (Some(db), Some(rp)) => format!(
+                    "{}.{}.{name}",
+                    lexer::quote_ident(db),
+                    lexer::quote_ident(rp)
+                ),
+                (Some(db), None) => format!("{}..{name}", lexer::quote_ident(db)),
+                (None, Some(rp)) => format!("{}.{name}", lexer::quote_ident(rp)),
+                (None, None) => name,
+            }
+        })
+        .collect();
+    format!("SHOW TAG KEYS FROM {}", sources.join(", "))
 }
 
 /// Every DDL statement.
@@ -622,6 +659,22 @@ fn json_response(body: Vec<u8>, gzip: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_keys_are_asked_of_the_sources_as_written() {
+        let stmt = |q: &str| statement::parse(q).unwrap().remove(0);
+        assert_eq!(
+            show_tag_keys_of(
+                &stmt(r#"SELECT * FROM "cpu load", db..m, rp."x\"y", /a\/b/ GROUP BY *"#)
+                    .source_refs
+            ),
+            r#"SHOW TAG KEYS FROM "cpu load", "db".."m", "rp"."x\"y", /a\/b/"#
+        );
+        assert_eq!(
+            show_tag_keys_of(&stmt("SELECT * FROM d.r.m GROUP BY *").source_refs),
+            r#"SHOW TAG KEYS FROM "d"."r"."m""#
+        );
+    }
 
     #[test]
     fn header_names_are_capitalised() {

@@ -59,8 +59,9 @@
 //! and `GROUP BY *` tag keys include those of every measurement in the
 //! queried shards, even one without a matching row; a backend whose
 //! measurement matched nothing answers nothing. Its columns come from its
-//! `EXPLAIN` of the statement ([`Part::columns`], [`explained_columns`]);
-//! its tag keys stay missing. Unnamed cardinality totals are sums, so they
+//! `EXPLAIN` of the statement ([`Part::columns`], [`explained_columns`]),
+//! its tag keys for `GROUP BY *` from `SHOW TAG KEYS` ([`Part::tag_keys`],
+//! [`shown_tag_keys`]); for `GROUP BY /regex/` they stay missing. Unnamed cardinality totals are sums, so they
 //! count twice what replicas both report (only when no circle is whole); the
 //! estimated forms are sums of estimates.
 
@@ -77,6 +78,9 @@ pub struct Part {
     /// even when none of their rows matched (see [`explained_columns`]);
     /// empty when unknown or not needed.
     pub columns: Vec<String>,
+    /// Tag keys of this backend's measurements in the statement, for a
+    /// `GROUP BY *` it answered without series (from `SHOW TAG KEYS`).
+    pub tag_keys: Vec<String>,
 }
 
 impl Part {
@@ -84,6 +88,7 @@ impl Part {
         Part {
             result,
             columns: Vec::new(),
+            tag_keys: Vec::new(),
         }
     }
 
@@ -144,6 +149,24 @@ pub fn explained_columns(answer: &Value) -> Vec<String> {
         }
     }
     names.into_iter().collect()
+}
+
+/// The tag keys in an answer to `SHOW TAG KEYS` (every series' rows).
+pub fn shown_tag_keys(answer: &Value) -> Vec<String> {
+    let series = answer
+        .get("results")
+        .and_then(|r| r.get(0))
+        .and_then(|r| r.get("series"))
+        .and_then(Value::as_array);
+    let keys: BTreeSet<String> = series
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("values").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|row| row.get(0).and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    keys.into_iter().collect()
 }
 
 /// `a::tag, "b, c"::float` split on the commas outside double quotes.
@@ -250,6 +273,7 @@ pub enum MergeKind {
 /// part's is.
 pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
     let explained: BTreeSet<String> = parts.iter().flat_map(|p| p.columns.clone()).collect();
+    let silent_tag_keys: BTreeSet<String> = parts.iter().flat_map(|p| p.tag_keys.clone()).collect();
     let mut results: Vec<Map<String, Value>> = parts
         .into_iter()
         .filter_map(|p| match p.result {
@@ -283,13 +307,29 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             calls,
             slimit,
             ..
-        } => merge_select(all, *wildcard, calls, &explained, *slimit, false),
+        } => merge_select(
+            all,
+            *wildcard,
+            calls,
+            &explained,
+            &silent_tag_keys,
+            *slimit,
+            false,
+        ),
         MergeKind::SeriesDesc {
             wildcard,
             calls,
             slimit,
             ..
-        } => merge_select(all, *wildcard, calls, &explained, *slimit, true),
+        } => merge_select(
+            all,
+            *wildcard,
+            calls,
+            &explained,
+            &silent_tag_keys,
+            *slimit,
+            true,
+        ),
         MergeKind::Show { limit, offset } => merge_show(all, *limit, *offset),
         MergeKind::RetentionPolicies => group(all)
             .into_iter()
@@ -439,10 +479,11 @@ fn merge_select(
     wildcard: bool,
     calls: &[Option<String>],
     explained: &BTreeSet<String>,
+    silent_tag_keys: &BTreeSet<String>,
     slimit: Option<u64>,
     descending: bool,
 ) -> Vec<Series> {
-    complete_tags(&mut all);
+    complete_tags(&mut all, silent_tag_keys);
     if wildcard {
         unite_columns(&mut all, calls, explained);
     }
@@ -473,11 +514,18 @@ fn merge_select(
 
 /// `GROUP BY *` (or a tag regex): influxd gives every series every tag key of
 /// the statement's measurements, `""` where a series has none. A backend
-/// knows only its own measurements' keys.
-fn complete_tags(all: &mut [Series]) {
+/// knows only its own measurements' keys; `silent`: those of backends that
+/// answered no series (see [`Part::tag_keys`]).
+fn complete_tags(all: &mut [Series], silent: &BTreeSet<String>) {
     let keys: BTreeSet<&str> = all
         .iter()
         .flat_map(|s| s.tags.iter().map(|(k, _)| k.as_str()))
+        .chain(
+            silent
+                .iter()
+                .filter(|_| !all.is_empty())
+                .map(String::as_str),
+        )
         .collect();
     if all.iter().all(|s| s.tags.len() == keys.len()) {
         return;
@@ -1981,6 +2029,28 @@ mod tests {
         assert_eq!(
             body,
             "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"a\",\"columns\":[\"time\",\"h\",\"k\",\"x\",\"y\"],\"values\":[[\"t1\",\"y\",null,2,null]]}]}]}\n"
+        );
+    }
+
+    #[test]
+    fn tag_keys_of_silent_backends_complete_group_by_star() {
+        let shown = result_of(
+            r#"{"results":[{"statement_id":0,"series":[{"name":"b","columns":["tagKey"],"values":[["k"],["z"]]},{"name":"c","columns":["tagKey"],"values":[["k"]]}]}]}"#,
+        );
+        assert_eq!(
+            shown_tag_keys(&serde_json::json!({"results":[shown]})),
+            ["k", "z"]
+        );
+        let answered = Part::new(result_of(
+            r#"{"results":[{"statement_id":0,"series":[{"name":"a","tags":{"h":"y"},"columns":["time","x"],"values":[["t1",2]]}]}]}"#,
+        ));
+        let mut silent = Part::new(result_of(r#"{"results":[{"statement_id":0}]}"#));
+        silent.tag_keys = vec!["k".into()];
+        let merged = merge(&select(false), 0, vec![answered, silent]);
+        let body = String::from_utf8(write_body(&[merged], false)).unwrap();
+        assert_eq!(
+            body,
+            "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"a\",\"tags\":{\"h\":\"y\",\"k\":\"\"},\"columns\":[\"time\",\"x\"],\"values\":[[\"t1\",2]]}]}]}\n"
         );
     }
 

@@ -74,6 +74,9 @@ pub struct Statement {
     /// (`mean(*)`) and `None` for any other item. Empty when not a wildcard
     /// SELECT, or when an item has an alias.
     pub select_calls: Vec<Option<String>>,
+    /// A SELECT without subquery whose outermost `GROUP BY` has `*`: every
+    /// series then carries every tag key of the statement's measurements.
+    pub group_by_all: bool,
     /// The statement uses a bound parameter (`$name`), which InfluxDB fills
     /// from the request's `params`: a parameter can name a database or a
     /// measurement the fields above do not show.
@@ -497,6 +500,7 @@ fn analyze_one(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
         None => first_qualified.and_then(|r| r.retention_policy.clone()),
     };
     let wildcard = kind == StatementKind::Select && select_wildcard(toks);
+    let group_by_all = kind == StatementKind::Select && group_by_all(toks);
     let select_calls = if wildcard {
         select_calls(toks)
     } else {
@@ -518,6 +522,7 @@ fn analyze_one(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
         text_without_limit: String::new(),
         wildcard,
         select_calls,
+        group_by_all,
         bound_params,
         clauses,
     };
@@ -754,6 +759,32 @@ fn select_wildcard(toks: &[Token<'_>]) -> bool {
             _ => {}
         }
         prev = Some(t);
+    }
+    false
+}
+
+/// See [`Statement::group_by_all`].
+fn group_by_all(toks: &[Token<'_>]) -> bool {
+    let mut depth = 0usize;
+    let mut in_group_by = false;
+    for (i, t) in toks.iter().enumerate() {
+        match t.kind {
+            T::Punct(P::LParen) => {
+                if i > 0 && toks[i - 1].kind == T::Keyword(K::From) {
+                    return false;
+                }
+                depth += 1;
+            }
+            T::Punct(P::RParen) => depth = depth.saturating_sub(1),
+            T::Keyword(K::By)
+                if depth == 0 && i > 0 && toks[i - 1].kind == T::Keyword(K::Group) =>
+            {
+                in_group_by = true;
+            }
+            T::Punct(P::Mul) if depth == 0 && in_group_by => return true,
+            T::Keyword(_) if depth == 0 && in_group_by => in_group_by = false,
+            _ => {}
+        }
     }
     false
 }
@@ -1336,6 +1367,25 @@ mod tests {
         assert_eq!(s.text_without_limit, "SHOW MEASUREMENTS LIMIT x");
         let s = one("SHOW MEASUREMENTS LIMIT 99999999999999999999999");
         assert_eq!(s.limit, None);
+    }
+
+    #[test]
+    fn group_by_star_is_seen_in_the_outermost_statement_only() {
+        for q in [
+            "SELECT * FROM a, b GROUP BY *",
+            "SELECT mean(v) FROM a GROUP BY time(1m), * fill(none)",
+            "select v from a group by host, * limit 1",
+        ] {
+            assert!(one(q).group_by_all, "{q}");
+        }
+        for q in [
+            "SELECT * FROM a GROUP BY host",
+            "SELECT v * 2 FROM a GROUP BY host LIMIT 1",
+            "SELECT * FROM (SELECT * FROM a GROUP BY *) GROUP BY *",
+            "SHOW SERIES FROM a",
+        ] {
+            assert!(!one(q).group_by_all, "{q}");
+        }
     }
 
     #[test]

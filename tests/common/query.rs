@@ -754,6 +754,12 @@ pub fn full_corpus(ds: &DataSet) -> Vec<Case> {
         Case::get(qd, "SELECT * FROM cpu, mem WHERE usage > 0"),
         Case::get(qd, "SELECT *::field FROM mem, cpu WHERE used > 0 LIMIT 2"),
         Case::get(qd, "SELECT count(*) FROM cpu, mem WHERE usage > 0"),
+        // GROUP BY *: tag keys of measurements without a matching row too
+        // (the proxy asks their backends for SHOW TAG KEYS).
+        // (cpu and h2o_feet share one backend, disk is on the other; see
+        // the placement this test prints.)
+        Case::get(qd, "SELECT * FROM /^(cpu|disk)$/ WHERE usage > 0 GROUP BY *"),
+        Case::get(qd, "SELECT count(pct) FROM disk, h2o_feet GROUP BY *"),
         // Several wildcard calls: columns call by call, as influxd lists them.
         Case::get(qd, "SELECT mean(*), count(*) FROM cpu, mem"),
         Case::get(qd, "SELECT min(n), MAX(*) FROM mem, cpu GROUP BY host"),
