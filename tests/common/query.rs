@@ -807,6 +807,12 @@ pub fn full_corpus(ds: &DataSet) -> Vec<Case> {
         Case::get(qd, "SELECT max(m) FROM (SELECT mean(usage) AS m FROM cpu GROUP BY time(1m), host)"),
         Case::get(qd, "SELECT mean(used) FROM (SELECT used FROM mem WHERE host = 'a')"),
         Case::get(qd, "SELECT sum(c) FROM (SELECT count(usage) AS c FROM cpu GROUP BY host)"),
+        // Subqueries over measurements on both backends (cpu and mem): an
+        // outer query works per measurement, so each backend's part is whole.
+        Case::get(qd, "SELECT max(m) FROM (SELECT mean(usage) AS m FROM cpu GROUP BY host), (SELECT mean(used) AS m FROM mem GROUP BY host)"),
+        Case::get(qd, "SELECT count(*) FROM (SELECT * FROM cpu, mem)"),
+        Case::get(qd, "SELECT sum(c) FROM (SELECT count(n) AS c FROM /^(cpu|mem)$/ GROUP BY host) GROUP BY *"),
+        Case::get(qd, "SELECT last(v) FROM (SELECT used AS v FROM mem), (SELECT usage AS v FROM cpu) WHERE v > 10"),
         // Functions, expressions, empty answers, a statement error.
         Case::get(qd, "SELECT percentile(usage, 90), stddev(usage), spread(n) FROM cpu GROUP BY host"),
         Case::get(
