@@ -413,7 +413,7 @@ impl QueryService {
                 scope.spawn(move || {
                     if let Some(q) = explain {
                         if let Ok(answer) = self.client.json(backend, true, &pairs(q)) {
-                            part.columns = merge::explained_columns(&answer);
+                            part.columns = aliased_columns(stmt, merge::explained_columns(&answer));
                         }
                     }
                     if let Some(q) = tag_keys {
@@ -505,6 +505,32 @@ impl QueryService {
     }
 }
 
+/// The column prefix of each field-list item that is a call over `*`.
+fn call_prefixes(stmt: &Statement) -> Vec<Option<String>> {
+    stmt.select_calls
+        .iter()
+        .map(|c| c.as_ref().map(|c| c.prefix.clone()))
+        .collect()
+}
+
+/// `EXPLAIN` names a call's columns after its function (`count_y`); with an
+/// alias (`count(*) AS c`) influxd names them after the alias (`c_y`). A
+/// function used by several aliased calls cannot be told apart and is left.
+fn aliased_columns(stmt: &Statement, columns: Vec<String>) -> Vec<String> {
+    let calls: Vec<&statement::WildcardCall> = stmt.select_calls.iter().flatten().collect();
+    columns
+        .into_iter()
+        .map(|c| {
+            let renamed = calls.iter().find_map(|call| {
+                let rest = c.strip_prefix(call.function.as_str())?.strip_prefix('_')?;
+                let only = calls.iter().filter(|o| o.function == call.function).count() == 1;
+                (only && call.prefix != call.function).then(|| format!("{}_{rest}", call.prefix))
+            });
+            renamed.unwrap_or(c)
+        })
+        .collect()
+}
+
 /// Borrowed request parameters.
 fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
     v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
@@ -570,13 +596,13 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
         },
         _ if order_desc(stmt) => MergeKind::SeriesDesc {
             wildcard: stmt.wildcard,
-            calls: stmt.select_calls.clone(),
+            calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
         },
         _ => MergeKind::Series {
             wildcard: stmt.wildcard,
-            calls: stmt.select_calls.clone(),
+            calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
         },
@@ -659,6 +685,27 @@ fn json_response(body: Vec<u8>, gzip: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explained_call_columns_take_the_alias() {
+        let stmt = |q: &str| statement::parse(q).unwrap().remove(0);
+        let cols = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            aliased_columns(
+                &stmt("SELECT count(*) AS c, mean(*) FROM a, b"),
+                cols(&["count_y", "mean_y"])
+            ),
+            ["c_y", "mean_y"]
+        );
+        // Two aliased calls of one function: EXPLAIN cannot tell them apart.
+        assert_eq!(
+            aliased_columns(
+                &stmt("SELECT max(*) AS a, max(*) AS b FROM a, b"),
+                cols(&["max_y"])
+            ),
+            ["max_y"]
+        );
+    }
 
     #[test]
     fn tag_keys_are_asked_of_the_sources_as_written() {

@@ -225,7 +225,10 @@ pub enum MergeKind {
     /// once duplicates from replicas are gone.
     Series {
         wildcard: bool,
-        /// The statement's [`crate::query::statement::Statement::select_calls`].
+        /// The column prefix of each item of the statement's field list that
+        /// is a call over `*` (see
+        /// [`crate::query::statement::Statement::select_calls`]), `None` for
+        /// the other items.
         calls: Vec<Option<String>>,
         slimit: Option<u64>,
         soffset: Option<u64>,

@@ -70,10 +70,9 @@ pub struct Statement {
     /// columns after combining answers.
     pub wildcard: bool,
     /// For a wildcard SELECT: its outermost field list, item by item, with
-    /// the function name (lower case) of each call over `*` or a regex
-    /// (`mean(*)`) and `None` for any other item. Empty when not a wildcard
-    /// SELECT, or when an item has an alias.
-    pub select_calls: Vec<Option<String>>,
+    /// each call over `*` or a regex (`mean(*)`, `count(/x/) AS c`) and
+    /// `None` for any other item. Empty when not a wildcard SELECT.
+    pub select_calls: Vec<Option<WildcardCall>>,
     /// A SELECT without subquery whose outermost `GROUP BY` has `*`: every
     /// series then carries every tag key of the statement's measurements.
     pub group_by_all: bool,
@@ -101,6 +100,16 @@ pub struct SourceRef {
     pub database: Option<String>,
     pub retention_policy: Option<String>,
     pub source: Source,
+}
+
+/// A call over `*` or a regex in a field list: influxd names its columns
+/// `<prefix>_<field>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WildcardCall {
+    /// The function, in lower case (`mean`).
+    pub function: String,
+    /// The alias if there is one, else the function.
+    pub prefix: String,
 }
 
 /// The SHOW statements the proxy answers.
@@ -790,7 +799,7 @@ fn group_by_all(toks: &[Token<'_>]) -> bool {
 }
 
 /// The outermost field list's items (see [`Statement::select_calls`]).
-fn select_calls(toks: &[Token<'_>]) -> Vec<Option<String>> {
+fn select_calls(toks: &[Token<'_>]) -> Vec<Option<WildcardCall>> {
     let mut items: Vec<&[Token<'_>]> = Vec::new();
     let (mut depth, mut start) = (0usize, 1usize);
     for (i, t) in toks.iter().enumerate().skip(1) {
@@ -808,24 +817,27 @@ fn select_calls(toks: &[Token<'_>]) -> Vec<Option<String>> {
             _ => {}
         }
     }
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        if item.iter().any(|t| t.kind == T::Keyword(K::As)) {
-            return Vec::new();
-        }
-        let call = match item {
-            [f, open, arg, ..]
+    items
+        .into_iter()
+        .map(|item| match item {
+            [f, open, arg, rest @ ..]
                 if matches!(f.kind, T::Ident | T::QuotedIdent)
                     && open.kind == T::Punct(P::LParen)
                     && matches!(arg.kind, T::Punct(P::Mul) | T::Regex) =>
             {
-                Some(f.value().to_ascii_lowercase())
+                let function = f.value().to_ascii_lowercase();
+                let alias = match rest {
+                    [.., as_, alias] if as_.kind == T::Keyword(K::As) => Some(alias.value()),
+                    _ => None,
+                };
+                Some(WildcardCall {
+                    prefix: alias.map_or_else(|| function.clone(), |a| a.into_owned()),
+                    function,
+                })
             }
             _ => None,
-        };
-        out.push(call);
-    }
-    out
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1390,14 +1402,20 @@ mod tests {
 
     #[test]
     fn calls_over_wildcards_are_listed_item_by_item() {
-        let calls = |q: &str| one(q).select_calls;
+        let prefixes = |q: &str| -> Vec<Option<String>> {
+            one(q)
+                .select_calls
+                .into_iter()
+                .map(|c| c.map(|c| format!("{}:{}", c.function, c.prefix)))
+                .collect()
+        };
+        let some = |s: &str| Some(s.to_string());
         assert_eq!(
-            calls("SELECT MEAN(*), count(/x/), max(v) FROM a, b"),
-            [Some("mean".to_string()), Some("count".to_string()), None]
+            prefixes("SELECT MEAN(*), count(/x/) AS \"my c\", max(v) AS m FROM a, b"),
+            [some("mean:mean"), some("count:my c"), None]
         );
-        assert_eq!(calls("SELECT *, x FROM a, b"), [None, None]);
-        assert!(calls("SELECT mean(*) AS m FROM a, b").is_empty());
-        assert!(calls("SELECT mean(v) FROM a, b").is_empty());
+        assert_eq!(prefixes("SELECT *, x FROM a, b"), [None, None]);
+        assert!(prefixes("SELECT mean(v) FROM a, b").is_empty());
     }
 
     #[test]

@@ -763,6 +763,8 @@ pub fn full_corpus(ds: &DataSet) -> Vec<Case> {
         // Several wildcard calls: columns call by call, as influxd lists them.
         Case::get(qd, "SELECT mean(*), count(*) FROM cpu, mem"),
         Case::get(qd, "SELECT min(n), MAX(*) FROM mem, cpu GROUP BY host"),
+        Case::get(qd, "SELECT mean(*) AS m, count(*) FROM cpu, mem"),
+        Case::get(qd, "SELECT count(*) AS c FROM cpu, mem WHERE usage > 0"),
         Case::get(qd, "SELECT * FROM /^(cpu|mem)$/ WHERE \"free\" > 0 LIMIT 3"),
         Case::get(
             qd,
