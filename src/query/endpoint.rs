@@ -346,19 +346,13 @@ impl QueryService {
         let answers: Vec<Result<serde_json::Value, String>> = if targets.len() == 1 {
             vec![self.client.json(&targets[0], true, sent)]
         } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = targets
+            in_parallel(
+                targets
                     .iter()
-                    .map(|b| scope.spawn(move || self.client.json(b, true, sent)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("a query thread failed".into()))
-                    })
-                    .collect()
-            })
+                    .map(|b| Box::new(move || self.client.json(b, true, sent)) as Job<'_, _>)
+                    .collect(),
+                || Err("a query thread failed".into()),
+            )
         };
         answers
             .into_iter()
@@ -405,12 +399,12 @@ impl QueryService {
             .group_by_all
             .then(|| with_q(&show_tag_keys_of(&stmt.source_refs)));
         let (explain, tag_keys) = (explain.as_deref(), tag_keys.as_deref());
-        std::thread::scope(|scope| {
-            for (backend, part) in targets.iter().zip(parts.iter_mut()) {
-                if !part.is_silent() {
-                    continue;
-                }
-                scope.spawn(move || {
+        let jobs: Vec<Job<'_, ()>> = targets
+            .iter()
+            .zip(parts.iter_mut())
+            .filter(|(_, part)| part.is_silent())
+            .map(|(backend, part)| {
+                Box::new(move || {
                     if let Some(q) = explain {
                         if let Ok(answer) = self.client.json(backend, true, &pairs(q)) {
                             part.columns = aliased_columns(stmt, merge::explained_columns(&answer));
@@ -421,9 +415,10 @@ impl QueryService {
                             part.tag_keys = merge::shown_tag_keys(&answer);
                         }
                     }
-                });
-            }
-        });
+                }) as Job<'_, ()>
+            })
+            .collect();
+        in_parallel(jobs, || ());
     }
 
     /// Runs a DDL statement on every backend that should get it.
@@ -529,6 +524,45 @@ fn aliased_columns(stmt: &Statement, columns: Vec<String>) -> Vec<String> {
             renamed.unwrap_or(c)
         })
         .collect()
+}
+
+/// A call to a backend run by [`in_parallel`].
+type Job<'a, T> = Box<dyn FnOnce() -> T + Send + 'a>;
+
+/// Runs `jobs` on scoped threads and returns their results in order. A job
+/// whose thread cannot be started (the process is out of threads) runs on
+/// the calling thread instead; a job that panics gives `failed()`.
+fn in_parallel<T: Send>(jobs: Vec<Job<'_, T>>, failed: impl Fn() -> T) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let mut running = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            // The job waits in a slot the thread takes it from, so it is
+            // still here when the thread cannot be started.
+            let slot = Arc::new(std::sync::Mutex::new(Some(job)));
+            let theirs = Arc::clone(&slot);
+            let started = std::thread::Builder::new().spawn_scoped(scope, move || {
+                let job = theirs.lock().ok().and_then(|mut j| j.take());
+                job.map(|j| j())
+            });
+            running.push(match started {
+                Ok(handle) => Err(handle),
+                Err(_) => {
+                    let job = slot.lock().ok().and_then(|mut j| j.take());
+                    Ok(job.map(|j| j()))
+                }
+            });
+        }
+        running
+            .into_iter()
+            .map(|r| {
+                let done = match r {
+                    Ok(done) => done,
+                    Err(handle) => handle.join().ok().flatten(),
+                };
+                done.unwrap_or_else(&failed)
+            })
+            .collect()
+    })
 }
 
 /// Borrowed request parameters.
@@ -685,6 +719,20 @@ fn json_response(body: Vec<u8>, gzip: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_jobs_answer_in_order_and_a_panic_is_a_failure() {
+        let jobs: Vec<Job<'_, Result<u32, String>>> = vec![
+            Box::new(|| {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                Ok(1)
+            }),
+            Box::new(|| panic!("a failing backend call")),
+            Box::new(|| Ok(3)),
+        ];
+        let out = in_parallel(jobs, || Err("failed".to_string()));
+        assert_eq!(out, [Ok(1), Err("failed".to_string()), Ok(3)]);
+    }
 
     #[test]
     fn explained_call_columns_take_the_alias() {
