@@ -310,16 +310,8 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             calls,
             slimit,
             ..
-        } => merge_select(
-            all,
-            *wildcard,
-            calls,
-            &explained,
-            &silent_tag_keys,
-            *slimit,
-            false,
-        ),
-        MergeKind::SeriesDesc {
+        }
+        | MergeKind::SeriesDesc {
             wildcard,
             calls,
             slimit,
@@ -331,7 +323,7 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             &explained,
             &silent_tag_keys,
             *slimit,
-            true,
+            matches!(kind, MergeKind::SeriesDesc { .. }),
         ),
         MergeKind::Show { limit, offset } => merge_show(all, *limit, *offset),
         MergeKind::RetentionPolicies => group(all)
