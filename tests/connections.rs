@@ -218,6 +218,20 @@ struct Flood {
     took: Duration,
 }
 
+impl Flood {
+    /// Prints what happened to the flood `what`, then `extra`.
+    fn report(&self, what: &str, extra: &str) {
+        eprintln!(
+            "{what}: sent {:.1} MiB, stopped by {:?}, read side {} after {:?} (answer {:?}); {extra}",
+            self.sent as f64 / f64::from(1u32 << 20),
+            self.write_error,
+            self.read_end,
+            self.took,
+            String::from_utf8_lossy(&self.answer),
+        );
+    }
+}
+
 /// Sends `head`, then `chunk` `count` times (stopping after `max_time`),
 /// then `tail`, from a second thread, while this one reads what the proxy
 /// answers until it closes (at most `max_time` + 5 s).
@@ -817,15 +831,9 @@ fn endless_or_countless_header_lines_are_cut_off_in_bounded_memory() {
         );
         let peak = sampler.finish();
         let what = format!("endless header (round {round})");
-        eprintln!(
-            "{what}: sent {:.1} MiB, stopped by {:?}, read side {} after {:?} (answer {:?}); \
-             RSS peak {} KiB (base {base_rss} KiB)",
-            f.sent as f64 / MIB as f64,
-            f.write_error,
-            f.read_end,
-            f.took,
-            String::from_utf8_lossy(&f.answer),
-            peak.rss_kib
+        f.report(
+            &what,
+            &format!("RSS peak {} KiB (base {base_rss} KiB)", peak.rss_kib),
         );
         assert_cut_off(&f, &what);
         assert!(
@@ -863,16 +871,7 @@ fn endless_or_countless_header_lines_are_cut_off_in_bounded_memory() {
         );
         let peak = sampler.finish();
         let what = format!("100k header lines (round {round})");
-        eprintln!(
-            "{what}: sent {:.1} MiB, stopped by {:?}, read side {} after {:?} (answer {:?}); \
-             RSS peak {} KiB",
-            f.sent as f64 / MIB as f64,
-            f.write_error,
-            f.read_end,
-            f.took,
-            String::from_utf8_lossy(&f.answer),
-            peak.rss_kib
-        );
+        f.report(&what, &format!("RSS peak {} KiB", peak.rss_kib));
         assert_cut_off(&f, &what);
         assert!(
             f.took < Duration::from_secs(3),
