@@ -61,9 +61,10 @@
 //! measurement matched nothing answers nothing. Its columns come from its
 //! `EXPLAIN` of the statement ([`Part::columns`], [`explained_columns`]),
 //! its tag keys for `GROUP BY *` from `SHOW TAG KEYS` ([`Part::tag_keys`],
-//! [`shown_tag_keys`]); for `GROUP BY /regex/` they stay missing. Unnamed cardinality totals are sums, so they
-//! count twice what replicas both report (only when no circle is whole); the
-//! estimated forms are sums of estimates.
+//! [`shown_tag_keys`]); for `GROUP BY /regex/` they stay missing. Unnamed
+//! cardinality totals are sums, so they count twice what replicas both
+//! report (only when no circle is whole); the estimated forms are sums of
+//! estimates.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
@@ -110,18 +111,8 @@ impl Part {
 /// per function and field for an aggregate (column `count_y`). Empty when
 /// the plan cannot be read that way.
 pub fn explained_columns(answer: &Value) -> Vec<String> {
-    let rows = answer
-        .get("results")
-        .and_then(|r| r.get(0))
-        .and_then(|r| r.get("series"))
-        .and_then(|s| s.get(0))
-        .and_then(|s| s.get("values"))
-        .and_then(Value::as_array);
     let mut names = BTreeSet::new();
-    for row in rows.into_iter().flatten() {
-        let Some(line) = row.get(0).and_then(Value::as_str) else {
-            continue;
-        };
+    for line in first_cells(answer) {
         if let Some(expr) = line.strip_prefix("EXPRESSION: ") {
             if expr == "<nil>" {
                 continue;
@@ -153,20 +144,23 @@ pub fn explained_columns(answer: &Value) -> Vec<String> {
 
 /// The tag keys in an answer to `SHOW TAG KEYS` (every series' rows).
 pub fn shown_tag_keys(answer: &Value) -> Vec<String> {
-    let series = answer
+    let keys: BTreeSet<&str> = first_cells(answer).collect();
+    keys.into_iter().map(str::to_string).collect()
+}
+
+/// The first cell of every row of every series of an answer's first result
+/// (the lines of a query plan, the keys of `SHOW TAG KEYS`), when a string.
+fn first_cells(answer: &Value) -> impl Iterator<Item = &str> {
+    answer
         .get("results")
         .and_then(|r| r.get(0))
         .and_then(|r| r.get("series"))
-        .and_then(Value::as_array);
-    let keys: BTreeSet<String> = series
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|s| s.get("values").and_then(Value::as_array))
         .flatten()
         .filter_map(|row| row.get(0).and_then(Value::as_str))
-        .map(str::to_string)
-        .collect();
-    keys.into_iter().collect()
 }
 
 /// `a::tag, "b, c"::float` split on the commas outside double quotes.
