@@ -18,10 +18,15 @@ impl Params {
             .map(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
                 let key = decode(k);
-                if std::str::from_utf8(&decode_bytes(v)).is_err() {
-                    invalid.push(key.clone());
-                }
-                (key, decode(v))
+                let value = if v.bytes().any(|c| c == b'%' || c == b'+') {
+                    String::from_utf8(decode_bytes(v)).unwrap_or_else(|e| {
+                        invalid.push(key.clone());
+                        String::from_utf8_lossy(e.as_bytes()).into_owned()
+                    })
+                } else {
+                    v.to_string()
+                };
+                (key, value)
             })
             .collect();
         Params(pairs, invalid)
@@ -99,6 +104,12 @@ fn decode_bytes(s: &str) -> Vec<u8> {
 /// Encodes one component as Go's `url.QueryEscape` (space becomes `+`).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    encode_into(&mut out, s);
+    out
+}
+
+/// [`encode`], appended to `out`.
+pub fn encode_into(out: &mut String, s: &str) {
     for &b in s.as_bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -113,7 +124,6 @@ pub fn encode(s: &str) -> String {
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -76,7 +76,9 @@ impl QueryService {
 
     /// Handles `/query` once the method and credentials are checked.
     pub fn handle(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
-        let params = form_params(req)?;
+        let form = form_params(req)?;
+        let req: &Request = req;
+        let params = form.as_ref().unwrap_or(&req.params);
         if params.is_invalid_utf8("q") {
             return Err(ApiError::bad_request("invalid UTF-8 in the query"));
         }
@@ -124,7 +126,7 @@ impl QueryService {
         if let [stmt] = statements.as_slice() {
             if !is_ddl(&stmt.kind) {
                 let db = stmt.database.clone().unwrap_or_else(|| db_param.clone());
-                if let Some(resp) = self.try_passthrough(req, &params, stmt, &db, accept_gzip)? {
+                if let Some(resp) = self.try_passthrough(req, params, stmt, &db, accept_gzip)? {
                     return Ok(resp);
                 }
             }
@@ -136,7 +138,7 @@ impl QueryService {
             let result = if is_ddl(&stmt.kind) {
                 self.run_ddl(writers, stmt, &db, i, req.method == "POST")
             } else {
-                self.run_read(stmt, &db, &params, i)
+                self.run_read(stmt, &db, params, i)
             };
             results.push(result.map_err(ApiError::bad_request)?);
         }
@@ -183,30 +185,26 @@ impl QueryService {
                     .unwrap_or_else(|| format!("backend {} answered {status}", backend.name));
                 continue;
             }
-            let mut headers = Vec::new();
-            for name in [
-                "content-type",
-                "content-encoding",
-                "request-id",
-                "x-request-id",
-                "x-influxdb-version",
-                "x-influxdb-build",
-            ] {
-                if let Some(v) = answer.header(name) {
-                    headers.push((canonical(name), v.to_string()));
-                }
-            }
+            let headers = PASSED_HEADERS
+                .iter()
+                .filter_map(|&(name, sent)| Some((sent, answer.header(name)?.to_string())))
+                .collect();
             // A small answer goes out in one write with its length; a large
             // (or chunked) one is streamed as it arrives, after the part
             // already read.
+            let announced = answer
+                .header("content-length")
+                .and_then(|n| n.trim().parse::<usize>().ok());
             let mut reader = answer.into_reader();
-            let mut head = Vec::new();
             // A chunked answer is streamed from its first byte.
             let limit = if params.get("chunked") == "true" {
                 0
             } else {
                 SMALL_ANSWER
             };
+            // One buffer of the announced size, with room for the probe
+            // that finds its end.
+            let mut head = Vec::with_capacity(announced.map_or(4096, |n| n + 1).min(limit));
             let complete = match (&mut reader).take(limit as u64).read_to_end(&mut head) {
                 Ok(n) => n < limit,
                 Err(e) => {
@@ -654,32 +652,27 @@ fn order_desc(stmt: &Statement) -> bool {
         && tokens.iter().any(|t| t.is_keyword(Keyword::Desc))
 }
 
-/// `Content-Type` and friends with their usual capitals.
-fn canonical(name: &str) -> String {
-    name.split('-')
-        .map(|part| match part {
-            "influxdb" => "Influxdb".to_string(),
-            "id" => "Id".to_string(),
-            p => {
-                let mut c = p.chars();
-                c.next()
-                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                    .unwrap_or_default()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
-}
+/// The backend's answer headers a passed-through answer keeps: the name
+/// looked up (lower case) and the name sent, with Go's capitals.
+const PASSED_HEADERS: [(&str, &str); 6] = [
+    ("content-type", "Content-Type"),
+    ("content-encoding", "Content-Encoding"),
+    ("request-id", "Request-Id"),
+    ("x-request-id", "X-Request-Id"),
+    ("x-influxdb-version", "X-Influxdb-Version"),
+    ("x-influxdb-build", "X-Influxdb-Build"),
+];
 
-/// The request's parameters: a POST form body first, then the URL (as Go's
-/// `FormValue` looks them up).
-fn form_params(req: &mut Request) -> Result<Params, ApiError> {
+/// The parameters of a POST form body followed by the URL's (as Go's
+/// `FormValue` looks them up); `None` when there is no form body, and the
+/// URL's parameters are all there is.
+fn form_params(req: &mut Request) -> Result<Option<Params>, ApiError> {
     let is_form = req.method == "POST"
         && req
             .header("content-type")
             .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return Ok(req.params.clone());
+        return Ok(None);
     }
     let mut body = Vec::new();
     (&mut *req.body)
@@ -691,16 +684,16 @@ fn form_params(req: &mut Request) -> Result<Params, ApiError> {
     }
     let text = String::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid UTF-8 in the form body"))?;
-    Ok(Params::parse(&text).then(&req.params))
+    Ok(Some(Params::parse(&text).then(&req.params)))
 }
 
 /// A JSON body, gzipped when the client accepts it.
 fn json_response(body: Vec<u8>, gzip: bool) -> Response {
-    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    let mut headers = vec![("Content-Type", "application/json".to_string())];
     let body = if gzip {
         match crate::writer::sender::gzip(&body, Vec::new()) {
             Ok(gz) => {
-                headers.push(("Content-Encoding".into(), "gzip".into()));
+                headers.push(("Content-Encoding", "gzip".into()));
                 gz
             }
             Err(_) => body,
@@ -772,10 +765,13 @@ mod tests {
     }
 
     #[test]
-    fn header_names_are_capitalised() {
-        assert_eq!(canonical("content-type"), "Content-Type");
-        assert_eq!(canonical("x-influxdb-version"), "X-Influxdb-Version");
-        assert_eq!(canonical("request-id"), "Request-Id");
+    fn passed_header_names_match_their_lookups() {
+        for (name, sent) in PASSED_HEADERS {
+            assert_eq!(sent.to_ascii_lowercase(), name);
+            assert!(sent
+                .split('-')
+                .all(|p| p.starts_with(|c: char| c.is_ascii_uppercase())));
+        }
     }
 }
 

@@ -11,20 +11,20 @@ use std::time::Duration;
 
 use super::http1::{self, Origin};
 use crate::cluster::Backend;
+use crate::server::http::Headers;
 use crate::url;
 
 /// A backend's answer, body not read yet.
 pub struct Answer {
     pub status: u16,
-    /// Header names in lower case.
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: Box<dyn Read + Send>,
 }
 
 impl Answer {
     /// The first value of header `name` (give it in lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        http1::header(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// The body, read as it arrives.
@@ -91,9 +91,9 @@ impl QueryClient {
             if i > 0 {
                 form.push('&');
             }
-            form.push_str(&url::encode(k));
+            url::encode_into(&mut form, k);
             form.push('=');
-            form.push_str(&url::encode(v));
+            url::encode_into(&mut form, v);
         }
         let failed =
             |e: &dyn std::fmt::Display| format!("backend {} ({}): {e}", backend.name, backend.url);
@@ -155,7 +155,7 @@ impl QueryClient {
         let headers = answer
             .headers()
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
             .collect();
         Ok(Answer {
             status: answer.status().as_u16(),

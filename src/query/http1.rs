@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use fxhash::FxHashMap;
 
+use crate::server::http::Headers;
+
 /// Largest answer header accepted from a backend.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -288,17 +290,8 @@ pub struct Request<'a> {
 /// A backend's answer; its body is read through [`Answer`] as `Read`.
 pub struct Answer {
     pub status: u16,
-    /// Header names in lower case.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     body: Body,
-}
-
-/// The first value of header `name` (lower case) in lower-cased `headers`.
-pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 /// How the body ends.
@@ -463,7 +456,7 @@ struct Head {
     status: u16,
     /// HTTP/1.1 (an HTTP/1.0 answer closes unless it says keep-alive).
     http11: bool,
-    headers: Vec<(String, String)>,
+    headers: Headers,
 }
 
 fn exchange(conn: &mut Conn, wire: &[u8], deadline: Instant) -> Result<Head, Exchange> {
@@ -484,13 +477,11 @@ fn exchange(conn: &mut Conn, wire: &[u8], deadline: Instant) -> Result<Head, Exc
                     headers: parsed
                         .headers
                         .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect(),
+                        .map(|h| (h.name, String::from_utf8_lossy(h.value)))
+                        .fold(Headers::with_capacity(len), |mut all, (k, v)| {
+                            all.push(k, &v);
+                            all
+                        }),
                 };
                 conn.pos += len;
                 return Ok(head);
@@ -515,7 +506,7 @@ fn answer(
     head: Head,
     deadline: Instant,
 ) -> io::Result<Answer> {
-    let find = |name: &str| header(&head.headers, name);
+    let find = |name: &str| head.headers.get(name);
     let chunked =
         find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let connection = find("connection").map(str::to_ascii_lowercase);

@@ -201,6 +201,9 @@ impl Statement {
             .zip(chosen)
             .filter_map(|(span, keep_out)| span.filter(|_| keep_out))
             .collect();
+        if spans.is_empty() {
+            return self.text.clone();
+        }
         spans.sort_unstable();
         let mut out = String::with_capacity(self.text.len());
         let mut copied = 0;

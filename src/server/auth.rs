@@ -105,9 +105,7 @@ mod tests {
             method: "GET".into(),
             path: "/health".into(),
             params: Params::parse(query),
-            headers: auth
-                .map(|a| vec![("authorization".to_string(), a.to_string())])
-                .unwrap_or_default(),
+            headers: auth.map(|a| ("authorization", a)).into_iter().collect(),
             content_length: None,
             body: &mut empty,
         };
@@ -140,7 +138,7 @@ mod tests {
             method: "GET".into(),
             path: "/health".into(),
             params: Params::parse("u=admin&p=admin"),
-            headers: Vec::new(),
+            headers: Default::default(),
             content_length: None,
             body: &mut empty,
         };

@@ -48,7 +48,7 @@ impl ApiError {
             }
             header.truncate(cut);
         }
-        resp.headers.push(("X-Influxdb-Error".into(), header));
+        resp.headers.push(("X-Influxdb-Error", header));
         resp
     }
 }
@@ -74,7 +74,7 @@ impl ApiError {
         for (k, v) in resp
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|&(k, ref v)| (k, v.as_str()))
             .chain(common)
         {
             out.push_str(&format!("{k}: {v}\r\n"));

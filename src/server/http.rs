@@ -14,7 +14,7 @@ pub struct Request<'a> {
     /// Decoded URL query parameters.
     pub params: Params,
     /// Header names in lower case, values as sent.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// `Content-Length`, when the client sent one.
     pub content_length: Option<usize>,
     /// The body, read at most once.
@@ -24,10 +24,7 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// The first value of header `name` (give it in lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     /// Whether `?pretty=true` asks for indented JSON (URL only, as Go).
@@ -36,11 +33,70 @@ impl Request<'_> {
     }
 }
 
+/// Header fields with lower-case names, all in one buffer: a request's or a
+/// backend answer's headers cost one allocation, not two per field.
+///
+/// Invariant: `text` is a run of `name:value\n` lines; a name has no `:` or
+/// `\n` (HTTP field names are tokens) and a value no `\n` ([`Headers::push`]
+/// turns one into a space).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    text: String,
+}
+
+impl Headers {
+    /// Room for `bytes` of names and values.
+    pub fn with_capacity(bytes: usize) -> Headers {
+        Headers {
+            text: String::with_capacity(bytes),
+        }
+    }
+
+    /// Adds a field; the name is stored in lower case.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let name = name.trim();
+        if name.is_empty() || name.contains([':', '\n']) {
+            return;
+        }
+        self.text
+            .extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        self.text.push(':');
+        for (i, part) in value.split('\n').enumerate() {
+            if i > 0 {
+                self.text.push(' ');
+            }
+            self.text.push_str(part);
+        }
+        self.text.push('\n');
+    }
+
+    /// The first value of field `name` (give it in lower case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|&(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Every field, in the order pushed.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.text.lines().filter_map(|l| l.split_once(':'))
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(fields: I) -> Headers {
+        let mut headers = Headers::default();
+        for (k, v) in fields {
+            headers.push(k, v);
+        }
+        headers
+    }
+}
+
 /// An answer: a body in memory, or a stream copied to the client as it
 /// arrives (a backend's query answer, chunked or large).
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    /// Names as sent, e.g. `Content-Type`.
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     /// When set, sent instead of `body`, with chunked transfer encoding.
     pub stream: Option<Box<dyn Read + Send>>,
@@ -84,7 +140,7 @@ impl Response {
         body.push(b'\n');
         Response {
             status,
-            headers: vec![("Content-Type".into(), "application/json".into())],
+            headers: vec![("Content-Type", "application/json".into())],
             body: escape_html(body),
             stream: None,
         }
@@ -94,7 +150,7 @@ impl Response {
     pub fn text(status: u16, text: &str) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+            headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
             body: format!("{text}\n").into_bytes(),
             stream: None,
         }
@@ -128,6 +184,36 @@ fn escape_html(body: Vec<u8>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_keep_fields_in_order_with_lower_case_names() {
+        let h: Headers = [
+            ("Content-Type", "text/plain; a=b:c"),
+            ("X-Two", "a\nb"),
+            ("X-Colon", ":x:"),
+            ("content-type", "second"),
+            ("bad:name", "dropped"),
+            ("Empty", ""),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(h.get("content-type"), Some("text/plain; a=b:c"));
+        assert_eq!(h.get("x-two"), Some("a b"));
+        assert_eq!(h.get("empty"), Some(""));
+        assert_eq!(h.get("x-colon"), Some(":x:"));
+        assert_eq!(h.get("Content-Type"), None);
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("content-type", "text/plain; a=b:c"),
+                ("x-two", "a b"),
+                ("x-colon", ":x:"),
+                ("content-type", "second"),
+                ("empty", ""),
+            ]
+        );
+    }
 
     #[test]
     fn json_escapes_html_like_go() {

@@ -228,16 +228,10 @@ fn answer(
     }
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let headers = rq
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
-        .collect();
+    let mut headers = http::Headers::with_capacity(header_size(rq));
+    for h in rq.headers() {
+        headers.push(h.field.as_str().as_str(), h.value.as_str());
+    }
     let method = rq.method().as_str().to_ascii_uppercase();
     // A body is coming (small ones were read by tiny_http already): make
     // sure a stalled client cannot hold this worker past idle_timeout.
@@ -314,7 +308,7 @@ fn to_tiny(resp: http::Response) -> tiny_http::Response<Box<dyn Read + Send>> {
         .iter()
         .filter(|(k, _)| !own(k))
         .map(|&(k, v)| (k, v))
-        .chain(resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        .chain(resp.headers.iter().map(|&(k, ref v)| (k, v.as_str())));
     for (k, v) in all {
         if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
             out.add_header(h);
