@@ -2,7 +2,7 @@
 //!
 //! Keys and defaults are the Go influx-proxy's (v2.5.12), plus its older names
 //! (`mlog_dir`, `vnode_size`, `auth_secure`, `log_enabled`) and the keys this
-//! proxy adds (`worker_threads`, `max_body_size`, `spool_sync`,
+//! proxy adds (`worker_threads`, `query_threads`, `max_body_size`, `spool_sync`,
 //! `spool_max_size`, `spool_segment_size`, `query_timeout`,
 //! `max_connections`, `max_header_size`, `backend_ca_file`,
 //! `backend_insecure_skip_verify`).
@@ -118,6 +118,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Threads that take requests from the listener (ours; default: one per core).
     pub worker_threads: usize,
+    /// Most threads that wait on backends for `/query` and `/replica` at
+    /// once (ours; started as needed).
+    pub query_threads: usize,
     /// Largest request body accepted, before and after gunzip (ours).
     pub max_body_size: usize,
     /// When appended spool records are forced to disk (ours).
@@ -146,6 +149,9 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
 pub const DEFAULT_SPOOL_MAX_SIZE: u64 = 1 << 30;
 /// Open client connections by default: each holds a thread in tiny_http.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Default of `query_threads`: queries that wait on backends at once.
+pub const DEFAULT_QUERY_THREADS: usize = 64;
 /// Request line plus headers by default: ample for any InfluxDB client.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
@@ -182,6 +188,7 @@ const KNOWN_KEYS: &[&str] = &[
     "https_key",
     "tls",
     "worker_threads",
+    "query_threads",
     "max_body_size",
     "spool_sync",
     "spool_max_size",
@@ -254,6 +261,7 @@ struct RawConfig {
     https_key: String,
     tls: RawTls,
     worker_threads: f64,
+    query_threads: f64,
     max_body_size: f64,
     spool_sync: String,
     spool_max_size: f64,
@@ -487,6 +495,7 @@ impl Config {
                 max_version: raw.tls.max_version,
             },
             worker_threads: or_default_count(raw.worker_threads, cores),
+            query_threads: or_default_count(raw.query_threads, DEFAULT_QUERY_THREADS),
             max_body_size: or_default_count(raw.max_body_size, DEFAULT_MAX_BODY_SIZE),
             spool_sync,
             spool_max_size: or_default_count(raw.spool_max_size, DEFAULT_SPOOL_MAX_SIZE as usize)
@@ -548,6 +557,7 @@ mod tests {
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.idle_timeout, Duration::from_secs(10));
         assert!(c.worker_threads >= 1);
+        assert_eq!(c.query_threads, DEFAULT_QUERY_THREADS);
         assert!(!c.auth_enabled());
     }
 

@@ -51,7 +51,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let state = Arc::new(State::new(&cfg, cluster, write, listen));
     let janitor = server::connections::start_janitor(Arc::clone(&state.conns), health_stop.clone())
         .map_err(|e| format!("cannot start the connection janitor: {e}"))?;
-    let workers = server::start_workers(&listener, &state, cfg.worker_threads)
+    let workers = server::start_workers(&listener, &state, cfg.worker_threads, cfg.query_threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     log!(
         "http service start, listen on {} with {} workers",
@@ -60,12 +60,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     );
     let signal = signals::wait();
     log!("{signal} received, stopping: no new requests, finishing the ones in flight");
-    for _ in 0..workers.len() {
-        listener.unblock();
-    }
-    for w in workers {
-        let _ = w.join();
-    }
+    workers.stop(&listener);
     drop(listener);
     drop(stop_health);
     let grace = cfg.write_timeout.min(Duration::from_secs(5));

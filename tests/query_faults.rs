@@ -830,3 +830,73 @@ fn db_list_is_checked_for_every_database_a_request_names() {
         problems.join("\n")
     );
 }
+
+/// Three queries to a backend that takes `slow` to answer each, sent at
+/// once through `proxy`; returns when all are answered, with the time taken,
+/// after checking that a write and a ping sent meanwhile are answered at
+/// once.
+fn slow_queries_beside_a_write(proxy: &Proxy, slow: Duration) -> Duration {
+    let t = Instant::now();
+    let queries: Vec<_> = (0..3)
+        .map(|i| {
+            let url = format!("{}/query", proxy.url());
+            std::thread::spawn(move || {
+                let q = format!("SELECT * FROM m{i}");
+                http_get(&url, &[("db", "slow"), ("q", q.as_str())])
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let w = Instant::now();
+    let (status, text) = proxy.write("slow", None, "m v=1");
+    assert_eq!(status, 204, "{text:?}");
+    assert!(
+        w.elapsed() < Duration::from_secs(1),
+        "a write waited {:?} behind slow queries",
+        w.elapsed()
+    );
+    let p = Instant::now();
+    assert!(ping_ok(&proxy.url()));
+    assert!(
+        p.elapsed() < Duration::from_secs(1),
+        "a ping waited {:?}",
+        p.elapsed()
+    );
+    for q in queries {
+        let r = q.join().expect("query thread");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json(), json!({"results": [{"statement_id": 0}]}));
+    }
+    let took = t.elapsed();
+    assert!(took >= slow, "answered in {took:?}, before the backend did");
+    took
+}
+
+/// Queries wait on backends off the workers (a worker answers one itself
+/// only while another worker is left): slow queries hold up neither writes
+/// nor each other, up to `query_threads`.
+#[test]
+fn slow_queries_hold_up_neither_writes_nor_each_other() {
+    let slow = Duration::from_millis(1500);
+    let backend = FakeBackend::start(Fault::SlowQueries(slow));
+    let mut config = config_for_urls(&[vec![backend.url()]]);
+    for workers in [1, 2] {
+        config["worker_threads"] = json!(workers);
+        let proxy = Proxy::start(config.clone());
+        let took = slow_queries_beside_a_write(&proxy, slow);
+        assert!(
+            took < slow * 2,
+            "{workers} workers: three concurrent queries took {took:?}: they waited for each other"
+        );
+    }
+
+    // With room for two at a time, the third waits for one of them.
+    config["worker_threads"] = json!(1);
+    config["query_threads"] = json!(2);
+    let proxy = Proxy::start(config);
+    let took = slow_queries_beside_a_write(&proxy, slow);
+    assert!(
+        took >= slow * 2,
+        "query_threads=2 ran three queries at once ({took:?})"
+    );
+}

@@ -159,6 +159,14 @@ impl Connections {
 
     /// Marks a request of `peer` as in service until the visit is dropped.
     pub fn visit(&self, peer: Option<SocketAddr>) -> Visit<'_> {
+        self.begin(peer);
+        self.resume(peer)
+    }
+
+    /// The first half of [`Connections::visit`], for a request that another
+    /// thread will answer: in service from now on, until that thread's
+    /// [`Connections::resume`] guard is dropped.
+    pub fn begin(&self, peer: Option<SocketAddr>) {
         if let (Some(peer), Ok(mut peers)) = (peer, self.peers.lock()) {
             let s = peers.entry(peer).or_insert(Service {
                 active: 0,
@@ -169,6 +177,10 @@ impl Connections {
             s.active += 1;
             s.dispatched += 1;
         }
+    }
+
+    /// The guard of a visit that [`Connections::begin`] started.
+    pub fn resume(&self, peer: Option<SocketAddr>) -> Visit<'_> {
         Visit { owner: self, peer }
     }
 

@@ -1,15 +1,19 @@
-//! The HTTP front: the tiny_http listener and a fixed pool of worker threads.
+//! The HTTP front: the tiny_http listener, a fixed pool of worker threads,
+//! and the [`query_pool`] for requests that wait on backends.
 //!
-//! Every worker loops on `Server::recv`, turns the tiny_http request into a
-//! [`http::Request`], lets [`router::route`] answer it, and sends the
-//! [`http::Response`] back with the common `X-Influxdb-*` headers. This is the
-//! only module that knows tiny_http. A panic inside a handler is caught and
-//! answered with a 500, so no request can take a worker down.
+//! Every worker loops on `Server::recv`. A query it hands to the query pool;
+//! anything else it turns into a [`http::Request`], lets [`router::route`]
+//! answer, and sends the [`http::Response`] back with the common
+//! `X-Influxdb-*` headers ([`serve`], which the query pool's threads run
+//! too). This is the only module that knows tiny_http. A panic inside a
+//! handler is caught and answered with a 500, so no request can take a
+//! thread down.
 
 pub mod auth;
 pub mod connections;
 pub mod error;
 pub mod http;
+pub mod query_pool;
 pub mod router;
 pub mod sockets;
 pub mod tls;
@@ -29,6 +33,7 @@ use crate::write::endpoint::{WriteScratch, WriteService};
 use crate::VERSION;
 use auth::Auth;
 use error::ApiError;
+use query_pool::QueryPool;
 
 /// What every worker shares.
 pub struct State {
@@ -114,26 +119,54 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, SocketAddr), String
     Ok((Arc::new(server), listen))
 }
 
-/// Starts `n` workers taking requests from `server`.
+/// The threads that answer requests: see [`start_workers`].
+pub struct Workers {
+    workers: Vec<JoinHandle<()>>,
+    queries: Arc<QueryPool>,
+}
+
+impl Workers {
+    /// Lets the workers go (no request is taken any more), waits for them,
+    /// then for the queries in flight or queued.
+    pub fn stop(self, server: &tiny_http::Server) {
+        for _ in 0..self.workers.len() {
+            server.unblock();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+        match Arc::try_unwrap(self.queries) {
+            Ok(pool) => pool.stop(),
+            Err(_) => log!("the query pool is still referenced at shutdown"),
+        }
+    }
+}
+
+/// Starts `n` workers taking requests from `server`, with a query pool of
+/// at most `query_threads` threads.
 pub fn start_workers(
     server: &Arc<tiny_http::Server>,
     state: &Arc<State>,
     n: usize,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..n)
+    query_threads: usize,
+) -> std::io::Result<Workers> {
+    let queries = Arc::new(QueryPool::new(Arc::clone(state), query_threads, n));
+    let workers = (0..n)
         .map(|i| {
-            let (server, state) = (Arc::clone(server), Arc::clone(state));
+            let (server, state, queries) =
+                (Arc::clone(server), Arc::clone(state), Arc::clone(&queries));
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || worker(&server, &state))
+                .spawn(move || worker(&server, &state, &queries))
         })
-        .collect()
+        .collect::<std::io::Result<_>>()?;
+    Ok(Workers { workers, queries })
 }
 
-fn worker(server: &tiny_http::Server, state: &State) {
+fn worker(server: &tiny_http::Server, state: &State, queries: &QueryPool) {
     let mut scratch = WriteScratch::new(Arc::clone(&state.cluster));
     loop {
-        let mut rq = match server.recv() {
+        let rq = match server.recv() {
             Ok(rq) => rq,
             // `unblock` at shutdown, or the listener is gone.
             Err(_) => return,
@@ -144,46 +177,66 @@ fn worker(server: &tiny_http::Server, state: &State) {
                 continue;
             }
         }
-        let visit = state.conns.visit(rq.remote_addr().copied());
-        let mut body_read = 0u64;
-        let response = match catch_unwind(AssertUnwindSafe(|| {
-            answer(state, &mut scratch, &mut rq, &mut body_read)
-        })) {
-            Ok(r) => r,
-            Err(_) => {
-                log!(
-                    "a handler panicked on {} {}",
-                    rq.method(),
-                    path_of(rq.url())
-                );
-                // The scratch buffers may hold a half-routed request.
-                scratch = WriteScratch::new(Arc::clone(&state.cluster));
-                ApiError::new(500, "internal error").into_response(false)
+        let peer = rq.remote_addr().copied();
+        state.conns.begin(peer);
+        if QueryPool::takes(rq.url()) {
+            if let Some(_leave) = queries.wait_here() {
+                serve(state, &mut scratch, rq, state.conns.resume(peer));
+            } else if let Some((rq, peer)) = queries.submit(rq, peer) {
+                // No query thread could be started: answered here.
+                serve(state, &mut scratch, rq, state.conns.resume(peer));
             }
-        };
-        // tiny_http drops a `Connection: close` header, so a connection
-        // that must end gets its read side shut: the client sees the answer,
-        // then the end of the connection. That is the case after a 431 (the
-        // rest of the request cannot be trusted) and when more than
-        // DRAIN_LIMIT bytes of body were left unread, which tiny_http would
-        // otherwise read (and buffer) after the answer.
-        let unread = rq
-            .body_length()
-            .map_or(0, |n| (n as u64).saturating_sub(body_read));
-        if response.status == 431 || unread > DRAIN_LIMIT {
-            if let Some(peer) = rq.remote_addr() {
-                state.conns.shut_reads(*peer);
-            }
+        } else {
+            serve(state, &mut scratch, rq, state.conns.resume(peer));
         }
-        let response = to_tiny(response);
-        // tiny_http discards an unread body when the request is dropped,
-        // with a buffer as large as what is left (see `crate::alloc`); a
-        // length no buffer can have panics there, not in our code.
-        if catch_unwind(AssertUnwindSafe(move || rq.respond(response))).is_err() {
-            log!("tiny_http failed to discard an unread request body ({unread} bytes)");
-        }
-        drop(visit);
     }
+}
+
+/// Answers `rq`, whose visit is `visit`, and sends the answer.
+fn serve(
+    state: &State,
+    scratch: &mut WriteScratch,
+    mut rq: tiny_http::Request,
+    visit: connections::Visit<'_>,
+) {
+    let mut body_read = 0u64;
+    let response = match catch_unwind(AssertUnwindSafe(|| {
+        answer(state, scratch, &mut rq, &mut body_read)
+    })) {
+        Ok(r) => r,
+        Err(_) => {
+            log!(
+                "a handler panicked on {} {}",
+                rq.method(),
+                path_of(rq.url())
+            );
+            // The scratch buffers may hold a half-routed request.
+            *scratch = WriteScratch::new(Arc::clone(&state.cluster));
+            ApiError::new(500, "internal error").into_response(false)
+        }
+    };
+    // tiny_http drops a `Connection: close` header, so a connection
+    // that must end gets its read side shut: the client sees the answer,
+    // then the end of the connection. That is the case after a 431 (the
+    // rest of the request cannot be trusted) and when more than
+    // DRAIN_LIMIT bytes of body were left unread, which tiny_http would
+    // otherwise read (and buffer) after the answer.
+    let unread = rq
+        .body_length()
+        .map_or(0, |n| (n as u64).saturating_sub(body_read));
+    if response.status == 431 || unread > DRAIN_LIMIT {
+        if let Some(peer) = rq.remote_addr() {
+            state.conns.shut_reads(*peer);
+        }
+    }
+    let response = to_tiny(response);
+    // tiny_http discards an unread body when the request is dropped,
+    // with a buffer as large as what is left (see `crate::alloc`); a
+    // length no buffer can have panics there, not in our code.
+    if catch_unwind(AssertUnwindSafe(move || rq.respond(response))).is_err() {
+        log!("tiny_http failed to discard an unread request body ({unread} bytes)");
+    }
+    drop(visit);
 }
 
 /// Answers a request whose `Content-Length` is too large for tiny_http to

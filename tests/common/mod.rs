@@ -1198,11 +1198,31 @@ pub enum Fault {
     Error500,
     /// Answers like a healthy InfluxDB (204 to /ping and /write), after a delay.
     Slow(Duration),
+    /// Answers `/ping` and `/write` at once (204), and `/query` after the
+    /// delay with an empty result; each request on its own thread.
+    SlowQueries(Duration),
     /// Answers 204 at once and records every request.
     Record,
     /// Records every request; answers 500 to a `/write` whose body (gunzipped
     /// when `Content-Encoding: gzip`) contains the marker, 204 to anything else.
     RejectContaining(&'static str),
+}
+
+/// [`Fault::SlowQueries`]: a query's empty result after `delay`, anything
+/// else 204 at once.
+fn answer_slow_query(req: tiny_http::Request, delay: Duration, stop: &AtomicBool) {
+    if !req.url().starts_with("/query") {
+        let _ = req.respond(tiny_http::Response::from_string("").with_status_code(204));
+        return;
+    }
+    let until = Instant::now() + delay;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let json = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        .expect("static header");
+    let body = "{\"results\":[{\"statement_id\":0}]}\n";
+    let _ = req.respond(tiny_http::Response::from_string(body).with_header(json));
 }
 
 /// A request a [`Fault::Record`] or [`Fault::RejectContaining`] backend received.
@@ -1335,7 +1355,11 @@ impl FakeBackend {
                 });
                 (port, t)
             }
-            Fault::Error500 | Fault::Slow(_) | Fault::Record | Fault::RejectContaining(_) => {
+            Fault::Error500
+            | Fault::Slow(_)
+            | Fault::SlowQueries(_)
+            | Fault::Record
+            | Fault::RejectContaining(_) => {
                 let server = tiny_http::Server::http("127.0.0.1:0").expect("bind fake backend");
                 let port = server.server_addr().to_ip().expect("ip listener").port();
                 let (stop2, hits2, rec2) = (stop.clone(), hits.clone(), recorded.clone());
@@ -1348,6 +1372,11 @@ impl FakeBackend {
                         hits2.fetch_add(1, Ordering::Relaxed);
                         let mut sink = Vec::new();
                         let _ = req.as_reader().read_to_end(&mut sink);
+                        if let Fault::SlowQueries(d) = fault {
+                            let stop3 = stop2.clone();
+                            thread::spawn(move || answer_slow_query(req, d, &stop3));
+                            continue;
+                        }
                         let status = match fault {
                             Fault::Error500 => 500,
                             Fault::RejectContaining(marker) => {
@@ -1398,7 +1427,7 @@ impl FakeBackend {
                             Fault::RejectContaining(_) => {
                                 tiny_http::Response::from_string("").with_status_code(204)
                             }
-                            Fault::Hang => unreachable!(),
+                            Fault::Hang | Fault::SlowQueries(_) => unreachable!(),
                         };
                         let _ = req.respond(resp);
                     }
