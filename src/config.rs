@@ -116,7 +116,8 @@ pub struct Config {
     pub https_cert: String,
     pub https_key: String,
     pub tls: TlsConfig,
-    /// Threads that take requests from the listener (ours; default: one per core).
+    /// Threads that take requests from the listener (ours; default: one per
+    /// core, plus one).
     pub worker_threads: usize,
     /// Most threads that wait on backends for `/query` and `/replica` at
     /// once (ours; started as needed).
@@ -494,7 +495,9 @@ impl Config {
                 min_version: raw.tls.min_version,
                 max_version: raw.tls.max_version,
             },
-            worker_threads: or_default_count(raw.worker_threads, cores),
+            // One per core, and one more that keeps writes moving while
+            // every other worker waits on a backend (see server::query_pool).
+            worker_threads: or_default_count(raw.worker_threads, cores + 1),
             query_threads: or_default_count(raw.query_threads, DEFAULT_QUERY_THREADS),
             max_body_size: or_default_count(raw.max_body_size, DEFAULT_MAX_BODY_SIZE),
             spool_sync,

@@ -1,7 +1,9 @@
 //! The query pool: threads for requests that wait on backends.
 //!
 //! A worker answers a write, a ping or `/health` itself: that work is CPU
-//! and local disk, so one worker per core keeps the cores busy. A query (and
+//! and local disk, so one worker per core keeps the cores busy (the default
+//! has one more, so that with every other worker waiting on a backend one is
+//! still free). A query (and
 //! `/replica`) mostly waits for a backend's answer, for as long as the
 //! backend takes (up to `query_timeout`). Were it answered on the worker,
 //! two slow queries would stop every write behind them on a 2-core machine,
