@@ -1,11 +1,12 @@
 //! The HTTP front: the tiny_http listener, a fixed pool of worker threads,
 //! and the [`query_pool`] for requests that wait on backends.
 //!
-//! Every worker loops on `Server::recv`. A query it hands to the query pool;
-//! anything else it turns into a [`http::Request`], lets [`router::route`]
-//! answer, and sends the [`http::Response`] back with the common
-//! `X-Influxdb-*` headers ([`serve`], which the query pool's threads run
-//! too). This is the only module that knows tiny_http. A panic inside a
+//! Every worker loops on `Server::recv`. A query it hands to the query pool
+//! unless another worker is left free (see [`query_pool`]); anything else,
+//! and such a query, it turns into a [`http::Request`], lets
+//! [`router::route`] answer, and sends the [`http::Response`] back with the
+//! common `X-Influxdb-*` headers (`serve`, which the query pool's threads
+//! run too). This is the only module that knows tiny_http. A panic inside a
 //! handler is caught and answered with a 500, so no request can take a
 //! thread down.
 
