@@ -77,6 +77,7 @@ impl QueryService {
     /// Handles `/query` once the method and credentials are checked.
     pub fn handle(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
         let form = form_params(req)?;
+        // The body is read; from here on the request is only looked at.
         let req: &Request = req;
         let params = form.as_ref().unwrap_or(&req.params);
         if params.is_invalid_utf8("q") {

@@ -275,14 +275,15 @@ fn answer(
     body_read: &mut u64,
 ) -> http::Response {
     let limit = state.conns.limits().max_header_size;
-    if header_size(rq) > limit {
+    let size = header_size(rq);
+    if size > limit {
         // The janitor stops an endless header; one that ended in time but
         // is still too large is refused here.
         return ApiError::new(431, "request header too large").into_response(false);
     }
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let mut headers = http::Headers::with_capacity(header_size(rq));
+    let mut headers = http::Headers::with_capacity(size);
     for h in rq.headers() {
         headers.push(h.field.as_str().as_str(), h.value.as_str());
     }
