@@ -471,17 +471,14 @@ fn exchange(conn: &mut Conn, wire: &[u8], deadline: Instant) -> Result<Head, Exc
         let mut parsed = httparse::Response::new(&mut headers);
         match parsed.parse(&conn.buf[conn.pos..conn.end]) {
             Ok(httparse::Status::Complete(len)) => {
+                let mut headers = Headers::with_capacity(len);
+                for h in parsed.headers.iter() {
+                    headers.push(h.name, &String::from_utf8_lossy(h.value));
+                }
                 let head = Head {
                     status: parsed.code.unwrap_or(0),
                     http11: parsed.version == Some(1),
-                    headers: parsed
-                        .headers
-                        .iter()
-                        .map(|h| (h.name, String::from_utf8_lossy(h.value)))
-                        .fold(Headers::with_capacity(len), |mut all, (k, v)| {
-                            all.push(k, &v);
-                            all
-                        }),
+                    headers,
                 };
                 conn.pos += len;
                 return Ok(head);
