@@ -1384,23 +1384,32 @@ mod tests {
         assert_eq!(s.limit, None);
     }
 
+    /// `flag` holds for every query of `yes` and for none of `no`.
+    fn flag_holds(flag: fn(&Statement) -> bool, yes: &[&str], no: &[&str]) {
+        for q in yes {
+            assert!(flag(&one(q)), "{q}");
+        }
+        for q in no {
+            assert!(!flag(&one(q)), "{q}");
+        }
+    }
+
     #[test]
     fn group_by_star_is_seen_in_the_outermost_statement_only() {
-        for q in [
-            "SELECT * FROM a, b GROUP BY *",
-            "SELECT mean(v) FROM a GROUP BY time(1m), * fill(none)",
-            "select v from a group by host, * limit 1",
-        ] {
-            assert!(one(q).group_by_all, "{q}");
-        }
-        for q in [
-            "SELECT * FROM a GROUP BY host",
-            "SELECT v * 2 FROM a GROUP BY host LIMIT 1",
-            "SELECT * FROM (SELECT * FROM a GROUP BY *) GROUP BY *",
-            "SHOW SERIES FROM a",
-        ] {
-            assert!(!one(q).group_by_all, "{q}");
-        }
+        flag_holds(
+            |s| s.group_by_all,
+            &[
+                "SELECT * FROM a, b GROUP BY *",
+                "SELECT mean(v) FROM a GROUP BY time(1m), * fill(none)",
+                "select v from a group by host, * limit 1",
+            ],
+            &[
+                "SELECT * FROM a GROUP BY host",
+                "SELECT v * 2 FROM a GROUP BY host LIMIT 1",
+                "SELECT * FROM (SELECT * FROM a GROUP BY *) GROUP BY *",
+                "SHOW SERIES FROM a",
+            ],
+        );
     }
 
     #[test]
@@ -1423,27 +1432,26 @@ mod tests {
 
     #[test]
     fn wildcards_in_the_field_list() {
-        for q in [
-            "SELECT * FROM a",
-            "SELECT *::field FROM a",
-            "SELECT v, * FROM a",
-            "SELECT count(*) FROM a",
-            "SELECT /v/ FROM a",
-            "SELECT mean(/v/) FROM a",
-            "SELECT * FROM (SELECT v FROM a)",
-        ] {
-            assert!(one(q).wildcard, "{q}");
-        }
-        for q in [
-            "SELECT v FROM a",
-            "SELECT v * 2 FROM a",
-            "SELECT count(v)*2 FROM a",
-            "SELECT v FROM (SELECT * FROM a)",
-            "SELECT v FROM a WHERE h =~ /x/ GROUP BY *",
-            "SHOW TAG KEYS",
-        ] {
-            assert!(!one(q).wildcard, "{q}");
-        }
+        flag_holds(
+            |s| s.wildcard,
+            &[
+                "SELECT * FROM a",
+                "SELECT *::field FROM a",
+                "SELECT v, * FROM a",
+                "SELECT count(*) FROM a",
+                "SELECT /v/ FROM a",
+                "SELECT mean(/v/) FROM a",
+                "SELECT * FROM (SELECT v FROM a)",
+            ],
+            &[
+                "SELECT v FROM a",
+                "SELECT v * 2 FROM a",
+                "SELECT count(v)*2 FROM a",
+                "SELECT v FROM (SELECT * FROM a)",
+                "SELECT v FROM a WHERE h =~ /x/ GROUP BY *",
+                "SHOW TAG KEYS",
+            ],
+        );
     }
 
     #[test]
