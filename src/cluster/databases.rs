@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 use fxhash::FxHashSet;
 
 use super::Backend;
-use crate::log;
 use crate::writer::sender::agent;
 
 /// A backend's list is fetched again by the health checker past this age.
@@ -262,7 +261,8 @@ impl Databases {
 }
 
 /// `backend`'s databases (`SHOW DATABASES`), or `None` when it gives no
-/// readable answer (down, refused credentials, error).
+/// readable answer (down, refused credentials, error). Not logged: a miss
+/// may ask at every request, and the ping already reports a backend down.
 pub fn show_databases(agent: &ureq::Agent, backend: &Backend) -> Option<FxHashSet<String>> {
     let mut req = agent.get(format!("{}/query?q=SHOW+DATABASES", backend.url));
     if let Some(auth) = &backend.authorization {
@@ -276,12 +276,6 @@ pub fn show_databases(agent: &ureq::Agent, backend: &Backend) -> Option<FxHashSe
         .read_to_string()
         .ok()?;
     if resp.status().as_u16() != 200 {
-        log!(
-            "backend {}: SHOW DATABASES answered {}: {}",
-            backend.name,
-            resp.status().as_u16(),
-            body.trim()
-        );
         return None;
     }
     parse_databases(&body)
