@@ -282,15 +282,13 @@ pub fn show_databases(agent: &ureq::Agent, backend: &Backend) -> Option<FxHashSe
 }
 
 /// The names of a `SHOW DATABASES` answer. A backend without databases
-/// answers the series without `values`: an empty list, not an error.
+/// answers the series without `values`: an empty list. An answer without
+/// the series is no answer: a 404 is given on a clear list only.
 fn parse_databases(body: &str) -> Option<FxHashSet<String>> {
     let answer: serde_json::Value = serde_json::from_str(body).ok()?;
-    let result = answer.pointer("/results/0")?;
-    if result.get("error").is_some() {
-        return None;
-    }
-    let rows = result
-        .pointer("/series/0/values")
+    let series = answer.pointer("/results/0/series/0")?;
+    let rows = series
+        .get("values")
         .and_then(|v| v.as_array())
         .map_or(&[][..], Vec::as_slice);
     Some(
@@ -324,6 +322,8 @@ mod tests {
         assert_eq!(parse_databases(two), Some(set(&["_internal", "a\"b"])));
         let refused = r#"{"results":[{"statement_id":0,"error":"forbidden"}]}"#;
         assert_eq!(parse_databases(refused), None);
+        let no_series = r#"{"results":[{"statement_id":0}]}"#;
+        assert_eq!(parse_databases(no_series), None);
         assert_eq!(parse_databases(r#"{"error":"x"}"#), None);
         assert_eq!(parse_databases("not json"), None);
     }
