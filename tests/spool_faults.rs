@@ -882,7 +882,10 @@ fn database_missing_on_one_backend_is_created_and_points_arrive() {
         d.stop();
     }
     let (status, text) = cluster.proxy.write(nowhere, None, &body);
-    assert_eq!(status, 204, "write to {nowhere} with every backend down: {text:?}");
+    assert_eq!(
+        status, 204,
+        "write to {nowhere} with every backend down: {text:?}"
+    );
     for d in cluster.influxds.iter_mut() {
         d.restart();
     }

@@ -41,7 +41,11 @@ fn exec(proxy: &Proxy, q: &str) {
 fn write_to_missing_database_gets_influxds_own_404() {
     let (d, proxy) = single(&["have"]);
     let (status, body) = proxy.write("have", None, "m v=1 1\n");
-    assert_eq!((status, body.as_str()), (204, ""), "write to an existing db");
+    assert_eq!(
+        (status, body.as_str()),
+        (204, ""),
+        "write to an existing db"
+    );
     for db in ["nope", "a<b \"c\"\\d\t&\x01", "é\u{a0}"] {
         let direct = d.write(db, None, b"m v=1 1\n");
         let ours = proxy.write_with(&[("db", db)], &[], b"m v=1 1\n");
@@ -70,7 +74,9 @@ fn write_to_missing_database_gets_influxds_own_404() {
     // too, as influxd answers it.
     let r = proxy.write_with(&[("db", "nope")], &[], b"m v=\n");
     assert_eq!(r.status, 404, "bad body to a missing db: {}", r.body);
-    wait_for_eq(DELIVERY, "the point in `have`", &1, || count(&d, "have", "m"));
+    wait_for_eq(DELIVERY, "the point in `have`", &1, || {
+        count(&d, "have", "m")
+    });
 }
 
 #[test]
@@ -96,8 +102,13 @@ fn database_created_directly_on_the_backend_is_taken_at_the_next_write() {
     assert_eq!(status, 404, "before the database exists: {body}");
     d.create_db("late");
     let (status, body) = proxy.write("late", None, "m v=1 1\n");
-    assert_eq!(status, 204, "the write after CREATE DATABASE on influxd: {body}");
-    wait_for_eq(DELIVERY, "the point in `late`", &1, || count(&d, "late", "m"));
+    assert_eq!(
+        status, 204,
+        "the write after CREATE DATABASE on influxd: {body}"
+    );
+    wait_for_eq(DELIVERY, "the point in `late`", &1, || {
+        count(&d, "late", "m")
+    });
 }
 
 #[test]
