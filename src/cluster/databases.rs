@@ -17,19 +17,22 @@
 //!   and a list that is a few seconds old only errs one way, see next;
 //! - a miss: a write naming a database outside the known set asks every live
 //!   backend at once (at most [`MISS_TIMEOUT`] each) before the 404, so a
-//!   database created directly on the backends a moment ago is accepted. A
-//!   list older than [`LIST_AGE`] can therefore only keep a database dropped
-//!   directly on the backends known for a while: its writes get the old
-//!   behaviour (204, then parked by the sender).
+//!   database created directly on the backends a moment ago is accepted.
+//!   So a list up to [`LIST_AGE`] old errs only by still naming a database
+//!   dropped directly on the backends: its writes get the old behaviour
+//!   (204, then parked by the sender) until the next list.
 //!
 //! Only one miss refresh runs at a time; the misses that arrive while it
 //! runs share the next one (which starts after they arrived, so it sees
-//! what they may expect). When no live backend answers a miss refresh (all
-//! down, or no answer in time) the write is admitted, as before this check
+//! what they may expect). A client that keeps writing to a missing database
+//! thus costs the live backends one `SHOW DATABASES` after another, never
+//! several at once. When no live backend answers a miss refresh (all down,
+//! or no answer in time) the write is admitted, as before this check
 //! existed: it waits in the spools like any write to a down backend.
 //!
-//! A write for a known database costs one uncontended read lock and one
-//! hash lookup (see [`Databases::admits`]).
+//! A write for a known database costs a read lock (readers never wait for
+//! each other; the set changes only when a list does) and one hash lookup:
+//! 30 to 50 ns measured, see [`Databases::admits`].
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
