@@ -8,7 +8,8 @@
 //! - [`write`]: inside a worker, the `/write` endpoint scans a body into
 //!   lines ([`write::line`]) and groups them per backend ([`write::batch`]).
 //! - [`ring`] and [`cluster`]: Go-compatible placement of a shard key on one
-//!   backend per circle; backends' health flags and counters.
+//!   backend per circle; backends' health flags and counters; the databases
+//!   the backends have (a write to another gets influxd's 404).
 //! - [`writer`]: one writer thread (coalescing) and one sender thread
 //!   (delivery, retries) per backend.
 //! - [`admin`]: `/health` and `/replica`.

@@ -41,6 +41,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .max(std::time::Duration::from_secs(1));
     let health = health::start(
         &cluster.backends,
+        &cluster.databases,
         cfg.check_interval,
         ping_timeout,
         &health_stop,

@@ -714,7 +714,7 @@ fn forbidden_statements_are_illegal_and_never_reach_a_backend() {
     }
     for (i, f) in fakes.iter().enumerate() {
         for rec in f.recorded() {
-            if rec.path() != "/ping" {
+            if rec.path() != "/ping" && !rec.is_database_listing() {
                 problems.push(format!(
                     "backend {} received {} {} (body {:?})",
                     backend_name(i / 2, i % 2),

@@ -846,7 +846,7 @@ fn database_missing_on_one_backend_is_created_and_points_arrive() {
     let mut config = two_by_two_config(&influxds);
     config["rewrite_interval"] = json!(0.5);
     let proxy = Proxy::start(config);
-    let cluster = Cluster { influxds, proxy };
+    let mut cluster = Cluster { influxds, proxy };
     let body: String = (0..20)
         .map(|i| format!("{mm},host=h v={i}i {}\n", BASE_TS + i))
         .collect();
@@ -868,15 +868,27 @@ fn database_missing_on_one_backend_is_created_and_points_arrive() {
         "{name} should have created the database, not parked"
     );
 
-    // A database that exists nowhere: parked, visible, kept in parked.lp.
+    // A database that exists nowhere is refused as influxd refuses it.
     let nowhere = "nowhere";
     let lines: Vec<String> = (0..5)
         .map(|i| format!("{mm},host=h v={i}i {}", BASE_TS + 100 + i))
         .collect();
-    let (status, text) = cluster
-        .proxy
-        .write(nowhere, None, &(lines.join("\n") + "\n"));
-    assert_eq!(status, 204, "write to {nowhere}: {text:?}");
+    let body = lines.join("\n") + "\n";
+    let (status, text) = cluster.proxy.write(nowhere, None, &body);
+    assert_eq!(status, 404, "write to {nowhere}: {text:?}");
+    // Taken while no backend could say (all down), it is parked once they
+    // are back: visible, kept in parked.lp.
+    for d in cluster.influxds.iter_mut() {
+        d.stop();
+    }
+    let (status, text) = cluster.proxy.write(nowhere, None, &body);
+    assert_eq!(
+        status, 204,
+        "write to {nowhere} with every backend down: {text:?}"
+    );
+    for d in cluster.influxds.iter_mut() {
+        d.restart();
+    }
     for c in 0..2 {
         let name = backend_name(c, o);
         wait_until(

@@ -1,7 +1,9 @@
 //! The health checker: one thread per backend pings it every
 //! `check_interval` with the backend's own credentials (the Go proxy sends
 //! none, its issue #65) and records the verdict in the backend's `active`
-//! flag. 204 or 200 is healthy; anything else, or no answer, is not.
+//! flag. 204 or 200 is healthy; anything else, or no answer, is not. After
+//! a healthy ping it lets [`Databases`] fetch the backend's databases when
+//! they are due.
 //!
 //! Threads stop when the shutdown channel disconnects.
 
@@ -11,13 +13,14 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::Backend;
+use super::{Backend, Databases};
 use crate::log;
 use crate::writer::sender::agent;
 
 /// Starts one checker thread per backend.
 pub fn start(
     backends: &[Arc<Backend>],
+    databases: &Arc<Databases>,
     interval: Duration,
     timeout: Duration,
     shutdown: &Receiver<()>,
@@ -26,14 +29,21 @@ pub fn start(
         .iter()
         .map(|b| {
             let (backend, stop) = (Arc::clone(b), shutdown.clone());
+            let databases = Arc::clone(databases);
             std::thread::Builder::new()
                 .name(format!("health-{}", b.name))
-                .spawn(move || run(&backend, interval, timeout, &stop))
+                .spawn(move || run(&backend, &databases, interval, timeout, &stop))
         })
         .collect()
 }
 
-fn run(backend: &Backend, interval: Duration, timeout: Duration, stop: &Receiver<()>) {
+fn run(
+    backend: &Backend,
+    databases: &Databases,
+    interval: Duration,
+    timeout: Duration,
+    stop: &Receiver<()>,
+) {
     let agent = agent(timeout);
     let url = format!("{}/ping", backend.url);
     loop {
@@ -47,6 +57,9 @@ fn run(backend: &Backend, interval: Duration, timeout: Duration, stop: &Receiver
             Err(e) => Err(e.to_string()),
         };
         let was_active = backend.set_active(verdict.is_ok());
+        if verdict.is_ok() {
+            databases.after_ping(backend, &agent, was_active);
+        }
         match verdict {
             Ok(()) if !was_active => {
                 log!("backend {} ({}) is active again", backend.name, backend.url)

@@ -3,14 +3,17 @@
 //! A circle is a full copy of the data; inside it each shard key has exactly
 //! one owner, named by the circle's [`Ring`]. Every point goes to its owner in
 //! every circle. The cluster is built once from the config and shared
-//! read-only; only the backends' flags and counters change.
+//! read-only; only the backends' flags and counters and the set of known
+//! databases ([`databases`]) change.
 
 pub mod backend;
+pub mod databases;
 pub mod health;
 
 use std::sync::Arc;
 
 pub use backend::Backend;
+pub use databases::Databases;
 
 use crate::config::Config;
 use crate::ring::{Ring, ShardKey};
@@ -50,6 +53,8 @@ pub struct Cluster {
     pub circles: Vec<Circle>,
     pub backends: Vec<Arc<Backend>>,
     pub shard_key: ShardKey,
+    /// The databases the backends have (writes to others get a 404).
+    pub databases: Arc<Databases>,
 }
 
 impl Cluster {
@@ -73,6 +78,7 @@ impl Cluster {
             });
         }
         Cluster {
+            databases: Arc::new(Databases::new(&backends)),
             circles,
             backends,
             shard_key: cfg.shard_key.clone(),

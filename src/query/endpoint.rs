@@ -468,6 +468,11 @@ impl QueryService {
                 stmt.text
             );
         }
+        match &stmt.kind {
+            StatementKind::CreateDatabase(name) => self.cluster.databases.created(name),
+            StatementKind::DropDatabase(name) => self.cluster.databases.dropped(name),
+            _ => {}
+        }
         let mut result = answer.unwrap_or_else(|| serde_json::json!({}));
         if let Some(obj) = result.as_object_mut() {
             obj.insert("statement_id".into(), statement_id.into());

@@ -2,7 +2,8 @@
 //! route its lines and hand one batch per backend to the writers.
 //!
 //! Checks run in the Go proxy's order: method and auth (by the router),
-//! precision, database, then the body. The answer follows InfluxDB: 204 when
+//! precision, database (missing, forbidden, then, as influxd, unknown to
+//! every backend: 404), then the body. The answer follows InfluxDB: 204 when
 //! every line is valid, 400 `unable to parse ...` when none is, and 400
 //! `partial write: ... dropped=0` when some are (the valid ones are written).
 //!
@@ -32,6 +33,8 @@ pub enum WriteError {
     InvalidPrecision(String),
     DatabaseNotFound,
     DatabaseForbidden(String),
+    /// No backend has the database (influxd's 404).
+    UnknownDatabase(String),
     TooLarge,
     BadGzip(String),
     BodyRead(String),
@@ -52,6 +55,9 @@ impl From<WriteError> for ApiError {
             WriteError::DatabaseNotFound => ApiError::bad_request("database not found"),
             WriteError::DatabaseForbidden(db) => {
                 ApiError::bad_request(format!("database forbidden: {db}"))
+            }
+            WriteError::UnknownDatabase(db) => {
+                ApiError::new(404, format!("database not found: {}", go_quote(&db)))
             }
             WriteError::TooLarge => ApiError::new(413, "Request Entity Too Large"),
             WriteError::BadGzip(m) => ApiError::bad_request(m),
@@ -133,6 +139,9 @@ impl WriteService {
         }
         if !self.db_allowed(&db) {
             return Err(WriteError::DatabaseForbidden(db));
+        }
+        if !self.cluster.databases.admits(&db) {
+            return Err(WriteError::UnknownDatabase(db));
         }
         let rp = req.params.get("rp").to_string();
         let gzipped = req.header("content-encoding") == Some("gzip");
@@ -254,4 +263,69 @@ fn wait_for_acks(
 /// Reads into `out` until EOF or until more than `limit` bytes were read.
 fn read_limited(r: &mut dyn Read, out: &mut Vec<u8>, limit: usize) -> std::io::Result<()> {
     r.take(limit as u64 + 1).read_to_end(out).map(|_| ())
+}
+
+/// `s` quoted as Go's `%q` (`strconv.Quote`) writes it, as influxd quotes
+/// names in its messages: `\"` and `\\`, C escapes for the usual controls,
+/// `\xHH` for other ASCII controls, `\uHHHH` for non-printing characters.
+fn go_quote(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            ' ' => out.push(' '),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() || c.is_whitespace() || is_format(c) => {
+                let _ = match c as u32 {
+                    n @ 0..=0xffff => write!(out, "\\u{n:04x}"),
+                    n => write!(out, "\\U{n:08x}"),
+                };
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The format characters (Unicode Cf) a name may plausibly hold, which Go
+/// does not print: soft hyphen, zero-width and direction marks, BOM.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+        || ('\u{e000}'..='\u{f8ff}').contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_as_go_quotes_them() {
+        // Expected: influxd 1.6.7's 404 message for a write to each name.
+        let cases = [
+            ("nope", r#""nope""#),
+            ("a\"b\\c", r#""a\"b\\c""#),
+            ("tab\there\n", r#""tab\there\n""#),
+            ("\x01\x7f", r#""\x01\x7f""#),
+            ("é<&> x", r#""é<&> x""#),
+            ("\u{a0}\u{200b}\u{85}", r#""\u00a0\u200b\u0085""#),
+        ];
+        for (name, want) in cases {
+            assert_eq!(go_quote(name), want, "{name:?}");
+        }
+    }
 }

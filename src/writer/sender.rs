@@ -127,27 +127,8 @@ impl Sender {
     }
 
     /// The databases `backend` has (`SHOW DATABASES`), if it answers.
-    pub fn databases(&mut self, backend: &Backend) -> Option<Vec<String>> {
-        let mut req = self
-            .agent
-            .get(format!("{}/query?q=SHOW+DATABASES", backend.url));
-        if let Some(auth) = &backend.authorization {
-            req = req.header("Authorization", auth);
-        }
-        let mut resp = req.call().ok()?;
-        if resp.status().as_u16() != 200 {
-            return None;
-        }
-        let body: serde_json::Value = serde_json::from_str(&read_body(&mut resp)).ok()?;
-        let values = body
-            .pointer("/results/0/series/0/values")
-            .and_then(|v| v.as_array())?;
-        Some(
-            values
-                .iter()
-                .filter_map(|row| row.get(0).and_then(|v| v.as_str()).map(String::from))
-                .collect(),
-        )
+    pub fn databases(&mut self, backend: &Backend) -> Option<fxhash::FxHashSet<String>> {
+        crate::cluster::databases::show_databases(&self.agent, backend)
     }
 }
 

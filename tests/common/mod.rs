@@ -1209,13 +1209,16 @@ pub enum Fault {
 }
 
 /// [`Fault::SlowQueries`]: a query's empty result after `delay`, anything
-/// else 204 at once.
+/// else 204 at once. The proxy's `SHOW DATABASES` is answered at once, as
+/// influxd answers it from memory however busy its queries are; its empty
+/// result lists nothing, so the proxy takes writes to any database.
 fn answer_slow_query(req: tiny_http::Request, delay: Duration, stop: &AtomicBool) {
     if !req.url().starts_with("/query") {
         let _ = req.respond(tiny_http::Response::from_string("").with_status_code(204));
         return;
     }
-    let until = Instant::now() + delay;
+    let listing = req.url() == "/query?q=SHOW+DATABASES";
+    let until = Instant::now() + if listing { Duration::ZERO } else { delay };
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(20));
     }
@@ -1261,6 +1264,13 @@ impl Recorded {
             .into_iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v)
+    }
+
+    /// Whether this is the proxy's own listing of the backend's databases
+    /// (`GET /query?q=SHOW DATABASES`, from its health checker, or when a
+    /// write names a database it does not know).
+    pub fn is_database_listing(&self) -> bool {
+        self.path() == "/query" && self.param("q").as_deref() == Some("SHOW DATABASES")
     }
 }
 
