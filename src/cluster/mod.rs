@@ -6,7 +6,7 @@
 //! read-only; only the backends' flags and counters change.
 
 pub mod backend;
-pub mod health;
+pub mod pinger;
 
 use std::sync::Arc;
 
