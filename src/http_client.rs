@@ -364,3 +364,110 @@ pub fn agent(timeout: Duration, input_buffer: usize, output_buffer: usize) -> ur
     };
     ureq::Agent::with_parts(config, DefaultConnector::new(), IpFirst::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BackendConfig;
+
+    fn backend(username: &str, password: &str) -> Backend {
+        Backend::new(
+            0,
+            0,
+            &BackendConfig {
+                name: "b1".into(),
+                url: "http://127.0.0.1:8086".into(),
+                username: username.into(),
+                password: password.into(),
+                auth_encrypt: false,
+                write_only: false,
+            },
+        )
+    }
+
+    #[test]
+    fn requests_carry_encoded_parameters_and_the_backends_own_credentials() {
+        let b = backend("admin", "pw");
+        let auth = b.authorization.clone().unwrap();
+        let get = BackendRequest::get(&b, "/query", &[("q", "SHOW DATABASES")]);
+        assert_eq!(get.target, "/query?q=SHOW+DATABASES");
+        assert_eq!(get.headers, vec![("Authorization", auth.as_str())]);
+        assert!(!get.post && get.body.is_empty());
+
+        let write = BackendRequest::post(
+            &b,
+            "/write",
+            &[("db", "a b"), ("rp", "r/1")],
+            LINES,
+            b"m v=1\n",
+        )
+        .header("Content-Encoding", "gzip");
+        assert_eq!(write.target, "/write?db=a+b&rp=r%2F1");
+        assert_eq!(
+            write.headers,
+            vec![
+                ("Authorization", auth.as_str()),
+                ("Content-Type", LINES),
+                ("Content-Encoding", "gzip")
+            ]
+        );
+        assert_eq!(&write.body[..], b"m v=1\n");
+
+        let anonymous = backend("", "");
+        let form = BackendRequest::post_form(
+            &anonymous,
+            "/query",
+            &[("q", "DROP DATABASE \"x\""), ("db", "")],
+        );
+        assert_eq!(form.target, "/query");
+        assert_eq!(form.headers, vec![("Content-Type", FORM)]);
+        assert_eq!(&form.body[..], b"q=DROP+DATABASE+%22x%22&db=");
+    }
+
+    #[test]
+    fn backend_errors_say_what_failed() {
+        let b = backend("", "");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = BackendError::from_io(&b, &refused);
+        assert!(matches!(e, BackendError::Unreachable { .. }) && e.is_no_answer());
+        assert_eq!(
+            e.to_string(),
+            format!("backend b1 (http://127.0.0.1:8086): {refused}")
+        );
+        assert_eq!(e.reason(), refused.to_string());
+
+        let slow = std::io::Error::new(std::io::ErrorKind::TimedOut, "query_timeout reached");
+        let e = BackendError::from_io(&b, &slow);
+        assert!(matches!(e, BackendError::TimedOut { .. }) && e.is_no_answer());
+        assert_eq!(
+            e.to_string(),
+            "backend b1 (http://127.0.0.1:8086): query_timeout reached"
+        );
+
+        let refusal = BackendError::Status {
+            status: 400,
+            message: "error parsing query: x".into(),
+        };
+        assert!(!refusal.is_no_answer());
+        assert_eq!(refusal.to_string(), "error parsing query: x");
+        assert_eq!(refusal.reason(), "status 400: error parsing query: x");
+        let bare = BackendError::Status {
+            status: 502,
+            message: String::new(),
+        };
+        assert_eq!(bare.to_string(), "status 502");
+
+        let not_json = BackendError::NotJson {
+            backend: "b1".into(),
+            status: 200,
+            start: "<html>".into(),
+        };
+        assert!(!not_json.is_no_answer());
+        assert_eq!(
+            not_json.to_string(),
+            "backend b1: unreadable answer (status 200): <html>"
+        );
+        let broken = BackendError::BrokenBody("early eof".into());
+        assert_eq!(broken.to_string(), "reading a backend's answer: early eof");
+    }
+}
