@@ -554,6 +554,26 @@ mod tests {
         assert!(Origin::parse("http://").is_none());
     }
 
+    #[test]
+    fn a_request_is_written_once_with_host_user_agent_its_headers_and_length() {
+        let origin = Origin::parse("http://127.0.0.1:8086/influx").unwrap();
+        let req = BackendRequest {
+            post: true,
+            target: "/query".into(),
+            headers: vec![
+                ("Content-Type", crate::http_client::FORM),
+                ("Authorization", "Basic eDp5"),
+            ],
+            body: b"q=x"[..].into(),
+        };
+        let want = format!(
+            "POST /influx/query HTTP/1.1\r\nHost: 127.0.0.1:8086\r\nUser-Agent: {USER_AGENT}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nAuthorization: Basic eDp5\r\n\
+             Content-Length: 3\r\n\r\nq=x"
+        );
+        assert_eq!(String::from_utf8_lossy(&wire_request(&origin, &req)), want);
+    }
+
     /// A backend that answers each connection's requests with `answers`,
     /// in turn, then closes.
     fn serve(answers: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<Vec<Vec<u8>>>) {

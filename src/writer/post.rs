@@ -143,7 +143,7 @@ impl Poster {
     }
 
     /// Sends a group, splitting it on 413 and creating a missing database.
-    pub fn post_group(&mut self, cluster: &Cluster, backend: &Backend, g: &Group) -> Outcome {
+    fn post_group(&mut self, cluster: &Cluster, backend: &Backend, g: &Group) -> Outcome {
         if g.kind == Some(Kind::Statement) {
             let text = String::from_utf8_lossy(&g.lines);
             return self.query(backend, &g.db, &text);
@@ -174,7 +174,7 @@ impl Poster {
 
     /// POSTs a packed write group; on 413 splits its lines in halves.
     fn post_packed(&mut self, backend: &Backend, g: &Group) -> Outcome {
-        match self.send_gzipped(backend, &g.db, &g.rp, &g.gz) {
+        match self.write_gzipped(backend, &g.db, &g.rp, &g.gz) {
             Outcome::TooLarge if g.points > 1 => {
                 let lines = g.text();
                 self.post_lines(backend, &g.db, &g.rp, &lines, g.points, 0)
@@ -193,7 +193,7 @@ impl Poster {
         points: u32,
         depth: u32,
     ) -> Outcome {
-        match self.send(backend, db, rp, lines) {
+        match self.write(backend, db, rp, lines) {
             Outcome::TooLarge if points > 1 && depth < 32 => {
                 let half = points / 2;
                 let cut = lines
@@ -228,18 +228,18 @@ impl Poster {
     }
 
     /// POSTs `lines` to `backend`'s `/write` and classifies the answer.
-    pub fn send(&mut self, backend: &Backend, db: &str, rp: &str, lines: &[u8]) -> Outcome {
+    fn write(&mut self, backend: &Backend, db: &str, rp: &str, lines: &[u8]) -> Outcome {
         let gz = match gzip(lines, std::mem::take(&mut self.gz)) {
             Ok(gz) => gz,
             Err(e) => return Outcome::NotSent(format!("gzip: {e}")),
         };
-        let outcome = self.send_gzipped(backend, db, rp, &gz);
+        let outcome = self.write_gzipped(backend, db, rp, &gz);
         self.gz = gz;
         outcome
     }
 
     /// POSTs an already gzipped body to `backend`'s `/write`.
-    pub fn send_gzipped(&mut self, backend: &Backend, db: &str, rp: &str, gz: &[u8]) -> Outcome {
+    fn write_gzipped(&mut self, backend: &Backend, db: &str, rp: &str, gz: &[u8]) -> Outcome {
         let params = [("db", db), ("rp", rp)];
         let req = BackendRequest::post(backend, "/write", &params, http_client::LINES, gz)
             .header("Content-Encoding", "gzip");
@@ -251,7 +251,7 @@ impl Poster {
 
     /// POSTs an InfluxQL statement to `backend`'s `/query`. A statement
     /// error inside a 200 answer counts as `Rejected`.
-    pub fn query(&mut self, backend: &Backend, db: &str, q: &str) -> Outcome {
+    fn query(&mut self, backend: &Backend, db: &str, q: &str) -> Outcome {
         let req = BackendRequest::post_form(backend, "/query", &[("q", q), ("db", db)]);
         match req.send(&self.agent, &backend.url) {
             Ok(mut resp) if resp.status().as_u16() / 100 == 2 => {
@@ -267,7 +267,7 @@ impl Poster {
     }
 
     /// The databases `backend` has (`SHOW DATABASES`), if it answers.
-    pub fn databases(&mut self, backend: &Backend) -> Option<Vec<String>> {
+    fn databases(&mut self, backend: &Backend) -> Option<Vec<String>> {
         let req = BackendRequest::get(backend, "/query", &[("q", "SHOW DATABASES")]);
         let mut resp = req.send(&self.agent, &backend.url).ok()?;
         if resp.status().as_u16() != 200 {
