@@ -139,6 +139,9 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
+    /// Each turn: take the outcomes that came back, commit what is done,
+    /// then (with the backend active) resend what is due and hand out new
+    /// groups, and wait for an outcome, a new record or the next due time.
     fn run(mut self) {
         loop {
             self.sync_cursor_when_due();
