@@ -1,5 +1,5 @@
-//! Wiring: build the cluster from the config, start the writers, the health
-//! checkers, the listener and the workers, wait for SIGTERM or SIGINT, then
+//! Wiring: build the cluster from the config, start the writers, the
+//! pingers, the listener and the workers, wait for SIGTERM or SIGINT, then
 //! stop in reverse order.
 //!
 //! Start order matters: writers exist before any worker can hand them a
@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::{health, Cluster};
+use crate::cluster::{pinger, Cluster};
 use crate::config::Config;
 use crate::log;
 use crate::server::{self, State};
@@ -39,14 +39,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .write_timeout
         .min(cfg.check_interval * 2)
         .max(std::time::Duration::from_secs(1));
-    let health = health::start(
+    let pingers = pinger::start(
         &cluster.backends,
         &cluster.databases,
         cfg.check_interval,
         ping_timeout,
         &health_stop,
     )
-    .map_err(|e| format!("cannot start health checkers: {e}"))?;
+    .map_err(|e| format!("cannot start the pingers: {e}"))?;
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
     let (listener, listen) = server::bind(&cfg)?;
     let state = Arc::new(State::new(&cfg, cluster, write, listen));
@@ -69,7 +69,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         Ok(state) => state.write.writers.stop(grace),
         Err(_) => log!("writers still referenced at shutdown; pending batches not flushed"),
     }
-    for h in health.into_iter().chain([janitor]) {
+    for h in pingers.into_iter().chain([janitor]) {
         let _ = h.join();
     }
     log!("stopped");

@@ -1,8 +1,8 @@
 //! One InfluxDB server: its address, credentials, health flag and counters.
 //!
 //! A `Backend` is shared (`Arc`) by the workers that route to it, its writer
-//! and sender threads, the health checker and the admin endpoints. Only the
-//! health checker and the sender flip `active`; counters are plain atomics
+//! and sender threads, its pinger and the admin endpoints. Only the
+//! pinger and the sender flip `active`; counters are plain atomics
 //! that anyone may read for `/health`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use fxhash::FxHashSet;
 
 use super::Backend;
-use crate::writer::sender::agent;
+use crate::http_client::{self, BackendRequest};
 
 /// A backend's list is fetched again by the health checker past this age.
 pub const LIST_AGE: Duration = Duration::from_secs(10);
@@ -112,7 +112,7 @@ impl Databases {
                 created: FxHashSet::default(),
             }),
             backends: backends.to_vec(),
-            agent: agent(MISS_TIMEOUT),
+            agent: http_client::agent(MISS_TIMEOUT, 16 * 1024, 16 * 1024),
             misses: Mutex::default(),
             miss_done: Condvar::new(),
         }
@@ -267,11 +267,8 @@ impl Databases {
 /// readable answer (down, refused credentials, error). Not logged: a miss
 /// may ask at every request, and the ping already reports a backend down.
 pub fn show_databases(agent: &ureq::Agent, backend: &Backend) -> Option<FxHashSet<String>> {
-    let mut req = agent.get(format!("{}/query?q=SHOW+DATABASES", backend.url));
-    if let Some(auth) = &backend.authorization {
-        req = req.header("Authorization", auth);
-    }
-    let mut resp = req.call().ok()?;
+    let req = BackendRequest::get(backend, "/query", &[("q", "SHOW DATABASES")]);
+    let mut resp = req.send(agent, &backend.url).ok()?;
     let body = resp
         .body_mut()
         .with_config()

@@ -8,7 +8,7 @@
 
 pub mod backend;
 pub mod databases;
-pub mod health;
+pub mod pinger;
 
 use std::sync::Arc;
 

@@ -173,7 +173,7 @@ impl QueryService {
             let mut answer = match self.client.send(backend, post, &forwarded, accept_gzip) {
                 Ok(a) => a,
                 Err(e) => {
-                    last = e;
+                    last = e.to_string();
                     continue;
                 }
             };
@@ -343,12 +343,18 @@ impl QueryService {
         sent: &[(&str, &str)],
     ) -> Result<Vec<Part>, String> {
         let answers: Vec<Result<serde_json::Value, String>> = if targets.len() == 1 {
-            vec![self.client.json(&targets[0], true, sent)]
+            vec![self
+                .client
+                .json(&targets[0], true, sent)
+                .map_err(|e| e.to_string())]
         } else {
             in_parallel(
                 targets
                     .iter()
-                    .map(|b| Box::new(move || self.client.json(b, true, sent)) as Job<'_, _>)
+                    .map(|b| {
+                        Box::new(move || self.client.json(b, true, sent).map_err(|e| e.to_string()))
+                            as Job<'_, _>
+                    })
                     .collect(),
                 || Err("a query thread failed".into()),
             )
@@ -451,7 +457,11 @@ impl QueryService {
                         continue;
                     }
                     // A refusal (bad statement) is the client's answer.
-                    Err(e) if backend.is_active() && !e.starts_with("backend ") => return Err(e),
+                    Err(e @ crate::http_client::BackendError::Status { .. })
+                        if backend.is_active() =>
+                    {
+                        return Err(e.to_string())
+                    }
                     Err(e) => log!("backend {}: {e}; queueing the statement", backend.name),
                 }
             }
@@ -697,7 +707,7 @@ fn form_params(req: &mut Request) -> Result<Option<Params>, ApiError> {
 fn json_response(body: Vec<u8>, gzip: bool) -> Response {
     let mut headers = vec![("Content-Type", "application/json".to_string())];
     let body = if gzip {
-        match crate::writer::sender::gzip(&body, Vec::new()) {
+        match crate::writer::post::gzip(&body, Vec::new()) {
             Ok(gz) => {
                 headers.push(("Content-Encoding", "gzip".into()));
                 gz

@@ -1,9 +1,11 @@
 //! Sending a query to one backend, with the backend's own credentials.
 //!
 //! Plain `http://` backends are reached through [`super::http1`], pooled
-//! per backend; `https://` ones through one shared ureq agent. The client's
-//! `Authorization` header and its `u`/`p` parameters are never passed on.
-//! Every call is bounded by `query_timeout`.
+//! per backend; `https://` ones through one shared ureq agent (why two:
+//! [`crate::http_client`]). Both send the same [`BackendRequest`]. The
+//! client's `Authorization` header and its `u`/`p` parameters are never
+//! passed on. Every call is bounded by `query_timeout`. A call that brings
+//! no usable answer is a [`BackendError`].
 
 use std::io::Read;
 use std::sync::Arc;
@@ -11,8 +13,8 @@ use std::time::Duration;
 
 use super::http1::{self, Origin};
 use crate::cluster::Backend;
+use crate::http_client::{self, BackendError, BackendRequest};
 use crate::server::http::Headers;
-use crate::url;
 
 /// A backend's answer, body not read yet.
 pub struct Answer {
@@ -56,12 +58,6 @@ pub const FORWARDED: &[&str] = &[
 
 impl QueryClient {
     pub fn new(timeout: Duration, backends: &[Arc<Backend>]) -> QueryClient {
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("influx-proxy/", env!("CARGO_PKG_VERSION")))
-            .input_buffer_size(64 * 1024)
-            .output_buffer_size(16 * 1024);
         let mut origins = vec![None; backends.len()];
         for b in backends {
             if let Some(slot) = origins.get_mut(b.id) {
@@ -71,7 +67,8 @@ impl QueryClient {
         QueryClient {
             origins,
             pool: Arc::new(http1::Pool::default()),
-            agent: crate::http_client::agent(config),
+            // Answers can be large; requests are small.
+            agent: http_client::agent(timeout, 64 * 1024, 16 * 1024),
             timeout,
         }
     }
@@ -85,73 +82,27 @@ impl QueryClient {
         post: bool,
         params: &[(&str, &str)],
         accept_gzip: bool,
-    ) -> Result<Answer, String> {
-        let mut form = String::with_capacity(128);
-        for (i, (k, v)) in params.iter().enumerate() {
-            if i > 0 {
-                form.push('&');
-            }
-            url::encode_into(&mut form, k);
-            form.push('=');
-            url::encode_into(&mut form, v);
+    ) -> Result<Answer, BackendError> {
+        let mut req = if post {
+            BackendRequest::post_form(backend, "/query", params)
+        } else {
+            BackendRequest::get(backend, "/query", params)
+        };
+        if accept_gzip {
+            req = req.header("Accept-Encoding", "gzip");
         }
-        let failed =
-            |e: &dyn std::fmt::Display| format!("backend {} ({}): {e}", backend.name, backend.url);
         if let Some(Some(origin)) = self.origins.get(backend.id) {
-            let mut headers = String::new();
-            if post {
-                headers.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-            }
-            if let Some(auth) = &backend.authorization {
-                headers.push_str("Authorization: ");
-                headers.push_str(auth);
-                headers.push_str("\r\n");
-            }
-            if accept_gzip {
-                headers.push_str("Accept-Encoding: gzip\r\n");
-            }
-            let path = if post {
-                "/query".to_string()
-            } else {
-                format!("/query?{form}")
-            };
-            let req = http1::Request {
-                post,
-                path: &path,
-                headers: &headers,
-                body: if post { form.as_bytes() } else { b"" },
-            };
             let mut answer = http1::send(&self.pool, backend.id, origin, &req, self.timeout)
-                .map_err(|e| failed(&e))?;
+                .map_err(|e| BackendError::from_io(backend, &e))?;
             return Ok(Answer {
                 status: answer.status,
                 headers: std::mem::take(&mut answer.headers),
                 body: Box::new(answer),
             });
         }
-        let result = if post {
-            let mut req = self
-                .agent
-                .post(format!("{}/query", backend.url))
-                .header("Content-Type", "application/x-www-form-urlencoded");
-            if let Some(auth) = &backend.authorization {
-                req = req.header("Authorization", auth);
-            }
-            if accept_gzip {
-                req = req.header("Accept-Encoding", "gzip");
-            }
-            req.send(form.as_bytes())
-        } else {
-            let mut req = self.agent.get(format!("{}/query?{form}", backend.url));
-            if let Some(auth) = &backend.authorization {
-                req = req.header("Authorization", auth);
-            }
-            if accept_gzip {
-                req = req.header("Accept-Encoding", "gzip");
-            }
-            req.call()
-        };
-        let answer = result.map_err(|e| failed(&e))?;
+        let answer = req
+            .send(&self.agent, &backend.url)
+            .map_err(|e| BackendError::from_ureq(backend, &e))?;
         let headers = answer
             .headers()
             .iter()
@@ -165,38 +116,40 @@ impl QueryClient {
     }
 
     /// Runs `q` and returns the parsed JSON body; an HTTP error status, or a
-    /// body that is not JSON, is an `Err` with InfluxDB's message.
+    /// body that is not JSON, is an `Err` (an error status with InfluxDB's
+    /// message).
     pub fn json(
         &self,
         backend: &Backend,
         post: bool,
         params: &[(&str, &str)],
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, BackendError> {
         let mut answer = self.send(backend, post, params, false)?;
         let status = answer.status;
         let body = read_all(&mut answer)?;
         // Floats must come back digit for digit: merge's own parser.
-        let value = super::merge::parse_json(&body).map_err(|_| {
-            format!(
-                "backend {}: unreadable answer (status {status}): {}",
-                backend.name,
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            )
+        let value = super::merge::parse_json(&body).map_err(|_| BackendError::NotJson {
+            backend: backend.name.clone(),
+            status,
+            start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
         })?;
         if status >= 400 {
-            return Err(error_text(&value).unwrap_or_else(|| format!("status {status}")));
+            return Err(BackendError::Status {
+                status,
+                message: error_text(&value).unwrap_or_default(),
+            });
         }
         Ok(value)
     }
 }
 
 /// Reads an answer's whole body (bounded at 1 GiB).
-pub fn read_all(answer: &mut Answer) -> Result<Vec<u8>, String> {
+pub fn read_all(answer: &mut Answer) -> Result<Vec<u8>, BackendError> {
     let mut body = Vec::new();
     (&mut answer.body)
         .take(1 << 30)
         .read_to_end(&mut body)
-        .map_err(|e| format!("reading a backend's answer: {e}"))?;
+        .map_err(|e| BackendError::BrokenBody(e.to_string()))?;
     Ok(body)
 }
 

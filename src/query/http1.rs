@@ -18,7 +18,9 @@
 //! - A request on a pooled connection that the backend had closed (nothing
 //!   came back) is sent once more on a new connection, as Go's client does.
 //!
-//! `https://` backends go through ureq (see [`super::forward`]).
+//! The request comes built ([`BackendRequest`]); this module only writes
+//! it. `https://` backends go through ureq (see [`super::forward`], and
+//! [`crate::http_client`] for which client carries what).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use fxhash::FxHashMap;
 
+use crate::http_client::{BackendRequest, USER_AGENT};
 use crate::server::http::Headers;
 
 /// Largest answer header accepted from a backend.
@@ -275,18 +278,6 @@ impl Pool {
     }
 }
 
-/// What to send.
-pub struct Request<'a> {
-    /// `GET` or `POST`.
-    pub post: bool,
-    /// Path and query after the origin's prefix, e.g. `/query?q=...`.
-    pub path: &'a str,
-    /// Extra header lines, each ending in `\r\n`.
-    pub headers: &'a str,
-    /// The POST body.
-    pub body: &'a [u8],
-}
-
 /// A backend's answer; its body is read through [`Answer`] as `Read`.
 pub struct Answer {
     pub status: u16,
@@ -405,7 +396,7 @@ pub fn send(
     pool: &Arc<Pool>,
     backend: usize,
     origin: &Origin,
-    req: &Request,
+    req: &BackendRequest,
     timeout: Duration,
 ) -> io::Result<Answer> {
     let deadline = Instant::now() + timeout;
@@ -425,23 +416,24 @@ pub fn send(
     }
 }
 
-fn wire_request(origin: &Origin, req: &Request) -> Vec<u8> {
-    let mut wire = Vec::with_capacity(256 + req.path.len() + req.body.len());
+/// The request as bytes on the wire: request line, `Host`, `User-Agent`,
+/// the request's headers, `Content-Length` of a POST, the body.
+fn wire_request(origin: &Origin, req: &BackendRequest) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(256 + req.target.len() + req.body.len());
     let method = if req.post { "POST" } else { "GET" };
     let _ = write!(
         wire,
-        "{method} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: influx-proxy/{}\r\n{}",
-        origin.prefix,
-        req.path,
-        origin.authority,
-        env!("CARGO_PKG_VERSION"),
-        req.headers
+        "{method} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
+        origin.prefix, req.target, origin.authority,
     );
+    for (name, value) in &req.headers {
+        let _ = write!(wire, "{name}: {value}\r\n");
+    }
     if req.post {
         let _ = write!(wire, "Content-Length: {}\r\n", req.body.len());
     }
     wire.extend_from_slice(b"\r\n");
-    wire.extend_from_slice(req.body);
+    wire.extend_from_slice(&req.body);
     wire
 }
 
@@ -562,6 +554,26 @@ mod tests {
         assert!(Origin::parse("http://").is_none());
     }
 
+    #[test]
+    fn a_request_is_written_once_with_host_user_agent_its_headers_and_length() {
+        let origin = Origin::parse("http://127.0.0.1:8086/influx").unwrap();
+        let req = BackendRequest {
+            post: true,
+            target: "/query".into(),
+            headers: vec![
+                ("Content-Type", crate::http_client::FORM),
+                ("Authorization", "Basic eDp5"),
+            ],
+            body: b"q=x"[..].into(),
+        };
+        let want = format!(
+            "POST /influx/query HTTP/1.1\r\nHost: 127.0.0.1:8086\r\nUser-Agent: {USER_AGENT}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nAuthorization: Basic eDp5\r\n\
+             Content-Length: 3\r\n\r\nq=x"
+        );
+        assert_eq!(String::from_utf8_lossy(&wire_request(&origin, &req)), want);
+    }
+
     /// A backend that answers each connection's requests with `answers`,
     /// in turn, then closes.
     fn serve(answers: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<Vec<Vec<u8>>>) {
@@ -587,14 +599,18 @@ mod tests {
         (addr, handle)
     }
 
-    fn get(pool: &Arc<Pool>, origin: &Origin) -> io::Result<(u16, Vec<u8>)> {
-        let req = Request {
+    /// `GET /query?q=x`, without credentials.
+    fn get_query() -> BackendRequest<'static> {
+        BackendRequest {
             post: false,
-            path: "/query?q=x",
-            headers: "",
-            body: b"",
-        };
-        let mut a = send(pool, 0, origin, &req, Duration::from_secs(5))?;
+            target: "/query?q=x".into(),
+            headers: Vec::new(),
+            body: b""[..].into(),
+        }
+    }
+
+    fn get(pool: &Arc<Pool>, origin: &Origin) -> io::Result<(u16, Vec<u8>)> {
+        let mut a = send(pool, 0, origin, &get_query(), Duration::from_secs(5))?;
         let mut body = Vec::new();
         a.read_to_end(&mut body)?;
         Ok((a.status, body))
@@ -729,13 +745,7 @@ mod tests {
             let origin = Origin::parse(&format!("http://{addr}")).unwrap();
             let pool = Arc::new(Pool::default());
             let started = Instant::now();
-            let req = Request {
-                post: false,
-                path: "/query?q=x",
-                headers: "",
-                body: b"",
-            };
-            if let Ok(mut a) = send(&pool, 0, &origin, &req, Duration::from_secs(5)) {
+            if let Ok(mut a) = send(&pool, 0, &origin, &get_query(), Duration::from_secs(5)) {
                 let mut body = Vec::new();
                 let _ = a.read_to_end(&mut body);
             }
@@ -754,11 +764,11 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let origin = Origin::parse(&format!("http://{addr}")).unwrap();
         let pool = Arc::new(Pool::default());
-        let req = Request {
+        let req = BackendRequest {
             post: true,
-            path: "/query",
-            headers: "Content-Type: application/x-www-form-urlencoded\r\n",
-            body: b"q=x",
+            target: "/query".into(),
+            headers: vec![("Content-Type", crate::http_client::FORM)],
+            body: b"q=x"[..].into(),
         };
         let started = Instant::now();
         let err = send(&pool, 0, &origin, &req, Duration::from_millis(200))

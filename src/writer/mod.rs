@@ -10,16 +10,17 @@
 //!   every submission on its ack channel. It never touches the network, so a
 //!   worker waits for a local append, never for a backend.
 //! - **sender** `sender-<name>`: owns the spool's [`Reader`]; see
-//!   [`delivery`]. It cuts the records into groups of one (db, rp) up to
+//!   [`sender`]. It cuts the records into groups of one (db, rp) up to
 //!   `flush_size` points (a young group lingers up to `flush_time`), gzips
 //!   them, and moves the cursor only past groups whose outcome is final.
 //! - **posters** `poster-<name>-<i>` (`rewrite_threads` of them): POST the
-//!   groups the sender hands them, several in flight at once.
+//!   groups the sender hands them, several in flight at once; see [`post`].
 //!
 //! A slow or dead backend therefore only grows its own spool, on disk and up
 //! to `spool_max_size`; workers and other backends never wait for it.
 
-pub mod delivery;
+pub mod group;
+pub mod post;
 pub mod sender;
 
 use std::path::Path;
@@ -170,7 +171,7 @@ impl Writers {
             w.threads.push(
                 std::thread::Builder::new()
                     .name(format!("sender-{}", backend.name))
-                    .spawn(move || delivery::send_loop(&c, &b, reader, &s, &dir))
+                    .spawn(move || sender::run(&c, &b, reader, &s, &dir))
                     .map_err(|e| format!("cannot start a sender thread: {e}"))?,
             );
             w.inputs.push(tx);

@@ -1,234 +1,633 @@
-//! Sending one batch to a backend and deciding what its answer means.
+//! The sender thread of one backend: delivers its spool, oldest first, with
+//! up to `rewrite_threads` POSTs in flight.
 //!
-//! The batch is gzipped (level 1: the backend is near, CPU is not free) and
-//! POSTed to `<url>/write?db=..&rp=..` with the backend's own credentials.
-//! Timestamps are already nanoseconds, so no `precision` is sent. The answer
-//! is classified by [`classify`], a pure function of status and body.
+//! The sender owns the spool's [`Reader`] and repeats a few steps, each a
+//! method of [`Sender`]: **gather** the next [`Group`] from the spool (a
+//! small one at the head lingers up to `flush_time` after its first record
+//! was written), **compress** it (gzip, one compressor reused), **hand it
+//! out** to a free `poster-<backend>-<i>` thread ([`super::post`]), **act on
+//! the outcome** each poster gives back, and **commit**: move the cursor
+//! past the oldest groups that are done.
+//!
+//! | outcome | action |
+//! |---|---|
+//! | 2xx | delivered |
+//! | 400 (partial write, type conflict) | InfluxDB kept the good points: count, log, done |
+//! | 404 `database not found` | the poster creates the database when another backend has it, and sends again; else parked |
+//! | `retention policy not found` | parked |
+//! | 413 | the poster splits it in halves, recursively |
+//! | other status | retried with backoff, the group unchanged; once the oldest group has failed [`PROBE_AFTER`] times while a later one went through, it is poison: dead-letter file |
+//! | no answer | the backend is marked inactive; retried once it is back |
+//!
+//! The spool cursor only moves past the oldest groups that are done, in
+//! order, so a crash replays at most the groups that were in flight (InfluxDB
+//! absorbs the duplicates: same series, same timestamps). A statement is a
+//! barrier: it is sent alone, after everything before it is done, and
+//! nothing after it is sent before it is done. Nothing leaves the spool
+//! without being delivered, refused by InfluxDB, parked or dead-lettered,
+//! and each of those is counted in `/health` and logged.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use crossbeam_channel::{Receiver, Sender as Tx};
 
-use crate::cluster::Backend;
-use crate::url;
+use super::group::Group;
+use super::post::{self, Gzipper, Job, Outcome, Posted};
+use super::WriterSettings;
+use crate::cluster::{Backend, Cluster};
+use crate::log;
+use crate::spool::record::Kind;
+use crate::spool::{Pos, Reader, SyncMode};
 
-/// What became of one POST.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// 2xx: stored.
-    Delivered,
-    /// 400: InfluxDB stored the valid points and refused the rest for good
-    /// (partial write, field type conflict, unparsable line).
-    Rejected(String),
-    /// 404 `database not found`: the database does not exist there.
-    DatabaseNotFound(String),
-    /// `retention policy not found` (InfluxDB answers 500): nothing stored.
-    RetentionPolicyNotFound(String),
-    /// 413: the batch is too big for the backend; split it.
-    TooLarge,
-    /// Any other status (5xx, 401, ...): try again later, keep the order.
-    Retry(String),
-    /// No HTTP answer (refused, reset, timeout): the backend is down.
-    Unreachable(String),
+/// Failures of one group before the next group is tried past it.
+const PROBE_AFTER: u32 = 3;
+/// How often a lingering group looks for more records.
+const LINGER_POLL: Duration = Duration::from_millis(20);
+/// Longest wait for a wake-up or an outcome before looking again.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// Wait after the spool could not be read or a group gzipped.
+const AFTER_ERROR: Duration = Duration::from_secs(1);
+/// How long the POSTs in flight may take at shutdown.
+const FINISH_WAIT: Duration = Duration::from_secs(2);
+
+/// The sender thread. Returns when the spool is closed (shutdown), after
+/// giving the POSTs in flight a moment to finish.
+pub fn run(
+    cluster: &Arc<Cluster>,
+    backend: &Arc<Backend>,
+    reader: Reader,
+    settings: &WriterSettings,
+    dir: &Path,
+) {
+    let (jobs, outcomes) = post::start_posters(
+        cluster,
+        backend,
+        settings.in_flight.max(1),
+        settings.write_timeout,
+    );
+    Sender {
+        backend,
+        settings,
+        dir,
+        wake: reader.wakeups(),
+        reader,
+        jobs,
+        outcomes,
+        flights: VecDeque::new(),
+        next_flight: 0,
+        spare: Vec::new(),
+        gathered: Group::default(),
+        zip: Gzipper::new(),
+        last_cursor_sync: Instant::now(),
+    }
+    .run();
 }
 
-/// Classifies a backend's answer to a write.
-pub fn classify(status: u16, body: &str) -> Outcome {
-    let message = error_message(body);
-    match status {
-        200..=299 => Outcome::Delivered,
-        _ if message.contains("retention policy not found") => {
-            Outcome::RetentionPolicyNotFound(message)
-        }
-        400 => Outcome::Rejected(message),
-        404 if message.contains("database not found") => Outcome::DatabaseNotFound(message),
-        413 => Outcome::TooLarge,
-        _ => Outcome::Retry(format!("status {status}: {message}")),
-    }
+/// A group handed to a poster, until its outcome is final.
+struct Flight {
+    id: u64,
+    /// Where the group ends in the spool (the next group starts there).
+    end: Pos,
+    /// When its first record was written, for `/health`'s oldest age.
+    first_ms: u64,
+    /// A statement: nothing else is sent while it is pending.
+    statement: bool,
+    /// The group, except while a poster has it.
+    group: Option<Group>,
+    attempts: u32,
+    state: FlightState,
 }
 
-/// The `error` of an InfluxDB JSON body, or the trimmed body itself.
-fn error_message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-        .unwrap_or_else(|| body.trim().chars().take(512).collect())
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlightState {
+    /// With a poster now.
+    Sending,
+    /// Failed; send again at this time.
+    RetryAt(Instant),
+    /// Final outcome recorded; waits for the groups before it.
+    Done,
 }
 
-/// A backend's HTTP client: one keep-alive agent, reused gzip buffer.
-pub struct Sender {
-    agent: ureq::Agent,
-    gz: Vec<u8>,
+/// Everything the sender thread owns.
+struct Sender<'a> {
+    backend: &'a Backend,
+    settings: &'a WriterSettings,
+    /// The spool's folder, where parked and dead-lettered groups are filed.
+    dir: &'a Path,
+    reader: Reader,
+    /// One message per publish of the writer.
+    wake: Receiver<()>,
+    /// Groups to the posters (bounded: fails while every poster is busy).
+    jobs: Tx<Job>,
+    /// Groups back from the posters with their outcome.
+    outcomes: Receiver<Posted>,
+    /// Groups handed out, oldest first, until committed.
+    flights: VecDeque<Flight>,
+    next_flight: u64,
+    /// Packed groups back from the posters, whose buffers are reused.
+    spare: Vec<Group>,
+    /// The one buffer lines are gathered in (a lingering group stays here).
+    gathered: Group,
+    zip: Gzipper,
+    last_cursor_sync: Instant,
 }
 
-impl Sender {
-    pub fn new(timeout: Duration) -> Sender {
-        Sender {
-            agent: agent(timeout),
-            gz: Vec::new(),
-        }
-    }
-
-    /// POSTs `lines` to `backend`'s `/write` and classifies the answer.
-    pub fn send(&mut self, backend: &Backend, db: &str, rp: &str, lines: &[u8]) -> Outcome {
-        let gz = match gzip(lines, std::mem::take(&mut self.gz)) {
-            Ok(gz) => gz,
-            Err(e) => return Outcome::Retry(format!("gzip: {e}")),
-        };
-        let outcome = self.send_gzipped(backend, db, rp, &gz);
-        self.gz = gz;
-        outcome
-    }
-
-    /// POSTs an already gzipped body to `backend`'s `/write`.
-    pub fn send_gzipped(&mut self, backend: &Backend, db: &str, rp: &str, gz: &[u8]) -> Outcome {
-        let target = format!(
-            "{}/write?db={}&rp={}",
-            backend.url,
-            url::encode(db),
-            url::encode(rp)
-        );
-        let mut req = self
-            .agent
-            .post(&target)
-            .header("Content-Encoding", "gzip")
-            .header("Content-Type", "text/plain; charset=utf-8");
-        if let Some(auth) = &backend.authorization {
-            req = req.header("Authorization", auth);
-        }
-        match req.send(gz) {
-            Ok(resp) => answer(resp),
-            Err(e) => Outcome::Unreachable(e.to_string()),
-        }
-    }
-
-    /// POSTs an InfluxQL statement to `backend`'s `/query`. A statement
-    /// error inside a 200 answer counts as `Rejected`.
-    pub fn query(&mut self, backend: &Backend, db: &str, q: &str) -> Outcome {
-        let form = format!("q={}&db={}", url::encode(q), url::encode(db));
-        let mut req = self
-            .agent
-            .post(format!("{}/query", backend.url))
-            .header("Content-Type", "application/x-www-form-urlencoded");
-        if let Some(auth) = &backend.authorization {
-            req = req.header("Authorization", auth);
-        }
-        match req.send(form.as_bytes()) {
-            Ok(mut resp) if resp.status().as_u16() / 100 == 2 => {
-                let body = read_body(&mut resp);
-                match statement_error(&body) {
-                    Some(e) => Outcome::Rejected(e),
-                    None => Outcome::Delivered,
+impl Sender<'_> {
+    /// Each turn: take the outcomes that came back, commit what is done,
+    /// then (with the backend active) resend what is due and hand out new
+    /// groups, and wait for an outcome, a new record or the next due time.
+    fn run(mut self) {
+        loop {
+            self.sync_cursor_when_due();
+            // Outcomes that arrived, then commit what is done, oldest first.
+            while let Ok(posted) = self.outcomes.try_recv() {
+                self.on_outcome(posted);
+            }
+            self.set_aside_poison();
+            self.commit_done();
+            if self.reader.is_closed() {
+                self.finish();
+                return;
+            }
+            let active = self.backend.is_active();
+            self.backend.set_rewriting(
+                !self.flights.is_empty()
+                    && (!active || self.flights.iter().any(|f| f.attempts > 0)),
+            );
+            let mut wait = IDLE_WAIT;
+            if active {
+                if let Some(next_retry) = self.resend_due() {
+                    wait = wait.min(next_retry);
+                }
+                if let Some(linger) = self.hand_out() {
+                    wait = wait.min(linger);
                 }
             }
-            Ok(resp) => answer(resp),
-            Err(e) => Outcome::Unreachable(e.to_string()),
+            self.wait(wait);
         }
     }
 
-    /// The databases `backend` has (`SHOW DATABASES`), if it answers.
-    pub fn databases(&mut self, backend: &Backend) -> Option<fxhash::FxHashSet<String>> {
-        crate::cluster::databases::show_databases(&self.agent, backend)
-    }
-}
-
-fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
-    resp.body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_string()
-        .unwrap_or_default()
-}
-
-/// Classifies a backend's HTTP answer.
-fn answer(mut resp: ureq::http::Response<ureq::Body>) -> Outcome {
-    let status = resp.status().as_u16();
-    let body = if status / 100 == 2 {
-        // Drain so the connection can be reused.
-        let _ = read_body(&mut resp);
-        String::new()
-    } else {
-        read_body(&mut resp)
-    };
-    classify(status, &body)
-}
-
-/// The first `error` of a `/query` answer's results, if any.
-fn statement_error(body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        return Some(e.to_string());
-    }
-    v.get("results")?
-        .as_array()?
-        .iter()
-        .find_map(|r| r.get("error").and_then(|e| e.as_str()).map(String::from))
-}
-
-/// Gzips `data` into `out` (cleared first) at level 1; see [`Gzipper`].
-pub fn gzip(data: &[u8], out: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    Gzipper::new().gzip(data, out)
-}
-
-/// A reusable level-1 gzip compressor. The deflate state (a few hundred
-/// KiB of tables) is allocated once and reset per body instead of being
-/// allocated and zeroed for every batch. The deflate stream comes from
-/// flate2 (zlib-rs); header and trailer are written here so the CRC-32 is
-/// crc32fast's SIMD one.
-pub struct Gzipper {
-    deflate: Compress,
-}
-
-impl Default for Gzipper {
-    fn default() -> Self {
-        Gzipper::new()
-    }
-}
-
-impl Gzipper {
-    pub fn new() -> Gzipper {
-        Gzipper {
-            deflate: Compress::new(Compression::new(1), false),
-        }
-    }
-
-    /// Gzips `data` into `out` (cleared first) and returns it.
-    pub fn gzip(&mut self, data: &[u8], mut out: Vec<u8>) -> std::io::Result<Vec<u8>> {
-        self.deflate.reset();
-        out.clear();
-        // Magic, deflate, no flags, no mtime, fastest, unknown OS.
-        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
-        out.reserve(data.len() / 4 + 64);
-        loop {
-            let consumed = self.deflate.total_in() as usize;
-            let status = self
-                .deflate
-                .compress_vec(&data[consumed..], &mut out, FlushCompress::Finish)
-                .map_err(std::io::Error::other)?;
-            if status == Status::StreamEnd {
-                break;
+    /// Syncs the cursor file every `flush_time` (unless `spool_sync` is
+    /// `none`).
+    fn sync_cursor_when_due(&mut self) {
+        if self.settings.sync != SyncMode::None
+            && self.last_cursor_sync.elapsed() >= self.settings.flush_time
+        {
+            self.last_cursor_sync = Instant::now();
+            if let Err(e) = self.reader.sync_cursor() {
+                log!(
+                    "backend {}: cannot sync the spool cursor: {e}",
+                    self.backend.name
+                );
             }
-            // Out of room: grow and go on.
-            out.reserve(out.capacity().max(4096));
         }
-        out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        Ok(out)
+    }
+
+    /// Waits up to `wait` for an outcome or a new record.
+    fn wait(&mut self, wait: Duration) {
+        let posted = if self.gathered.kind.is_some() {
+            // A group is lingering: new records need not wake us one by one
+            // (every append publishes); look again in a little while.
+            let posted = crossbeam_channel::select! {
+                recv(self.outcomes) -> posted => posted.ok(),
+                default(wait.min(LINGER_POLL)) => None,
+            };
+            let _ = self.wake.try_recv();
+            posted
+        } else {
+            crossbeam_channel::select! {
+                recv(self.outcomes) -> posted => posted.ok(),
+                recv(self.wake) -> _ => None,
+                default(wait) => None,
+            }
+        };
+        if let Some(posted) = posted {
+            self.on_outcome(posted);
+        }
+    }
+
+    fn sending(&self) -> usize {
+        self.flights
+            .iter()
+            .filter(|f| f.state == FlightState::Sending)
+            .count()
+    }
+
+    /// Hands failed groups whose time has come to a poster again. Returns
+    /// how long until the next one is due, if one waits.
+    fn resend_due(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next = None::<Duration>;
+        for f in self.flights.iter_mut() {
+            match f.state {
+                FlightState::RetryAt(at) if at <= now => {
+                    if let Some(group) = f.group.take() {
+                        let job = Job {
+                            flight: f.id,
+                            group,
+                        };
+                        match self.jobs.try_send(job) {
+                            Ok(()) => f.state = FlightState::Sending,
+                            Err(e) => f.group = Some(e.into_inner().group),
+                        }
+                    }
+                }
+                FlightState::RetryAt(at) => {
+                    let left = at - now;
+                    next = Some(next.map_or(left, |n| n.min(left)));
+                }
+                _ => {}
+            }
+        }
+        next
+    }
+
+    /// Cuts new groups from the spool and hands them to free posters, while
+    /// there are free posters and no statement barrier. Returns how long the
+    /// newest group may still linger, if it does.
+    fn hand_out(&mut self) -> Option<Duration> {
+        let slots = self.settings.in_flight.max(1);
+        loop {
+            // Bound the groups held in memory, and respect statement barriers.
+            let barrier = self.flights.iter().any(|f| f.statement);
+            if self.sending() >= slots || self.flights.len() >= 2 * slots || barrier {
+                return None;
+            }
+            match self.gather() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.step_over_unreadable();
+                    return None;
+                }
+                Err(e) => {
+                    log!("backend {}: cannot read the spool: {e}", self.backend.name);
+                    self.gathered.kind = None;
+                    return Some(AFTER_ERROR);
+                }
+            }
+            if self.gathered.kind == Some(Kind::Statement) && !self.flights.is_empty() {
+                // A statement waits until everything before it is done.
+                return None;
+            }
+            if let Some(linger) = self.lingers() {
+                return Some(linger);
+            }
+            let group = match self.compress() {
+                Ok(group) => group,
+                Err(e) => {
+                    log!("backend {}: cannot gzip a batch: {e}", self.backend.name);
+                    return Some(AFTER_ERROR);
+                }
+            };
+            self.gathered.kind = None;
+            if !self.hand_to_poster(group) {
+                return None;
+            }
+        }
+    }
+
+    /// Gathers the group after the last one handed out. A group that
+    /// lingered last turn grows from where it ended instead of being read
+    /// again. `false` when nothing is waiting.
+    fn gather(&mut self) -> std::io::Result<bool> {
+        let from = self.flights.back().map_or(self.reader.cursor(), |f| f.end);
+        let g = &mut self.gathered;
+        if g.kind.is_some() && g.start == from && g.at_head {
+            g.extend(&mut self.reader, self.settings.flush_size)
+        } else {
+            g.gather(&mut self.reader, from, self.settings.flush_size)
+        }
+    }
+
+    /// Only segment ends or damaged bytes after the cursor: step over them
+    /// for good, or they would be read again and again.
+    fn step_over_unreadable(&mut self) {
+        let to = self.reader.scanned_to();
+        if self.flights.is_empty() && to > self.reader.cursor() {
+            if let Err(e) = self.reader.commit(to, 0, 0, 0) {
+                log!(
+                    "backend {}: cannot move the spool cursor: {e}",
+                    self.backend.name
+                );
+            }
+        }
+    }
+
+    /// How much longer the gathered group may wait for more records: a
+    /// young, small write group at the head lingers.
+    fn lingers(&self) -> Option<Duration> {
+        let g = &self.gathered;
+        let age = Duration::from_millis(now_ms().saturating_sub(g.first_ms));
+        let lingers = g.kind == Some(Kind::Write)
+            && g.at_head
+            && (g.points as usize) < self.settings.flush_size
+            && age < self.settings.flush_time;
+        lingers.then(|| self.settings.flush_time - age)
+    }
+
+    /// The gathered group packed for a poster, its lines gzipped.
+    fn compress(&mut self) -> std::io::Result<Group> {
+        let into = self.spare.pop().unwrap_or_default();
+        self.gathered.pack(into, &mut self.zip)
+    }
+
+    /// Hands a packed group to a free poster and records its flight.
+    /// `false` when no poster was free after all (or they are gone): the
+    /// group is gathered again next turn.
+    fn hand_to_poster(&mut self, group: Group) -> bool {
+        let flight = Flight {
+            id: self.next_flight,
+            end: group.end,
+            first_ms: group.first_ms,
+            statement: group.kind == Some(Kind::Statement),
+            group: None,
+            attempts: 0,
+            state: FlightState::Sending,
+        };
+        let job = Job {
+            flight: flight.id,
+            group,
+        };
+        if let Err(e) = self.jobs.try_send(job) {
+            self.spare.push(e.into_inner().group);
+            return false;
+        }
+        self.next_flight += 1;
+        self.flights.push_back(flight);
+        true
+    }
+
+    /// Acts on a poster's outcome: counts and files a final one, schedules
+    /// a retry otherwise.
+    fn on_outcome(&mut self, posted: Posted) {
+        let Posted {
+            flight,
+            group,
+            outcome,
+        } = posted;
+        let Some(f) = self.flights.iter_mut().find(|f| f.id == flight) else {
+            return;
+        };
+        let backend = self.backend;
+        match settle(backend, &group, outcome, self.dir) {
+            Settled::Done => f.state = FlightState::Done,
+            Settled::Retry {
+                unreachable,
+                reason,
+            } => {
+                f.attempts += 1;
+                backend.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                if f.attempts == 1 || f.attempts % 10 == 0 {
+                    log!(
+                        "backend {}: sending {} failed (attempt {}), will retry: {reason}",
+                        backend.name,
+                        group.label(),
+                        f.attempts
+                    );
+                }
+                if unreachable && backend.set_active(false) {
+                    log!(
+                        "backend {} ({}) is now inactive: {reason}",
+                        backend.name,
+                        backend.url
+                    );
+                }
+                let delay = backoff(f.attempts, self.settings.retry_max);
+                f.state = FlightState::RetryAt(Instant::now() + delay);
+            }
+        }
+        f.group = Some(group);
+    }
+
+    /// The oldest group keeps failing while a later one went through: the
+    /// backend works, that group is what it refuses. Set it aside.
+    fn set_aside_poison(&mut self) {
+        let later_done = self
+            .flights
+            .iter()
+            .skip(1)
+            .any(|f| f.state == FlightState::Done && f.attempts == 0);
+        let (backend, dir) = (self.backend, self.dir);
+        let Some(front) = self.flights.front_mut() else {
+            return;
+        };
+        if later_done
+            && front.attempts >= PROBE_AFTER
+            && matches!(front.state, FlightState::RetryAt(_))
+        {
+            if let Some(group) = &front.group {
+                dead_letter(
+                    backend,
+                    group,
+                    "refused again and again while later batches were accepted",
+                    dir,
+                );
+                front.state = FlightState::Done;
+            }
+        }
+    }
+
+    /// Moves the cursor past the oldest groups that are done, in order.
+    fn commit_done(&mut self) {
+        while self
+            .flights
+            .front()
+            .is_some_and(|f| f.state == FlightState::Done)
+        {
+            let Some(done) = self.flights.pop_front() else {
+                break;
+            };
+            if let Some(group) = done.group {
+                self.commit(&group);
+                self.spare.push(group);
+            }
+        }
+    }
+
+    /// Moves the cursor past a finished group, which was the oldest.
+    fn commit(&mut self, group: &Group) {
+        // The oldest age `/health` reports is now the next group's.
+        let next_oldest = match self.flights.front().map(|n| n.first_ms) {
+            Some(ms) if ms > 0 => ms,
+            _ if group.at_head => 0,
+            _ => now_ms(),
+        };
+        let (reader, backend) = (&mut self.reader, self.backend);
+        if let Err(e) = reader.commit(group.end, group.records, group.bytes, next_oldest) {
+            log!(
+                "backend {}: cannot move the spool cursor: {e}",
+                backend.name
+            );
+        }
+        if self.settings.sync == SyncMode::Always {
+            if let Err(e) = reader.sync_cursor() {
+                log!(
+                    "backend {}: cannot sync the spool cursor: {e}",
+                    backend.name
+                );
+            }
+        }
+    }
+
+    /// At shutdown: wait a moment for the POSTs in flight, record what is
+    /// done, and leave the rest in the spool for the next start.
+    fn finish(&mut self) {
+        let deadline = Instant::now() + FINISH_WAIT;
+        let mut sending = self.sending();
+        while sending > 0 {
+            match self.outcomes.recv_deadline(deadline) {
+                Ok(posted) => {
+                    self.on_outcome(posted);
+                    sending -= 1;
+                }
+                Err(_) => break,
+            }
+        }
+        self.commit_done();
+        let _ = self.reader.sync_cursor();
     }
 }
 
-/// A ureq agent that reports every status as a response, not an error.
-pub fn agent(timeout: Duration) -> ureq::Agent {
-    crate::http_client::agent(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("influx-proxy/", env!("CARGO_PKG_VERSION")))
-            // Answers from InfluxDB are small and bodies go out in one write:
-            // smaller buffers than ureq's 128 KiB keep many connections cheap.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(64 * 1024),
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Delay before retry number `attempt` (1-based): 100 ms doubling, capped.
+fn backoff(attempt: u32, max: Duration) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    Duration::from_millis(ms).min(max)
+}
+
+enum Settled {
+    /// Final: delivered, refused for good, parked or dead-lettered.
+    Done,
+    Retry {
+        /// No answer: the backend is down.
+        unreachable: bool,
+        reason: String,
+    },
+}
+
+/// Counts and files a final outcome; says whether to retry.
+fn settle(backend: &Backend, g: &Group, outcome: Outcome, dir: &Path) -> Settled {
+    let stats = &backend.stats;
+    let points = u64::from(g.points);
+    let final_outcome = !matches!(outcome, Outcome::Failed(_) | Outcome::NotSent(_));
+    if g.kind == Some(Kind::Statement) && final_outcome {
+        let _ = stats
+            .statements_pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        let text = String::from_utf8_lossy(&g.lines);
+        match &outcome {
+            Outcome::Delivered => log!("backend {}: ran queued statement: {text}", backend.name),
+            other => log!(
+                "backend {}: queued statement {text:?} failed: {other:?}",
+                backend.name
+            ),
+        }
+    }
+    match outcome {
+        Outcome::Delivered => {
+            stats.points_delivered.fetch_add(points, Ordering::Relaxed);
+            Settled::Done
+        }
+        Outcome::Rejected(reason) => {
+            log!(
+                "backend {}: refused part of {}: {reason}",
+                backend.name,
+                g.label()
+            );
+            stats.points_rejected.fetch_add(points, Ordering::Relaxed);
+            Settled::Done
+        }
+        Outcome::DatabaseNotFound(reason) | Outcome::RetentionPolicyNotFound(reason) => {
+            log!(
+                "backend {}: parked {} ({reason}); it exists on no other backend: create it and re-send {}",
+                backend.name,
+                g.label(),
+                dir.join("parked.lp").display()
+            );
+            file_aside(dir, "parked.lp", g, &reason);
+            stats.records_parked.fetch_add(g.records, Ordering::Relaxed);
+            stats.points_parked.fetch_add(points, Ordering::Relaxed);
+            Settled::Done
+        }
+        Outcome::TooLarge => {
+            dead_letter(
+                backend,
+                g,
+                "a single point is larger than the backend accepts (413)",
+                dir,
+            );
+            Settled::Done
+        }
+        Outcome::Failed(e) => Settled::Retry {
+            unreachable: e.is_no_answer(),
+            reason: e.reason(),
+        },
+        Outcome::NotSent(reason) => Settled::Retry {
+            unreachable: false,
+            reason,
+        },
+    }
+}
+
+fn dead_letter(backend: &Backend, g: &Group, reason: &str, dir: &Path) {
+    log!(
+        "backend {}: {} rejected for good ({reason}); written to {}",
+        backend.name,
+        g.label(),
+        dir.join("deadletter.lp").display()
+    );
+    file_aside(dir, "deadletter.lp", g, reason);
+    let stats = &backend.stats;
+    stats
+        .records_dead_lettered
+        .fetch_add(g.records, Ordering::Relaxed);
+    stats
+        .points_dead_lettered
+        .fetch_add(u64::from(g.points), Ordering::Relaxed);
+}
+
+/// Appends a group to a text file beside the spool: a `#` header line (a
+/// comment to InfluxDB) and the lines as they were, so the file can be
+/// re-sent with curl once the cause is fixed.
+fn file_aside(dir: &Path, name: &str, g: &Group, reason: &str) {
+    let mut text = format!(
+        "# time_ms={} db={:?} rp={:?} points={} reason={:?}\n",
+        now_ms(),
+        g.db,
+        g.rp,
+        g.points,
+        reason
     )
+    .into_bytes();
+    if g.kind == Some(Kind::Statement) {
+        text.extend_from_slice(b"# statement: ");
+        text.extend(g.lines.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+        text.push(b'\n');
+    } else {
+        text.extend_from_slice(&g.text());
+    }
+    let result = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_data()));
+    if let Err(e) = result {
+        log!("cannot write {}: {e}", dir.join(name).display());
+    }
 }
 
 #[cfg(test)]
@@ -236,56 +635,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gzip_output_is_a_valid_gzip_stream() {
-        use std::io::Read;
-        let mut z = Gzipper::new();
-        for n in [0usize, 1, 100, 50_000] {
-            let data = b"cpu v=1 1\nmem v=2 2\n".repeat(n);
-            // Twice with the same compressor: reset must be complete.
-            for _ in 0..2 {
-                let gz = z.gzip(&data, Vec::new()).unwrap();
-                let mut back = Vec::new();
-                flate2::read::GzDecoder::new(&gz[..])
-                    .read_to_end(&mut back)
-                    .unwrap();
-                assert_eq!(back, data);
-            }
-        }
-    }
-
-    #[test]
-    fn statement_errors_are_found_in_results() {
-        assert_eq!(statement_error(r#"{"results":[{"statement_id":0}]}"#), None);
-        assert_eq!(
-            statement_error(r#"{"results":[{"statement_id":0,"error":"database not found: x"}]}"#),
-            Some("database not found: x".into())
-        );
-    }
-
-    #[test]
-    fn influxdb_answers_are_classified() {
-        assert_eq!(classify(204, ""), Outcome::Delivered);
-        assert_eq!(
-            classify(400, r#"{"error":"partial write: x dropped=1"}"#),
-            Outcome::Rejected("partial write: x dropped=1".into())
-        );
-        assert!(matches!(
-            classify(404, r#"{"error":"database not found: \"nodb\""}"#),
-            Outcome::DatabaseNotFound(_)
-        ));
-        assert!(matches!(
-            classify(500, r#"{"error":"retention policy not found: nope"}"#),
-            Outcome::RetentionPolicyNotFound(_)
-        ));
-        assert_eq!(classify(413, "{}"), Outcome::TooLarge);
-        assert!(matches!(classify(503, "busy"), Outcome::Retry(m) if m == "status 503: busy"));
-        assert!(matches!(
-            classify(404, "404 page not found"),
-            Outcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(401, r#"{"error":"authorization failed"}"#),
-            Outcome::Retry(_)
-        ));
+    fn backoff_doubles_up_to_the_cap() {
+        let max = Duration::from_secs(10);
+        assert_eq!(backoff(1, max), Duration::from_millis(100));
+        assert_eq!(backoff(2, max), Duration::from_millis(200));
+        assert_eq!(backoff(40, max), max);
     }
 }

@@ -1,9 +1,10 @@
-//! The health checker: one thread per backend pings it every
+//! The pinger: one thread per backend sends `GET /ping` every
 //! `check_interval` with the backend's own credentials (the Go proxy sends
 //! none, its issue #65) and records the verdict in the backend's `active`
 //! flag. 204 or 200 is healthy; anything else, or no answer, is not. After
 //! a healthy ping it lets [`Databases`] fetch the backend's databases when
-//! they are due.
+//! they are due. (The `/health` endpoint that reports the flags is
+//! [`crate::admin::health`].)
 //!
 //! Threads stop when the shutdown channel disconnects.
 
@@ -14,10 +15,10 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{Backend, Databases};
+use crate::http_client::{self, BackendRequest};
 use crate::log;
-use crate::writer::sender::agent;
 
-/// Starts one checker thread per backend.
+/// Starts one pinger thread per backend.
 pub fn start(
     backends: &[Arc<Backend>],
     databases: &Arc<Databases>,
@@ -31,7 +32,7 @@ pub fn start(
             let (backend, stop) = (Arc::clone(b), shutdown.clone());
             let databases = Arc::clone(databases);
             std::thread::Builder::new()
-                .name(format!("health-{}", b.name))
+                .name(format!("pinger-{}", b.name))
                 .spawn(move || run(&backend, &databases, interval, timeout, &stop))
         })
         .collect()
@@ -44,14 +45,12 @@ fn run(
     timeout: Duration,
     stop: &Receiver<()>,
 ) {
-    let agent = agent(timeout);
-    let url = format!("{}/ping", backend.url);
+    // An answer to /ping is empty; the request has no body. The same agent
+    // fetches the backend's databases (see `Databases::after_ping`).
+    let agent = http_client::agent(timeout, 16 * 1024, 16 * 1024);
+    let ping = BackendRequest::get(backend, "/ping", &[]);
     loop {
-        let mut req = agent.get(&url);
-        if let Some(auth) = &backend.authorization {
-            req = req.header("Authorization", auth);
-        }
-        let verdict = match req.call() {
+        let verdict = match ping.send(&agent, &backend.url) {
             Ok(resp) if matches!(resp.status().as_u16(), 200 | 204) => Ok(()),
             Ok(resp) => Err(format!("ping status code: {}", resp.status().as_u16())),
             Err(e) => Err(e.to_string()),

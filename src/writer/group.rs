@@ -1,0 +1,168 @@
+//! A group: consecutive records of a backend's spool sent as one request.
+//!
+//! A write group is consecutive write records of one (db, rp), up to
+//! `flush_size` points and [`MAX_GROUP_BYTES`] of lines; a statement record
+//! is a group of its own. The sender thread gathers a group's lines in one
+//! buffer ([`Group::gather`], and [`Group::extend`] for a group that
+//! lingers at the head), then packs it for a poster ([`Group::pack`]): the
+//! description and the lines gzipped. A group knows where it starts and
+//! ends in the spool, so the cursor can be moved past it once it is done.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use super::post::Gzipper;
+use crate::spool::record::Kind;
+use crate::spool::{Pos, Reader};
+
+/// Most bytes of lines gathered into one POST.
+pub const MAX_GROUP_BYTES: usize = 16 << 20;
+
+/// Consecutive records sent as one request.
+#[derive(Debug, Default)]
+pub struct Group {
+    /// `None` while nothing is gathered.
+    pub kind: Option<Kind>,
+    pub db: String,
+    pub rp: String,
+    /// The gathered lines (or the statement's text).
+    pub lines: Vec<u8>,
+    pub points: u32,
+    pub records: u64,
+    /// Bytes of its records in the spool.
+    pub bytes: u64,
+    /// When its first record was written, unix ms.
+    pub first_ms: u64,
+    pub start: Pos,
+    pub end: Pos,
+    /// The group reaches the head: nothing more was written yet.
+    pub at_head: bool,
+    /// A write group once handed to a poster: its lines gzipped (the lines
+    /// themselves stay in the sender's one gathering buffer).
+    pub gz: Vec<u8>,
+}
+
+impl Group {
+    pub fn label(&self) -> String {
+        format!(
+            "{} points for db {:?} rp {:?}",
+            self.points, self.db, self.rp
+        )
+    }
+
+    /// Reads a group from `from` into this buffer. `false` when nothing is
+    /// waiting.
+    pub fn gather(
+        &mut self,
+        reader: &mut Reader,
+        from: Pos,
+        max_points: usize,
+    ) -> std::io::Result<bool> {
+        self.kind = None;
+        self.lines.clear();
+        self.points = 0;
+        self.records = 0;
+        self.bytes = 0;
+        self.start = from;
+        self.end = from;
+        self.extend(reader, max_points)
+    }
+
+    /// Reads more records, from the group's end, while they belong to it.
+    /// A lingering group grows this way without reading its records again.
+    pub fn extend(&mut self, reader: &mut Reader, max_points: usize) -> std::io::Result<bool> {
+        if self.kind == Some(Kind::Statement) {
+            return Ok(true);
+        }
+        self.at_head = false;
+        let mut at = self.end;
+        loop {
+            let Some(r) = reader.next(at)? else {
+                self.at_head = true;
+                break;
+            };
+            let rec = &r.record;
+            let size = if r.end.seg == at.seg {
+                r.end.off - at.off
+            } else {
+                r.end.off
+            };
+            match self.kind {
+                None => {
+                    self.kind = Some(rec.kind);
+                    self.db.clear();
+                    self.db.push_str(rec.db);
+                    self.rp.clear();
+                    self.rp.push_str(rec.rp);
+                    self.first_ms = rec.appended_at_ms;
+                }
+                Some(Kind::Write)
+                    if rec.kind == Kind::Write
+                        && rec.db == self.db
+                        && rec.rp == self.rp
+                        && (self.points as usize) < max_points
+                        && self.lines.len() + rec.payload.len() <= MAX_GROUP_BYTES => {}
+                Some(_) => break,
+            }
+            self.lines.extend_from_slice(rec.payload);
+            self.points += rec.points;
+            self.records += 1;
+            self.bytes += size;
+            self.end = r.end;
+            at = r.end;
+            if rec.kind == Kind::Statement {
+                break;
+            }
+        }
+        Ok(self.kind.is_some())
+    }
+
+    /// A packet for a poster: this group's description, and its lines
+    /// gzipped (a statement keeps its text). Reuses `into`'s buffers.
+    pub fn pack(&self, mut into: Group, zip: &mut Gzipper) -> std::io::Result<Group> {
+        into.kind = self.kind;
+        into.db.clone_from(&self.db);
+        into.rp.clone_from(&self.rp);
+        into.points = self.points;
+        into.records = self.records;
+        into.bytes = self.bytes;
+        into.first_ms = self.first_ms;
+        into.start = self.start;
+        into.end = self.end;
+        into.at_head = self.at_head;
+        into.lines.clear();
+        if self.kind == Some(Kind::Statement) {
+            into.lines.extend_from_slice(&self.lines);
+        } else {
+            into.gz = zip.gzip(&self.lines, std::mem::take(&mut into.gz))?;
+        }
+        Ok(into)
+    }
+
+    /// The lines as text: the gathered ones, or a packet's gunzipped (only
+    /// needed on rare paths: 413 splits, parking, dead letters).
+    pub fn text(&self) -> Cow<'_, [u8]> {
+        if !self.lines.is_empty() || self.gz.is_empty() {
+            return Cow::Borrowed(&self.lines);
+        }
+        let mut out = Vec::new();
+        let _ = flate2::read::GzDecoder::new(&self.gz[..]).read_to_end(&mut out);
+        Cow::Owned(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_label_names_db_and_rp() {
+        let g = Group {
+            db: "d".into(),
+            rp: "r".into(),
+            points: 3,
+            ..Group::default()
+        };
+        assert_eq!(g.label(), "3 points for db \"d\" rp \"r\"");
+    }
+}
