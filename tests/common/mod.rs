@@ -87,18 +87,41 @@ pub fn now_ns() -> i64 {
         .as_nanos() as i64
 }
 
+/// How often the polling helpers below look again.
+const POLL: Duration = Duration::from_millis(50);
+
 /// Polls `cond` every 50 ms until it is true; panics after `timeout` saying
-/// what was awaited.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+/// what was awaited and how long. Returns the time it took.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     loop {
         if cond() {
-            return;
+            return start.elapsed();
         }
         if start.elapsed() >= timeout {
-            panic!("timed out after {timeout:?} waiting for: {what}");
+            panic!(
+                "timed out after {:?} (limit {timeout:?}) waiting for: {what}",
+                start.elapsed()
+            );
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(POLL);
+    }
+}
+
+/// Checks `cond` every 50 ms for `window`, for something that must NOT
+/// happen (a late write, a backend turning active): the window is the
+/// behaviour under test. Panics at the first look where it fails, saying
+/// when.
+pub fn holds_for(window: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if !cond() {
+            panic!("{what}: no longer true {:?} into a {window:?} window", start.elapsed());
+        }
+        if start.elapsed() >= window {
+            return;
+        }
+        thread::sleep(POLL);
     }
 }
 
@@ -112,7 +135,20 @@ pub fn poll_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if start.elapsed() >= timeout {
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(POLL);
+    }
+}
+
+/// Calls `f` every 50 ms until it gives `Ok`; after `timeout`, its last
+/// answer (the `Err` saying what was wrong at the end).
+pub fn retry_for<T, E>(timeout: Duration, mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let start = Instant::now();
+    loop {
+        let got = f();
+        if got.is_ok() || start.elapsed() >= timeout {
+            return got;
+        }
+        thread::sleep(POLL);
     }
 }
 
@@ -461,6 +497,147 @@ pub fn raw_status(response: &[u8]) -> Option<u16> {
         return None;
     }
     parts.next()?.parse().ok()
+}
+
+/// Asserts an InfluxDB-style error answer: `status`, the body
+/// `{"error":"<message>"}` and a newline, a JSON `Content-Type`, and the
+/// message again in `X-Influxdb-Error`.
+pub fn assert_error(r: &Resp, what: &str, status: u16, message: &str) {
+    assert_eq!(r.status, status, "{what}: status (body {:?})", r.body);
+    assert_eq!(
+        r.body,
+        format!("{}\n", json!({ "error": message })),
+        "{what}: body"
+    );
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{what}: Content-Type {:?}",
+        r.header("content-type")
+    );
+    assert_eq!(
+        r.header("x-influxdb-error"),
+        Some(message),
+        "{what}: X-Influxdb-Error header"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Sockets as the kernel sees them, to wait for what a server did with a
+// connection instead of sleeping.
+
+/// Whether the peer has closed `stream` (a read gives EOF, or an error
+/// other than a timeout), waiting at most `wait`; bytes read meanwhile (an
+/// answer, a TLS alert) are dropped.
+pub fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// One IPv4 TCP socket of the machine, a line of `/proc/net/tcp`.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSocket {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// `st`: 1 established, 6 time-wait, 8 close-wait, 10 listen, ...
+    pub state: u8,
+    /// Bytes received and not yet read by the socket's owner; for a
+    /// listening socket, connections not yet accepted.
+    pub rx_queue: u64,
+}
+
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_SYN_RECV: u8 = 3;
+const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LISTEN: u8 = 10;
+
+/// Every IPv4 TCP socket of the machine (loopback ones included).
+pub fn kernel_sockets() -> Vec<KernelSocket> {
+    fn addr(hex: &str) -> Option<SocketAddr> {
+        let (ip, port) = hex.split_once(':')?;
+        // The address is printed as the host-order (little-endian) u32.
+        let ip = u32::from_str_radix(ip, 16).ok()?.to_le_bytes();
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::from((ip, port)))
+    }
+    let text = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (_, rx) = f.get(4)?.split_once(':')?;
+            Some(KernelSocket {
+                local: addr(f.get(1)?)?,
+                remote: addr(f.get(2)?)?,
+                state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Connections the server listening on `port` has not accepted yet.
+pub fn unaccepted(port: u16) -> u64 {
+    kernel_sockets()
+        .iter()
+        .filter(|k| k.state == TCP_LISTEN && k.local.port() == port)
+        .map(|k| k.rx_queue)
+        .sum()
+}
+
+/// Waits until the server on `port` has accepted every connection made to
+/// it so far (its listen backlog is empty).
+pub fn wait_accepted(port: u16, timeout: Duration) -> Duration {
+    wait_until(
+        timeout,
+        &format!("the server on port {port} to accept its pending connections"),
+        || unaccepted(port) == 0,
+    )
+}
+
+/// Bytes `client` sent that the server side of its connection has not read
+/// yet (`None`: the server side is gone).
+pub fn unread_by_server(client: &TcpStream) -> Option<u64> {
+    let (me, server) = (client.local_addr().ok()?, client.peer_addr().ok()?);
+    kernel_sockets()
+        .into_iter()
+        .find(|k| k.local == server && k.remote == me)
+        .map(|k| k.rx_queue)
+}
+
+/// Waits until the server has read everything `client` sent.
+pub fn wait_read_by_server(client: &TcpStream, timeout: Duration, what: &str) -> Duration {
+    wait_until(timeout, &format!("the server to read {what}"), || {
+        unread_by_server(client) == Some(0)
+    })
+}
+
+/// Connections the server on `port` still holds (established, being
+/// opened, or closed by the client but not yet by the server).
+pub fn server_connections(port: u16) -> usize {
+    kernel_sockets()
+        .iter()
+        .filter(|k| {
+            k.local.port() == port
+                && matches!(k.state, TCP_ESTABLISHED | TCP_SYN_RECV | TCP_CLOSE_WAIT)
+        })
+        .count()
 }
 
 // ---------------------------------------------------------------------------
@@ -1199,7 +1376,8 @@ pub enum Fault {
     /// Answers like a healthy InfluxDB (204 to /ping and /write), after a delay.
     Slow(Duration),
     /// Answers `/ping` and `/write` at once (204), and `/query` after the
-    /// delay with an empty result; each request on its own thread.
+    /// delay with an empty result; each request on its own thread. Records
+    /// every request when it comes.
     SlowQueries(Duration),
     /// Answers 204 at once and records every request.
     Record,
@@ -1239,6 +1417,26 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    fn of(req: &tiny_http::Request, body: Vec<u8>, status: u16) -> Recorded {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect();
+        Recorded {
+            method: req.method().as_str().to_string(),
+            url: req.url().to_string(),
+            headers,
+            body,
+            status,
+        }
+    }
+
     pub fn path(&self) -> &str {
         self.url.split('?').next().unwrap_or_default()
     }
@@ -1373,6 +1571,7 @@ impl FakeBackend {
                         let mut sink = Vec::new();
                         let _ = req.as_reader().read_to_end(&mut sink);
                         if let Fault::SlowQueries(d) = fault {
+                            rec2.lock().unwrap().push(Recorded::of(&req, sink, 200));
                             let stop3 = stop2.clone();
                             thread::spawn(move || answer_slow_query(req, d, &stop3));
                             continue;
@@ -1385,23 +1584,7 @@ impl FakeBackend {
                             _ => 204,
                         };
                         if let Fault::Record | Fault::RejectContaining(_) = fault {
-                            let headers = req
-                                .headers()
-                                .iter()
-                                .map(|h| {
-                                    (
-                                        h.field.as_str().as_str().to_ascii_lowercase(),
-                                        h.value.as_str().to_string(),
-                                    )
-                                })
-                                .collect();
-                            rec2.lock().unwrap().push(Recorded {
-                                method: req.method().as_str().to_string(),
-                                url: req.url().to_string(),
-                                headers,
-                                body: sink,
-                                status,
-                            });
+                            rec2.lock().unwrap().push(Recorded::of(&req, sink, status));
                         }
                         let resp = match fault {
                             Fault::Error500 => tiny_http::Response::from_string(
@@ -1452,8 +1635,8 @@ impl FakeBackend {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// Requests recorded so far (only with [`Fault::Record`] and
-    /// [`Fault::RejectContaining`]).
+    /// Requests recorded so far (only with [`Fault::Record`],
+    /// [`Fault::RejectContaining`] and [`Fault::SlowQueries`]).
     pub fn recorded(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }
@@ -1531,6 +1714,18 @@ pub fn proc_threads(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How many threads of process `pid` are named `name` (`/proc/<pid>/task/*/comm`).
+pub fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .count()
+}
+
 /// `POST url` that reports transport failures (refused, reset, timeout) as
 /// `Err` instead of panicking: for clients that run while the proxy dies.
 pub fn try_http_post(
@@ -1581,6 +1776,13 @@ impl Proxy {
             }
         }
         panic!("backend {name} not in /health: {h}");
+    }
+
+    /// Records of backend `name` waiting in its spool (`/health`).
+    pub fn records_waiting(&self, name: &str) -> u64 {
+        self.backend_health(name)["spool"]["records_waiting"]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     /// `VmRSS` of the proxy process in KiB.
