@@ -1215,7 +1215,11 @@ fn a_stalled_body_frees_its_worker_after_idle_timeout() {
     // proxy answering within idle_timeout, and a write right after is quick.
     let mut two = [start_staller(addr, db), start_staller(addr, db)];
     for s in &two {
-        wait_read_by_server(s, Duration::from_secs(10), "a stalled body (a worker holds it)");
+        wait_read_by_server(
+            s,
+            Duration::from_secs(10),
+            "a stalled body (a worker holds it)",
+        );
     }
     let t = Instant::now();
     let (status, text) = proxy.write(db, None, &lines("both_stalled", 0, 10));
@@ -1384,12 +1388,16 @@ fn slow_headers_are_cut_off_even_while_stalled_bodies_hold_every_worker() {
     let stallers = thread::spawn(move || {
         let mut held: Vec<TcpStream> = (0..3).map(|_| start_staller(addr, db)).collect();
         // Both workers hold a stalled body when two were read.
-        wait_until(Duration::from_secs(10), "two stalled bodies in the workers", || {
-            held.iter()
-                .filter(|s| unread_by_server(s) == Some(0))
-                .count()
-                >= 2
-        });
+        wait_until(
+            Duration::from_secs(10),
+            "two stalled bodies in the workers",
+            || {
+                held.iter()
+                    .filter(|s| unread_by_server(s) == Some(0))
+                    .count()
+                    >= 2
+            },
+        );
         let _ = in_workers.send(());
         let mut renewed = 0;
         let t = Instant::now();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::query::{require_python_influxdb, run_tool};
+use common::query::{require_python_influxdb, run_python_json, run_tool};
 use common::*;
 use serde_json::{json, Value};
 
@@ -592,7 +592,6 @@ fn https_front_serves_ping_write_query_and_health_to_a_verifying_client() {
 }
 
 const PY_TLS_SCRIPT: &str = r#"
-import json, sys, time
 import requests
 from influxdb import InfluxDBClient
 
@@ -603,13 +602,7 @@ c = InfluxDBClient(host="127.0.0.1", port=port, ssl=True, verify_ssl=ca,
 out["version"] = c.ping()
 out["write"] = c.write_points([{"measurement": "py", "tags": {"host": "p"},
                                 "time": 1700000000000000000, "fields": {"v": 2.5}}])
-deadline = time.time() + 15
-while True:
-    points = list(c.query("SELECT * FROM py").get_points())
-    if points or time.time() > deadline:
-        break
-    time.sleep(0.2)
-out["points"] = points
+out["points"] = poll(lambda: list(c.query("SELECT * FROM py").get_points()), bool)
 out["databases"] = sorted(d["name"] for d in c.get_list_database())
 try:
     InfluxDBClient(host="127.0.0.1", port=port, ssl=True, verify_ssl=True,
@@ -717,21 +710,7 @@ fn https_front_with_curl_python_and_the_influx_shell() {
     );
 
     // The Python influxdb client with verify_ssl=<the certificate>.
-    let dir = TempDir::new("pytls");
-    let script = dir.path().join("tls.py");
-    std::fs::write(&script, PY_TLS_SCRIPT).expect("write the Python script");
-    let (code, out, err) = run_tool(
-        "python3",
-        &[script.to_str().unwrap(), &port, &ca],
-        Duration::from_secs(90),
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "the Python session failed:\nstdout: {out}\nstderr: {err}"
-    );
-    let got: Value = serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("the Python session printed no JSON ({e}):\n{out}\n{err}"));
+    let got = run_python_json(PY_TLS_SCRIPT, &[&port, &ca], Duration::from_secs(90));
     assert_eq!(got["version"], json!(env!("CARGO_PKG_VERSION")), "{got}");
     assert_eq!(got["write"], json!(true), "{got}");
     assert_eq!(

@@ -116,7 +116,10 @@ pub fn holds_for(window: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     loop {
         if !cond() {
-            panic!("{what}: no longer true {:?} into a {window:?} window", start.elapsed());
+            panic!(
+                "{what}: no longer true {:?} into a {window:?} window",
+                start.elapsed()
+            );
         }
         if start.elapsed() >= window {
             return;
@@ -541,7 +544,12 @@ pub fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
