@@ -724,12 +724,7 @@ fn https_front_with_curl_python_and_the_influx_shell() {
     assert_eq!(py_owner.rows("tlsdb", None, "py").len(), 1);
 
     // The influx shell over TLS.
-    let influx = |args: &[&str]| {
-        let mut all = vec!["-host", "127.0.0.1", "-port", &port];
-        all.extend_from_slice(args);
-        let (code, out, err) = run_tool(INFLUX, &all, Duration::from_secs(20));
-        (code, format!("{out}{err}"))
-    };
+    let influx = |args: &[&str]| common::query::influx(proxy.port(), args);
     let (code, out) = influx(&["-ssl", "-unsafeSsl", "-execute", "SHOW DATABASES"]);
     assert_eq!(code, Some(0), "influx -ssl SHOW DATABASES: {out}");
     assert!(out.lines().any(|l| l.trim() == "tlsdb"), "{out}");

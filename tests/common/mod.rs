@@ -56,6 +56,23 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Waits up to `timeout` for `child` to exit; kills and reaps it after
+/// that (`None`).
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// SIGTERM, then up to `grace` for the process to exit, then SIGKILL; reaps it.
 fn terminate(child: &mut Child, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
@@ -1279,18 +1296,7 @@ pub fn run_proxy_binary(args: &[&str], dir: &Path, timeout: Duration) -> (Option
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {PROXY_BIN}: {e}"));
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status.code().unwrap_or(-1));
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let code = wait_child(&mut child, timeout).map(|status| status.code().unwrap_or(-1));
     let text = std::fs::read(&out_path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
@@ -1460,6 +1466,23 @@ impl Recorded {
                 (percent_decode(k), percent_decode(v))
             })
             .collect()
+    }
+
+    /// The body as text, gunzipped when it came with `Content-Encoding: gzip`.
+    pub fn text(&self) -> String {
+        let gzipped = self
+            .headers
+            .get("content-encoding")
+            .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+        let mut out = Vec::new();
+        if !gzipped
+            || flate2::read::MultiGzDecoder::new(&self.body[..])
+                .read_to_end(&mut out)
+                .is_err()
+        {
+            out = self.body.clone();
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     pub fn param(&self, name: &str) -> Option<String> {

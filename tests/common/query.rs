@@ -998,18 +998,7 @@ pub fn run_tool(program: &str, args: &[&str], timeout: Duration) -> (Option<i32>
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status.code();
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let code = wait_child(&mut child, timeout).and_then(|status| status.code());
     let read = |p: &Path| {
         std::fs::read(p)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
