@@ -68,22 +68,22 @@ fn influx_shell_session_through_the_proxy() {
 
     // SHOW MEASUREMENTS shows cpu once the point is delivered.
     let want = "name: measurements\nname\n----\ncpu";
-    let mut last = String::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
+    let shown = retry_for(Duration::from_secs(15), || {
         let (code, out) = influx(port, &["-database", "x", "-execute", "SHOW MEASUREMENTS"]);
         assert_eq!(
             code,
             Some(0),
             "SHOW MEASUREMENTS: exit code; output:\n{out}"
         );
-        last = out;
-        if last.trim() == want {
-            break;
+        if out.trim() == want {
+            Ok(())
+        } else {
+            Err(out)
         }
-        std::thread::sleep(Duration::from_millis(300));
+    });
+    if let Err(last) = shown {
+        assert_eq!(last.trim(), want, "SHOW MEASUREMENTS output");
     }
-    assert_eq!(last.trim(), want, "SHOW MEASUREMENTS output");
 
     // The stored timestamp (the proxy's clock), to check what SELECT prints.
     let stored = poll_for(Duration::from_secs(10), "the point on circle 2", || {

@@ -1531,6 +1531,27 @@ fn assert_never_active(proxy: &Proxy, name: &str, what: &str) {
     });
 }
 
+/// Points of `mm` written for backend `name`, whose certificate does not
+/// verify, wait in its spool: they reach the spool, and not the backend
+/// (read with `direct`) during a window of several health rounds.
+fn assert_kept_in_spool(
+    proxy: &Proxy,
+    name: &str,
+    (direct, d): (&ureq::Agent, &Influxd),
+    mm: &str,
+) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{mm} in the spool"),
+        || proxy.records_waiting(name) >= 1,
+    );
+    holds_for(
+        Duration::from_millis(1500),
+        &format!("{mm}: no point reaches a backend whose certificate did not verify"),
+        || influxd_rows(direct, d, "tlsb", mm).is_empty(),
+    );
+}
+
 #[test]
 fn an_https_backend_unverifiable_by_mozilla_roots_is_never_active_until_skip_verify() {
     let certs = Certs::new();
@@ -1563,14 +1584,7 @@ fn an_https_backend_unverifiable_by_mozilla_roots_is_never_active_until_skip_ver
             log.contains(&name) && (log.contains("certificate") || log.contains("unknownissuer"))
         },
     );
-    wait_until(Duration::from_secs(10), "the points in the spool", || {
-        proxy.records_waiting(&name) >= 1
-    });
-    holds_for(
-        Duration::from_millis(1500),
-        "no point reaches a backend whose certificate did not verify",
-        || influxd_rows(&direct, &d, "tlsb", "spooled").is_empty(),
-    );
+    assert_kept_in_spool(&proxy, &name, (&direct, &d), "spooled");
     let b = proxy.backend_health(&name);
     assert_eq!(b["backlog"], json!(true), "spooled: {b}");
     assert!(
@@ -1637,14 +1651,7 @@ fn an_https_backend_signed_by_a_ca_is_verified_through_the_chain_and_refused_wit
     );
     let (status, body) = proxy.write("tlsb", None, "wrongca,host=a v=1 1700000000000000000");
     assert_eq!(status, 204, "{body}");
-    wait_until(Duration::from_secs(10), "the point in the spool", || {
-        proxy.records_waiting(&name) >= 1
-    });
-    holds_for(
-        Duration::from_millis(1500),
-        "no point reaches a backend signed by another CA",
-        || influxd_rows(&direct, &d, "tlsb", "wrongca").is_empty(),
-    );
+    assert_kept_in_spool(&proxy, &name, (&direct, &d), "wrongca");
 }
 
 #[test]

@@ -73,24 +73,17 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// SIGTERM, then up to `grace` for the process to exit, then SIGKILL; reaps it.
-fn terminate(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
+/// SIGTERM, then up to `grace` for the process to exit, then SIGKILL; reaps
+/// it. Its exit status, or `None` if it had to be SIGKILLed.
+fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
     }
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe {
         sys::kill(child.id() as i32, sys::SIGTERM);
     }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    wait_child(child, grace)
 }
 
 // ---------------------------------------------------------------------------
@@ -191,7 +184,7 @@ pub fn wait_for_eq<T: PartialEq + Debug>(
                 "timed out after {timeout:?} waiting for: {what}\n expected: {expected:#?}\n      got: {got:#?}"
             );
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(POLL);
     }
 }
 
@@ -1832,24 +1825,7 @@ impl Proxy {
     /// SIGTERM, then waits up to `grace` for the process to exit by itself.
     /// Returns its exit status, or `None` if it had to be SIGKILLed.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            sys::kill(child.id() as i32, sys::SIGTERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        terminate(&mut self.child.take()?, grace)
     }
 
     /// Starts the binary again with the same config (same port, same
