@@ -7,6 +7,13 @@
 //! test binary that dies abruptly does not leave an `influxd` behind. Because
 //! that signal fires when the *thread* that spawned the child exits, children
 //! are always spawned from the test's own thread, never from a helper thread.
+//!
+//! Tests synchronise on conditions, never on a fixed sleep: [`wait_until`]
+//! and its kin poll with a deadline; [`holds_for`] watches for something
+//! that must not happen during a window; the kernel's view of a socket
+//! ([`unaccepted`], [`unread_by_server`], [`server_connections`]) tells
+//! what a server did with a connection. A sleep left in a test is the
+//! behaviour under test (a client's pace, an idle gap) and says so.
 
 #![allow(dead_code)]
 
