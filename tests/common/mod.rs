@@ -11,7 +11,8 @@
 //! Tests synchronise on conditions, never on a fixed sleep: [`wait_until`]
 //! and its kin poll with a deadline; [`holds_for`] watches for something
 //! that must not happen during a window; the kernel's view of a socket
-//! ([`unaccepted`], [`unread_by_server`], [`server_connections`]) tells
+//! ([`unaccepted`], [`unread_by_server`]) and a process's threads
+//! ([`threads_named`]) tell
 //! what a server did with a connection. A sleep left in a test is the
 //! behaviour under test (a client's pace, an idle gap) and says so.
 
@@ -587,9 +588,6 @@ pub struct KernelSocket {
     pub rx_queue: u64,
 }
 
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_SYN_RECV: u8 = 3;
-const TCP_CLOSE_WAIT: u8 = 8;
 const TCP_LISTEN: u8 = 10;
 
 /// Every IPv4 TCP socket of the machine (loopback ones included).
@@ -617,13 +615,13 @@ pub fn kernel_sockets() -> Vec<KernelSocket> {
         .collect()
 }
 
-/// Connections the server listening on `port` has not accepted yet.
-pub fn unaccepted(port: u16) -> u64 {
+/// Connections the server listening on `port` has not accepted yet
+/// (`None`: nothing listens there).
+pub fn unaccepted(port: u16) -> Option<u64> {
     kernel_sockets()
         .iter()
-        .filter(|k| k.state == TCP_LISTEN && k.local.port() == port)
+        .find(|k| k.state == TCP_LISTEN && k.local.port() == port)
         .map(|k| k.rx_queue)
-        .sum()
 }
 
 /// Waits until the server on `port` has accepted every connection made to
@@ -632,7 +630,7 @@ pub fn wait_accepted(port: u16, timeout: Duration) -> Duration {
     wait_until(
         timeout,
         &format!("the server on port {port} to accept its pending connections"),
-        || unaccepted(port) == 0,
+        || unaccepted(port) == Some(0),
     )
 }
 
@@ -651,18 +649,6 @@ pub fn wait_read_by_server(client: &TcpStream, timeout: Duration, what: &str) ->
     wait_until(timeout, &format!("the server to read {what}"), || {
         unread_by_server(client) == Some(0)
     })
-}
-
-/// Connections the server on `port` still holds (established, being
-/// opened, or closed by the client but not yet by the server).
-pub fn server_connections(port: u16) -> usize {
-    kernel_sockets()
-        .iter()
-        .filter(|k| {
-            k.local.port() == port
-                && matches!(k.state, TCP_ESTABLISHED | TCP_SYN_RECV | TCP_CLOSE_WAIT)
-        })
-        .count()
 }
 
 // ---------------------------------------------------------------------------
