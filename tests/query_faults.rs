@@ -385,9 +385,7 @@ fn check_400(q: &[u8], how: &str, resp: Option<Resp>, took: Duration) -> Option<
     let err = serde_json::from_str::<Value>(r.body.trim_end())
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
-    let json_ct = r
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"));
+    let json_ct = r.is_json();
     if r.status != 400 || err.as_deref().is_none_or(|e| e.is_empty()) || !json_ct {
         return Some(format!(
             "{how} {}: want 400 with a JSON {{\"error\": ...}}, got {} (content-type {:?}) {:?}",
@@ -575,9 +573,7 @@ fn hostile_queries_get_a_clean_400_quickly_and_break_nothing() {
 /// Checks an error answer: status, exact body, JSON content type, header.
 fn error_problem(r: &Resp, what: &str, status: u16, message: &str) -> Option<String> {
     let want_body = format!("{}\n", json!({ "error": message }));
-    let ct_ok = r
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"));
+    let ct_ok = r.is_json();
     if r.status != status || r.body != want_body || !ct_ok {
         return Some(format!(
             "{what}: want {status} {want_body:?}, got {} {:?} (content-type {:?})",

@@ -342,10 +342,7 @@ fn check_refused(r: &Resp) -> Result<(), String> {
             r.header("x-influxdb-error")
         ));
     }
-    if !r
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"))
-    {
+    if !r.is_json() {
         return Err(format!("401 Content-Type {:?}", r.header("content-type")));
     }
     // As the Go proxy: no WWW-Authenticate challenge.

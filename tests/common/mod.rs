@@ -289,6 +289,12 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Whether `Content-Type` says JSON.
+    pub fn is_json(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json"))
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .get(&name.to_ascii_lowercase())
@@ -531,8 +537,7 @@ pub fn assert_error(r: &Resp, what: &str, status: u16, message: &str) {
         "{what}: body"
     );
     assert!(
-        r.header("content-type")
-            .is_some_and(|c| c.starts_with("application/json")),
+        r.is_json(),
         "{what}: Content-Type {:?}",
         r.header("content-type")
     );
