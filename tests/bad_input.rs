@@ -12,26 +12,6 @@ use serde_json::json;
 
 const DELIVERY: Duration = Duration::from_secs(10);
 
-fn assert_error(r: &Resp, what: &str, status: u16, message: &str) {
-    assert_eq!(r.status, status, "{what}: status (body {:?})", r.body);
-    assert_eq!(
-        r.body,
-        format!("{}\n", json!({ "error": message })),
-        "{what}: body"
-    );
-    assert!(
-        r.header("content-type")
-            .is_some_and(|c| c.starts_with("application/json")),
-        "{what}: Content-Type {:?}",
-        r.header("content-type")
-    );
-    assert_eq!(
-        r.header("x-influxdb-error"),
-        Some(message),
-        "{what}: X-Influxdb-Error header"
-    );
-}
-
 #[test]
 fn invalid_precision_is_400_with_the_allowed_list() {
     let cluster = Cluster::start(&["bi"], |_| {});

@@ -3,43 +3,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::query::influx;
 use common::*;
 use serde_json::json;
 
 const INFLUX: &str = "/usr/bin/influx";
-
-/// Runs `influx` with `args`, killed after `timeout`; (exit code, stdout+stderr).
-fn run_influx(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(INFLUX)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {INFLUX}: {e}"));
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status.code();
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().expect("influx output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (code, text)
-}
 
 #[test]
 fn influx_shell_insert_through_the_proxy_lands_on_the_owner_in_every_circle() {
@@ -49,20 +19,10 @@ fn influx_shell_insert_through_the_proxy_lands_on_the_owner_in_every_circle() {
     }
     let db = "shell";
     let cluster = Cluster::start(&[db], |_| {});
-    let port = cluster.proxy.port().to_string();
     let before = now_ns();
-    let (code, out) = run_influx(
-        &[
-            "-host",
-            "127.0.0.1",
-            "-port",
-            &port,
-            "-database",
-            db,
-            "-execute",
-            "INSERT cpu,host=a value=1",
-        ],
-        Duration::from_secs(15),
+    let (code, out) = influx(
+        cluster.proxy.port(),
+        &["-database", db, "-execute", "INSERT cpu,host=a value=1"],
     );
     let after = now_ns();
     assert_eq!(code, Some(0), "influx shell exit code; output:\n{out}");

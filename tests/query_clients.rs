@@ -68,22 +68,22 @@ fn influx_shell_session_through_the_proxy() {
 
     // SHOW MEASUREMENTS shows cpu once the point is delivered.
     let want = "name: measurements\nname\n----\ncpu";
-    let mut last = String::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
+    let shown = retry_for(Duration::from_secs(15), || {
         let (code, out) = influx(port, &["-database", "x", "-execute", "SHOW MEASUREMENTS"]);
         assert_eq!(
             code,
             Some(0),
             "SHOW MEASUREMENTS: exit code; output:\n{out}"
         );
-        last = out;
-        if last.trim() == want {
-            break;
+        if out.trim() == want {
+            Ok(())
+        } else {
+            Err(out)
         }
-        std::thread::sleep(Duration::from_millis(300));
+    });
+    if let Err(last) = shown {
+        assert_eq!(last.trim(), want, "SHOW MEASUREMENTS output");
     }
-    assert_eq!(last.trim(), want, "SHOW MEASUREMENTS output");
 
     // The stored timestamp (the proxy's clock), to check what SELECT prints.
     let stored = poll_for(Duration::from_secs(10), "the point on circle 2", || {
@@ -198,7 +198,6 @@ fn influx_shell_session_through_the_proxy() {
 
 /// The Python client's session; prints one JSON object.
 const PY_SCRIPT: &str = r#"
-import json, sys, time
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
 
@@ -225,14 +224,9 @@ points = [
 out["write"] = c.write_points(points)
 out["write_gzip"] = cz.write_points(
     [{"measurement": "disk", "tags": {"host": "a"}, "time": base * 10**9, "fields": {"pct": 5.5}}])
-deadline = time.time() + 15
-while True:
-    cpu = list(c.query("SELECT * FROM cpu").get_points())
-    mem = list(c.query("SELECT * FROM mem").get_points())
-    disk = list(c.query("SELECT * FROM disk").get_points())
-    if (len(cpu) == 3 and len(mem) == 2 and len(disk) == 1) or time.time() > deadline:
-        break
-    time.sleep(0.2)
+cpu, mem, disk = poll(
+    lambda: [list(c.query("SELECT * FROM " + m).get_points()) for m in ("cpu", "mem", "disk")],
+    lambda got: [len(rows) for rows in got] == [3, 2, 1])
 out["cpu"] = cpu
 out["mem"] = mem
 out["disk"] = disk
@@ -264,25 +258,12 @@ out["after_drop"] = c.get_list_measurements()
 print(json.dumps(out, sort_keys=True))
 "#;
 
-fn run_python_session(dir: &Path, port: u16, base: i64) -> Value {
-    let script = dir.join("session.py");
-    std::fs::write(&script, PY_SCRIPT).expect("write the Python script");
-    let (code, out, err) = run_tool(
-        "python3",
-        &[
-            script.to_str().unwrap(),
-            &port.to_string(),
-            &base.to_string(),
-        ],
+fn run_python_session(port: u16, base: i64) -> Value {
+    run_python_json(
+        PY_SCRIPT,
+        &[&port.to_string(), &base.to_string()],
         Duration::from_secs(60),
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "the Python session against port {port} failed:\nstdout: {out}\nstderr: {err}"
-    );
-    serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("the Python session printed no JSON ({e}):\n{out}\n{err}"))
+    )
 }
 
 /// Same session against the proxy and against one influxd: the same results
@@ -294,11 +275,10 @@ fn python_influxdb_client_session_through_the_proxy() {
     let reference = influxds.pop().unwrap();
     let proxy = Proxy::start(two_by_two_config(&influxds));
     let cluster = Cluster { influxds, proxy };
-    let dir = TempDir::new("py");
     let base = now_ns() / 1_000_000_000 - 600;
 
-    let mut got = run_python_session(dir.path(), cluster.proxy.port(), base);
-    let mut want = run_python_session(dir.path(), reference.port(), base);
+    let mut got = run_python_session(cluster.proxy.port(), base);
+    let mut want = run_python_session(reference.port(), base);
 
     for key in ["show_users", "show_users_json"] {
         assert_eq!(

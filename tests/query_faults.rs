@@ -286,11 +286,10 @@ fn ddl_while_a_backend_is_down_reaches_it_after_restart_in_order_with_writes() {
         || statements_pending(&cluster.proxy, "influxdb-1-1"),
     );
     // And it stays so (no late replay of the DROP).
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        d.rows(db, None, "gone"),
-        later,
-        "influxdb-1-1: gone changed after the spool drained"
+    holds_for(
+        Duration::from_secs(2),
+        "influxdb-1-1: gone holds only the point written after the DROP, after the spool drained",
+        || d.rows(db, None, "gone") == later,
     );
     // The other backends agree on newdb2's policies.
     let want = retention_policies(cluster.backend(1, 0), "newdb2");
@@ -386,9 +385,7 @@ fn check_400(q: &[u8], how: &str, resp: Option<Resp>, took: Duration) -> Option<
     let err = serde_json::from_str::<Value>(r.body.trim_end())
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
-    let json_ct = r
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"));
+    let json_ct = r.is_json();
     if r.status != 400 || err.as_deref().is_none_or(|e| e.is_empty()) || !json_ct {
         return Some(format!(
             "{how} {}: want 400 with a JSON {{\"error\": ...}}, got {} (content-type {:?}) {:?}",
@@ -576,9 +573,7 @@ fn hostile_queries_get_a_clean_400_quickly_and_break_nothing() {
 /// Checks an error answer: status, exact body, JSON content type, header.
 fn error_problem(r: &Resp, what: &str, status: u16, message: &str) -> Option<String> {
     let want_body = format!("{}\n", json!({ "error": message }));
-    let ct_ok = r
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"));
+    let ct_ok = r.is_json();
     if r.status != status || r.body != want_body || !ct_ok {
         return Some(format!(
             "{what}: want {status} {want_body:?}, got {} {:?} (content-type {:?})",
@@ -805,23 +800,19 @@ fn db_list_is_checked_for_every_database_a_request_names() {
     ];
     for (db, q) in allowed {
         let case = Case::get(*db, *q);
-        let mut last = None;
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        let answered = retry_for(Duration::from_secs(10), || {
             let r = send(&cluster.proxy.url(), &case);
             if r.status == 200 && r.body.contains("\"m\"") {
-                last = None;
-                break;
+                return Ok(());
             }
-            last = Some(format!(
+            Err(format!(
                 "{}: want 200 naming m, got {} {:?}",
                 case.describe(),
                 r.status,
                 r.body
-            ));
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        problems.extend(last);
+            ))
+        });
+        problems.extend(answered.err());
     }
     assert!(
         problems.is_empty(),
@@ -831,11 +822,17 @@ fn db_list_is_checked_for_every_database_a_request_names() {
     );
 }
 
-/// Three queries to a backend that takes `slow` to answer each, sent at
+/// Three queries to `backend`, which takes `slow` to answer each, sent at
 /// once through `proxy`; returns when all are answered, with the time taken,
-/// after checking that a write and a ping sent meanwhile are answered at
-/// once.
-fn slow_queries_beside_a_write(proxy: &Proxy, slow: Duration) -> Duration {
+/// after checking that a write and a ping sent while `in_flight` of them
+/// are at the backend are answered at once.
+fn slow_queries_beside_a_write(
+    proxy: &Proxy,
+    backend: &FakeBackend,
+    slow: Duration,
+    in_flight: usize,
+) -> Duration {
+    let before = queries_received(backend);
     let t = Instant::now();
     let queries: Vec<_> = (0..3)
         .map(|i| {
@@ -846,7 +843,11 @@ fn slow_queries_beside_a_write(proxy: &Proxy, slow: Duration) -> Duration {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{in_flight} slow queries at the backend"),
+        || queries_received(backend) >= before + in_flight,
+    );
     let w = Instant::now();
     let (status, text) = proxy.write("slow", None, "m v=1");
     assert_eq!(status, 204, "{text:?}");
@@ -872,6 +873,15 @@ fn slow_queries_beside_a_write(proxy: &Proxy, slow: Duration) -> Duration {
     took
 }
 
+/// How many `SELECT`s `backend` received (health checks aside).
+fn queries_received(backend: &FakeBackend) -> usize {
+    backend
+        .recorded()
+        .iter()
+        .filter(|r| r.path() == "/query" && r.param("q").is_some_and(|q| q.starts_with("SELECT")))
+        .count()
+}
+
 /// Queries wait on backends off the workers (a worker answers one itself
 /// only while another worker is left): slow queries hold up neither writes
 /// nor each other, up to `query_threads`.
@@ -883,7 +893,7 @@ fn slow_queries_hold_up_neither_writes_nor_each_other() {
     for workers in [1, 2] {
         config["worker_threads"] = json!(workers);
         let proxy = Proxy::start(config.clone());
-        let took = slow_queries_beside_a_write(&proxy, slow);
+        let took = slow_queries_beside_a_write(&proxy, &backend, slow, 3);
         assert!(
             took < slow * 2,
             "{workers} workers: three concurrent queries took {took:?}: they waited for each other"
@@ -894,7 +904,7 @@ fn slow_queries_hold_up_neither_writes_nor_each_other() {
     config["worker_threads"] = json!(1);
     config["query_threads"] = json!(2);
     let proxy = Proxy::start(config);
-    let took = slow_queries_beside_a_write(&proxy, slow);
+    let took = slow_queries_beside_a_write(&proxy, &backend, slow, 2);
     assert!(
         took >= slow * 2,
         "query_threads=2 ran three queries at once ({took:?})"

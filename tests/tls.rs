@@ -13,10 +13,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use common::query::{require_python_influxdb, run_tool};
+use common::query::{require_python_influxdb, run_python_json, run_tool};
 use common::*;
 use serde_json::{json, Value};
 
@@ -247,33 +246,15 @@ fn threads(pid: u32) -> u64 {
     proc_threads(pid).expect("Threads: in /proc/<pid>/status")
 }
 
-/// Whether the peer has closed `stream` (read gives EOF or an error other
-/// than a timeout), waiting at most `wait`.
-fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            // An alert or the like: keep reading until the close.
-            Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return true,
-        }
-    }
+/// Waits until no TLS connection thread is left in process `pid` (each
+/// ends after its client's connection, and only then frees its place under
+/// `max_connections`).
+fn wait_tls_connections_gone(pid: u32) {
+    wait_until(
+        Duration::from_secs(10),
+        "the TLS connection threads of earlier clients to end",
+        || threads_named(pid, "tls-conn") == 0,
+    );
 }
 
 /// A rustls client over TCP, trusting only `ca`.
@@ -600,15 +581,17 @@ fn https_front_serves_ping_write_query_and_health_to_a_verifying_client() {
     // The proxy is still fine, and the plain write never landed.
     let r = must(&agent, "GET", &format!("{base}/ping"), &[], b"");
     assert_eq!(r.status, 204);
-    thread::sleep(Duration::from_millis(1500));
     let plain_owner = &influxds[owner("tlsdb", "plain", 2)];
-    assert!(plain_owner.rows("tlsdb", None, "plain").is_empty());
+    holds_for(
+        Duration::from_millis(1500),
+        "the plain write never lands",
+        || plain_owner.rows("tlsdb", None, "plain").is_empty(),
+    );
     proxy.assert_running();
     eprintln!("https end to end took {:?}", t.elapsed());
 }
 
 const PY_TLS_SCRIPT: &str = r#"
-import json, sys, time
 import requests
 from influxdb import InfluxDBClient
 
@@ -619,13 +602,7 @@ c = InfluxDBClient(host="127.0.0.1", port=port, ssl=True, verify_ssl=ca,
 out["version"] = c.ping()
 out["write"] = c.write_points([{"measurement": "py", "tags": {"host": "p"},
                                 "time": 1700000000000000000, "fields": {"v": 2.5}}])
-deadline = time.time() + 15
-while True:
-    points = list(c.query("SELECT * FROM py").get_points())
-    if points or time.time() > deadline:
-        break
-    time.sleep(0.2)
-out["points"] = points
+out["points"] = poll(lambda: list(c.query("SELECT * FROM py").get_points()), bool)
 out["databases"] = sorted(d["name"] for d in c.get_list_database())
 try:
     InfluxDBClient(host="127.0.0.1", port=port, ssl=True, verify_ssl=True,
@@ -693,9 +670,7 @@ fn https_front_with_curl_python_and_the_influx_shell() {
     ]);
     assert_eq!((code, out.as_str()), (Some(0), "204"), "curl /write: {err}");
     let query = format!("{base}/query");
-    let mut last = String::new();
-    let deadline = Instant::now() + DELIVERY;
-    while Instant::now() < deadline {
+    let selected = retry_for(DELIVERY, || {
         let (code, out, err) = curl(&[
             "-sS",
             "--cacert",
@@ -710,16 +685,13 @@ fn https_front_with_curl_python_and_the_influx_shell() {
             "epoch=ns",
         ]);
         assert_eq!(code, Some(0), "curl /query: {out}{err}");
-        last = out;
-        if last.contains("[1700000000000000000,3]") {
-            break;
+        if out.contains("[1700000000000000000,3]") {
+            Ok(())
+        } else {
+            Err(out)
         }
-        thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        last.contains("[1700000000000000000,3]"),
-        "curl SELECT: {last}"
-    );
+    });
+    assert!(selected.is_ok(), "curl SELECT: {selected:?}");
     // curl without the CA refuses the certificate (exit 60), and plain
     // HTTP to the port gets no HTTP answer.
     let (code, _, err) = curl(&["-sS", "-o", "/dev/null", &ping]);
@@ -738,21 +710,7 @@ fn https_front_with_curl_python_and_the_influx_shell() {
     );
 
     // The Python influxdb client with verify_ssl=<the certificate>.
-    let dir = TempDir::new("pytls");
-    let script = dir.path().join("tls.py");
-    std::fs::write(&script, PY_TLS_SCRIPT).expect("write the Python script");
-    let (code, out, err) = run_tool(
-        "python3",
-        &[script.to_str().unwrap(), &port, &ca],
-        Duration::from_secs(90),
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "the Python session failed:\nstdout: {out}\nstderr: {err}"
-    );
-    let got: Value = serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("the Python session printed no JSON ({e}):\n{out}\n{err}"));
+    let got = run_python_json(PY_TLS_SCRIPT, &[&port, &ca], Duration::from_secs(90));
     assert_eq!(got["version"], json!(env!("CARGO_PKG_VERSION")), "{got}");
     assert_eq!(got["write"], json!(true), "{got}");
     assert_eq!(
@@ -766,12 +724,7 @@ fn https_front_with_curl_python_and_the_influx_shell() {
     assert_eq!(py_owner.rows("tlsdb", None, "py").len(), 1);
 
     // The influx shell over TLS.
-    let influx = |args: &[&str]| {
-        let mut all = vec!["-host", "127.0.0.1", "-port", &port];
-        all.extend_from_slice(args);
-        let (code, out, err) = run_tool(INFLUX, &all, Duration::from_secs(20));
-        (code, format!("{out}{err}"))
-    };
+    let influx = |args: &[&str]| common::query::influx(proxy.port(), args);
     let (code, out) = influx(&["-ssl", "-unsafeSsl", "-execute", "SHOW DATABASES"]);
     assert_eq!(code, Some(0), "influx -ssl SHOW DATABASES: {out}");
     assert!(out.lines().any(|l| l.trim() == "tlsdb"), "{out}");
@@ -1145,7 +1098,7 @@ fn silent_and_partial_handshakes_block_no_one_and_are_closed_after_idle_timeout(
     for _ in 0..3 {
         assert_eq!(must(&agent, "GET", &url, &[], b"").status, 204);
     }
-    thread::sleep(Duration::from_millis(300));
+    wait_tls_connections_gone(pid);
     let baseline = threads(pid);
 
     const N: u64 = 50;
@@ -1392,7 +1345,7 @@ fn max_connections_caps_https_connections_at_accept() {
     let url = format!("{}/ping", https_url(proxy.port()));
     let agent = https_agent_no_keepalive(&cert, Duration::from_secs(5));
     assert_eq!(must(&agent, "GET", &url, &[], b"").status, 204);
-    thread::sleep(Duration::from_millis(200));
+    wait_tls_connections_gone(proxy.pid().expect("pid"));
 
     const N: usize = 20;
     const CAP: usize = 5;
@@ -1422,15 +1375,16 @@ fn max_connections_caps_https_connections_at_accept() {
         "the extra connections were closed only after {took:?}"
     );
     // The held ones stay open (they are in their handshake)...
-    thread::sleep(Duration::from_millis(300));
-    for (i, s) in conns.iter_mut().enumerate() {
-        if !closed[i] {
-            assert!(
-                !closed_within(s, Duration::from_millis(20)),
-                "held connection {i} was closed too"
-            );
-        }
-    }
+    holds_for(
+        Duration::from_millis(300),
+        "the connections within max_connections stay open",
+        || {
+            conns
+                .iter_mut()
+                .zip(&closed)
+                .all(|(s, closed)| *closed || !closed_within(s, Duration::from_millis(1)))
+        },
+    );
     // ...and while they are, a new client is refused too.
     let r = http_send(&agent, "GET", &url, &[], &[], b"");
     assert!(
@@ -1572,11 +1526,30 @@ fn assert_never_active(proxy: &Proxy, name: &str, what: &str) {
         &Some(false),
         || proxy.backend_active(name),
     );
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(3) {
-        assert_eq!(proxy.backend_active(name), Some(false), "{what}");
-        thread::sleep(Duration::from_millis(250));
-    }
+    holds_for(Duration::from_secs(3), what, || {
+        proxy.backend_active(name) == Some(false)
+    });
+}
+
+/// Points of `mm` written for backend `name`, whose certificate does not
+/// verify, wait in its spool: they reach the spool, and not the backend
+/// (read with `direct`) during a window of several health rounds.
+fn assert_kept_in_spool(
+    proxy: &Proxy,
+    name: &str,
+    (direct, d): (&ureq::Agent, &Influxd),
+    mm: &str,
+) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{mm} in the spool"),
+        || proxy.records_waiting(name) >= 1,
+    );
+    holds_for(
+        Duration::from_millis(1500),
+        &format!("{mm}: no point reaches a backend whose certificate did not verify"),
+        || influxd_rows(direct, d, "tlsb", mm).is_empty(),
+    );
 }
 
 #[test]
@@ -1611,11 +1584,7 @@ fn an_https_backend_unverifiable_by_mozilla_roots_is_never_active_until_skip_ver
             log.contains(&name) && (log.contains("certificate") || log.contains("unknownissuer"))
         },
     );
-    thread::sleep(Duration::from_millis(1500));
-    assert!(
-        influxd_rows(&direct, &d, "tlsb", "spooled").is_empty(),
-        "points reached a backend whose certificate did not verify"
-    );
+    assert_kept_in_spool(&proxy, &name, (&direct, &d), "spooled");
     let b = proxy.backend_health(&name);
     assert_eq!(b["backlog"], json!(true), "spooled: {b}");
     assert!(
@@ -1682,8 +1651,7 @@ fn an_https_backend_signed_by_a_ca_is_verified_through_the_chain_and_refused_wit
     );
     let (status, body) = proxy.write("tlsb", None, "wrongca,host=a v=1 1700000000000000000");
     assert_eq!(status, 204, "{body}");
-    thread::sleep(Duration::from_millis(1500));
-    assert!(influxd_rows(&direct, &d, "tlsb", "wrongca").is_empty());
+    assert_kept_in_spool(&proxy, &name, (&direct, &d), "wrongca");
 }
 
 #[test]

@@ -7,6 +7,14 @@
 //! test binary that dies abruptly does not leave an `influxd` behind. Because
 //! that signal fires when the *thread* that spawned the child exits, children
 //! are always spawned from the test's own thread, never from a helper thread.
+//!
+//! Tests synchronise on conditions, never on a fixed sleep: [`wait_until`]
+//! and its kin poll with a deadline; [`holds_for`] watches for something
+//! that must not happen during a window; the kernel's view of a socket
+//! ([`unaccepted`], [`unread_by_server`]) and a process's threads
+//! ([`threads_named`]) tell
+//! what a server did with a connection. A sleep left in a test is the
+//! behaviour under test (a client's pace, an idle gap) and says so.
 
 #![allow(dead_code)]
 
@@ -56,24 +64,34 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// SIGTERM, then up to `grace` for the process to exit, then SIGKILL; reaps it.
-fn terminate(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
+/// Waits up to `timeout` for `child` to exit; kills and reaps it after
+/// that (`None`).
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM, then up to `grace` for the process to exit, then SIGKILL; reaps
+/// it. Its exit status, or `None` if it had to be SIGKILLed.
+fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
     }
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe {
         sys::kill(child.id() as i32, sys::SIGTERM);
     }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    wait_child(child, grace)
 }
 
 // ---------------------------------------------------------------------------
@@ -87,18 +105,44 @@ pub fn now_ns() -> i64 {
         .as_nanos() as i64
 }
 
+/// How often the polling helpers below look again.
+const POLL: Duration = Duration::from_millis(50);
+
 /// Polls `cond` every 50 ms until it is true; panics after `timeout` saying
-/// what was awaited.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+/// what was awaited and how long. Returns the time it took.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     loop {
         if cond() {
-            return;
+            return start.elapsed();
         }
         if start.elapsed() >= timeout {
-            panic!("timed out after {timeout:?} waiting for: {what}");
+            panic!(
+                "timed out after {:?} (limit {timeout:?}) waiting for: {what}",
+                start.elapsed()
+            );
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(POLL);
+    }
+}
+
+/// Checks `cond` every 50 ms for `window`, for something that must NOT
+/// happen (a late write, a backend turning active): the window is the
+/// behaviour under test. Panics at the first look where it fails, saying
+/// when.
+pub fn holds_for(window: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if !cond() {
+            panic!(
+                "{what}: no longer true {:?} into a {window:?} window",
+                start.elapsed()
+            );
+        }
+        if start.elapsed() >= window {
+            return;
+        }
+        thread::sleep(POLL);
     }
 }
 
@@ -112,7 +156,20 @@ pub fn poll_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if start.elapsed() >= timeout {
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(POLL);
+    }
+}
+
+/// Calls `f` every 50 ms until it gives `Ok`; after `timeout`, its last
+/// answer (the `Err` saying what was wrong at the end).
+pub fn retry_for<T, E>(timeout: Duration, mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let start = Instant::now();
+    loop {
+        let got = f();
+        if got.is_ok() || start.elapsed() >= timeout {
+            return got;
+        }
+        thread::sleep(POLL);
     }
 }
 
@@ -135,7 +192,7 @@ pub fn wait_for_eq<T: PartialEq + Debug>(
                 "timed out after {timeout:?} waiting for: {what}\n expected: {expected:#?}\n      got: {got:#?}"
             );
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(POLL);
     }
 }
 
@@ -232,6 +289,12 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Whether `Content-Type` says JSON.
+    pub fn is_json(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json"))
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .get(&name.to_ascii_lowercase())
@@ -461,6 +524,136 @@ pub fn raw_status(response: &[u8]) -> Option<u16> {
         return None;
     }
     parts.next()?.parse().ok()
+}
+
+/// Asserts an InfluxDB-style error answer: `status`, the body
+/// `{"error":"<message>"}` and a newline, a JSON `Content-Type`, and the
+/// message again in `X-Influxdb-Error`.
+pub fn assert_error(r: &Resp, what: &str, status: u16, message: &str) {
+    assert_eq!(r.status, status, "{what}: status (body {:?})", r.body);
+    assert_eq!(
+        r.body,
+        format!("{}\n", json!({ "error": message })),
+        "{what}: body"
+    );
+    assert!(
+        r.is_json(),
+        "{what}: Content-Type {:?}",
+        r.header("content-type")
+    );
+    assert_eq!(
+        r.header("x-influxdb-error"),
+        Some(message),
+        "{what}: X-Influxdb-Error header"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Sockets as the kernel sees them, to wait for what a server did with a
+// connection instead of sleeping.
+
+/// Whether the peer has closed `stream` (a read gives EOF, or an error
+/// other than a timeout), waiting at most `wait`; bytes read meanwhile (an
+/// answer, a TLS alert) are dropped.
+pub fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// One IPv4 TCP socket of the machine, a line of `/proc/net/tcp`.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSocket {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// `st`: 1 established, 6 time-wait, 8 close-wait, 10 listen, ...
+    pub state: u8,
+    /// Bytes received and not yet read by the socket's owner; for a
+    /// listening socket, connections not yet accepted.
+    pub rx_queue: u64,
+}
+
+const TCP_LISTEN: u8 = 10;
+
+/// Every IPv4 TCP socket of the machine (loopback ones included).
+pub fn kernel_sockets() -> Vec<KernelSocket> {
+    fn addr(hex: &str) -> Option<SocketAddr> {
+        let (ip, port) = hex.split_once(':')?;
+        // The address is printed as the host-order (little-endian) u32.
+        let ip = u32::from_str_radix(ip, 16).ok()?.to_le_bytes();
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::from((ip, port)))
+    }
+    let text = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (_, rx) = f.get(4)?.split_once(':')?;
+            Some(KernelSocket {
+                local: addr(f.get(1)?)?,
+                remote: addr(f.get(2)?)?,
+                state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Connections the server listening on `port` has not accepted yet
+/// (`None`: nothing listens there).
+pub fn unaccepted(port: u16) -> Option<u64> {
+    kernel_sockets()
+        .iter()
+        .find(|k| k.state == TCP_LISTEN && k.local.port() == port)
+        .map(|k| k.rx_queue)
+}
+
+/// Waits until the server on `port` has accepted every connection made to
+/// it so far (its listen backlog is empty).
+pub fn wait_accepted(port: u16, timeout: Duration) -> Duration {
+    wait_until(
+        timeout,
+        &format!("the server on port {port} to accept its pending connections"),
+        || unaccepted(port) == Some(0),
+    )
+}
+
+/// Bytes `client` sent that the server side of its connection has not read
+/// yet (`None`: the server side is gone).
+pub fn unread_by_server(client: &TcpStream) -> Option<u64> {
+    let (me, server) = (client.local_addr().ok()?, client.peer_addr().ok()?);
+    kernel_sockets()
+        .into_iter()
+        .find(|k| k.local == server && k.remote == me)
+        .map(|k| k.rx_queue)
+}
+
+/// Waits until the server has read everything `client` sent.
+pub fn wait_read_by_server(client: &TcpStream, timeout: Duration, what: &str) -> Duration {
+    wait_until(timeout, &format!("the server to read {what}"), || {
+        unread_by_server(client) == Some(0)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1094,18 +1287,7 @@ pub fn run_proxy_binary(args: &[&str], dir: &Path, timeout: Duration) -> (Option
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {PROXY_BIN}: {e}"));
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status.code().unwrap_or(-1));
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let code = wait_child(&mut child, timeout).map(|status| status.code().unwrap_or(-1));
     let text = std::fs::read(&out_path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
@@ -1199,7 +1381,8 @@ pub enum Fault {
     /// Answers like a healthy InfluxDB (204 to /ping and /write), after a delay.
     Slow(Duration),
     /// Answers `/ping` and `/write` at once (204), and `/query` after the
-    /// delay with an empty result; each request on its own thread.
+    /// delay with an empty result; each request on its own thread. Records
+    /// every request when it comes.
     SlowQueries(Duration),
     /// Answers 204 at once and records every request.
     Record,
@@ -1242,6 +1425,26 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    fn of(req: &tiny_http::Request, body: Vec<u8>, status: u16) -> Recorded {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect();
+        Recorded {
+            method: req.method().as_str().to_string(),
+            url: req.url().to_string(),
+            headers,
+            body,
+            status,
+        }
+    }
+
     pub fn path(&self) -> &str {
         self.url.split('?').next().unwrap_or_default()
     }
@@ -1257,6 +1460,23 @@ impl Recorded {
                 (percent_decode(k), percent_decode(v))
             })
             .collect()
+    }
+
+    /// The body as text, gunzipped when it came with `Content-Encoding: gzip`.
+    pub fn text(&self) -> String {
+        let gzipped = self
+            .headers
+            .get("content-encoding")
+            .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+        let mut out = Vec::new();
+        if !gzipped
+            || flate2::read::MultiGzDecoder::new(&self.body[..])
+                .read_to_end(&mut out)
+                .is_err()
+        {
+            out = self.body.clone();
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     pub fn param(&self, name: &str) -> Option<String> {
@@ -1383,6 +1603,7 @@ impl FakeBackend {
                         let mut sink = Vec::new();
                         let _ = req.as_reader().read_to_end(&mut sink);
                         if let Fault::SlowQueries(d) = fault {
+                            rec2.lock().unwrap().push(Recorded::of(&req, sink, 200));
                             let stop3 = stop2.clone();
                             thread::spawn(move || answer_slow_query(req, d, &stop3));
                             continue;
@@ -1395,23 +1616,7 @@ impl FakeBackend {
                             _ => 204,
                         };
                         if let Fault::Record | Fault::RejectContaining(_) = fault {
-                            let headers = req
-                                .headers()
-                                .iter()
-                                .map(|h| {
-                                    (
-                                        h.field.as_str().as_str().to_ascii_lowercase(),
-                                        h.value.as_str().to_string(),
-                                    )
-                                })
-                                .collect();
-                            rec2.lock().unwrap().push(Recorded {
-                                method: req.method().as_str().to_string(),
-                                url: req.url().to_string(),
-                                headers,
-                                body: sink,
-                                status,
-                            });
+                            rec2.lock().unwrap().push(Recorded::of(&req, sink, status));
                         }
                         let resp = match fault {
                             Fault::Error500 => tiny_http::Response::from_string(
@@ -1462,8 +1667,8 @@ impl FakeBackend {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// Requests recorded so far (only with [`Fault::Record`] and
-    /// [`Fault::RejectContaining`]).
+    /// Requests recorded so far (only with [`Fault::Record`],
+    /// [`Fault::RejectContaining`] and [`Fault::SlowQueries`]).
     pub fn recorded(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }
@@ -1541,6 +1746,18 @@ pub fn proc_threads(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How many threads of process `pid` are named `name` (`/proc/<pid>/task/*/comm`).
+pub fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .count()
+}
+
 /// `POST url` that reports transport failures (refused, reset, timeout) as
 /// `Err` instead of panicking: for clients that run while the proxy dies.
 pub fn try_http_post(
@@ -1593,6 +1810,13 @@ impl Proxy {
         panic!("backend {name} not in /health: {h}");
     }
 
+    /// Records of backend `name` waiting in its spool (`/health`).
+    pub fn records_waiting(&self, name: &str) -> u64 {
+        self.backend_health(name)["spool"]["records_waiting"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     /// `VmRSS` of the proxy process in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         self.pid().and_then(vm_rss_kib)
@@ -1609,24 +1833,7 @@ impl Proxy {
     /// SIGTERM, then waits up to `grace` for the process to exit by itself.
     /// Returns its exit status, or `None` if it had to be SIGKILLed.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            sys::kill(child.id() as i32, sys::SIGTERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        terminate(&mut self.child.take()?, grace)
     }
 
     /// Starts the binary again with the same config (same port, same

@@ -940,6 +940,40 @@ pub fn require_python_influxdb() {
     );
 }
 
+/// Put before every Python client script: the imports they share, and
+/// `poll`, their one bounded wait for points written through the proxy.
+const PY_PRELUDE: &str = r#"
+import json, sys, time
+
+def poll(fetch, done, timeout=15, every=0.2):
+    """fetch() until done(its result), at most `timeout` s; the last result."""
+    deadline = time.time() + timeout
+    for _ in range(int(timeout / every) + 1):
+        got = fetch()
+        if done(got) or time.time() > deadline:
+            break
+        time.sleep(every)
+    return got
+"#;
+
+/// Runs the Python client script `script` (after [`PY_PRELUDE`]) with
+/// `args`: it must exit 0 and print one JSON object, which is returned.
+pub fn run_python_json(script: &str, args: &[&str], timeout: Duration) -> Value {
+    let dir = TempDir::new("py");
+    let path = dir.path().join("session.py");
+    std::fs::write(&path, format!("{PY_PRELUDE}{script}")).expect("write the Python script");
+    let mut all = vec![path.to_str().expect("a UTF-8 temporary path")];
+    all.extend_from_slice(args);
+    let (code, out, err) = run_tool("python3", &all, timeout);
+    assert_eq!(
+        code,
+        Some(0),
+        "the Python session {args:?} failed:\nstdout: {out}\nstderr: {err}"
+    );
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("the Python session printed no JSON ({e}):\n{out}\n{err}"))
+}
+
 /// `influx -host 127.0.0.1 -port <port> ARGS` (Debian's `influx` shell):
 /// (exit code, stdout + stderr).
 pub fn influx(port: u16, args: &[&str]) -> (Option<i32>, String) {
@@ -964,18 +998,7 @@ pub fn run_tool(program: &str, args: &[&str], timeout: Duration) -> (Option<i32>
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status.code();
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let code = wait_child(&mut child, timeout).and_then(|status| status.code());
     let read = |p: &Path| {
         std::fs::read(p)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
