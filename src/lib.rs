@@ -7,7 +7,7 @@
 //! - [`server`]: the tiny_http listener (and its TLS front), the worker and
 //!   query pools, connection limits, routing, auth and error bodies. The
 //!   only module that knows tiny_http. [`url`] decodes client parameters.
-//! - [`write`]: inside a worker, the `/write` endpoint scans a body into
+//! - [`write`](mod@write): inside a worker, the `/write` endpoint scans a body into
 //!   lines ([`write::line`]) and groups them per backend ([`write::batch`]).
 //! - [`ring`] and [`cluster`]: Go-compatible placement of a shard key on one
 //!   backend per circle; backends' health flags and counters (the
@@ -21,7 +21,7 @@
 //! - [`http_client`]: the clients towards backends, which carries what, and
 //!   the request building they share; [`http_client::BackendError`].
 //! - [`admin`]: `/health` and `/replica`.
-//! - [`log`]: log lines in the Go proxy's format (ours and dependencies').
+//! - [`log`](mod@log): log lines in the Go proxy's format (ours and dependencies').
 //! - [`alloc`]: the global allocator of the binary (huge blocks mapped
 //!   lazily, for tiny_http's body drain).
 //! - [`proxy`]: starts everything in order and stops it on SIGTERM/SIGINT
