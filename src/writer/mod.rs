@@ -9,7 +9,7 @@
 //!   `spool_sync` asks, publishes the new head to the sender, and answers
 //!   every submission on its ack channel. It never touches the network, so a
 //!   worker waits for a local append, never for a backend.
-//! - **sender** `sender-<name>`: owns the spool's [`Reader`]; see
+//! - **sender** `sender-<name>`: owns the spool's [`Reader`](crate::spool::Reader); see
 //!   [`sender`]. It cuts the records into groups of one (db, rp) up to
 //!   `flush_size` points (a young group lingers up to `flush_time`), gzips
 //!   them, and moves the cursor only past groups whose outcome is final.
