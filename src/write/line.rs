@@ -38,6 +38,8 @@ pub enum LineError {
     IntegerOutOfRange(String),
     BadTimestamp,
     TimestampOutOfRange(String),
+    /// A timestamp that is only a `-`.
+    TimestampSyntax,
     TimeOutsideRange,
     /// Measurement and tags longer than InfluxDB's 65,535 bytes.
     MaxKeyLength(usize),
@@ -71,6 +73,9 @@ impl fmt::Display for LineError {
             LineError::BadTimestamp => f.write_str("bad timestamp"),
             LineError::TimestampOutOfRange(v) => {
                 write!(f, "strconv.ParseInt: parsing \"{v}\": value out of range")
+            }
+            LineError::TimestampSyntax => {
+                f.write_str("strconv.ParseInt: parsing \"-\": invalid syntax")
             }
             LineError::TimeOutsideRange => {
                 write!(f, "time outside range {MIN_NANOS} - {MAX_NANOS}")
@@ -401,15 +406,17 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
             lead: &[],
         });
     }
-    let ts_text = &text[j..];
-    check_timestamp(ts_text).map_err(|e| {
-        // More than three sections is a different refusal.
-        if ts_text.contains(&b' ') {
-            LineError::PointInvalid
-        } else {
-            e
-        }
-    })?;
+    // The timestamp runs to the next space; anything after it makes the
+    // point invalid, but only once the timestamp itself passed.
+    let ts_end = text[j..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(text.len(), |n| j + n);
+    let ts_text = &text[j..ts_end];
+    check_timestamp(ts_text)?;
+    if ts_end < text.len() {
+        return Err(LineError::PointInvalid);
+    }
     Ok(Line {
         text,
         measurement,
@@ -483,134 +490,175 @@ fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
 
 /// Checks the field set starting at `i`; returns where it ends (a space or
 /// the end of the line).
+///
+/// The walk is InfluxDB's own (`scanFields`): a key runs to the next
+/// unquoted `=` whatever it holds, each value is checked as it is reached
+/// (so `m a,b=v` is an invalid boolean, not a bad field format), and the
+/// count of keys and commas is checked at the end.
 fn check_fields(text: &[u8], mut i: usize) -> Result<usize, LineError> {
-    loop {
-        let key_end = find_unescaped(text, i, &EQ_COMMA_SPACE);
-        if key_end >= text.len() || text[key_end] != b'=' {
-            return Err(
-                if key_end == i && key_end < text.len() && text[key_end] == b'=' {
-                    LineError::MissingFieldKey
-                } else {
-                    LineError::InvalidFieldFormat
-                },
-            );
-        }
-        if key_end == i {
-            return Err(LineError::MissingFieldKey);
-        }
-        let v = key_end + 1;
-        if v >= text.len() || text[v] == b',' || text[v] == b' ' {
-            return Err(LineError::MissingFieldValue);
-        }
-        let value_end = if text[v] == b'"' {
-            string_end(text, v)?
-        } else {
-            let end = find_unescaped(text, v, &COMMA_SPACE);
-            check_value(&text[v..end])?;
-            end
-        };
-        if value_end >= text.len() || text[value_end] == b' ' {
-            return Ok(value_end);
-        }
-        if text[value_end] != b',' {
-            return Err(LineError::InvalidFieldFormat);
-        }
-        i = value_end + 1;
-        if i >= text.len() {
-            return Err(LineError::InvalidFieldFormat);
-        }
-    }
-}
-
-/// End (one past the closing quote) of the string value opening at `v`.
-fn string_end(text: &[u8], v: usize) -> Result<usize, LineError> {
-    let mut i = v + 1;
+    let (mut equals, mut commas) = (0usize, 0usize);
+    let mut quoted = false;
     while i < text.len() {
-        match text[i] {
-            b'\\' => i += 2,
-            b'"' => return Ok(i + 1),
-            _ => i += 1,
+        let b = text[i];
+        if b == b'\\' && i + 1 < text.len() {
+            i += 2;
+            continue;
+        }
+        if b == b'"' && equals > commas {
+            quoted = !quoted;
+            i += 1;
+            continue;
+        }
+        if b == b'=' && !quoted {
+            equals += 1;
+            // The fields start after a space, so `i >= 2` here.
+            let before = text[i - 1];
+            if (before == b' ' || before == b',') && text[i - 2] != b'\\' {
+                return Err(LineError::MissingFieldKey);
+            }
+            let v = i + 1;
+            match text.get(v) {
+                None | Some(b',') | Some(b' ') => return Err(LineError::MissingFieldValue),
+                Some(b'"') => {}
+                Some(b'0'..=b'9' | b'.' | b'-' | b'N' | b'n') => {
+                    i = number_end(text, v)?;
+                    continue;
+                }
+                Some(_) => {
+                    i = boolean_end(text, v)?;
+                    continue;
+                }
+            }
+        }
+        if !quoted {
+            if b == b',' {
+                commas += 1;
+            } else if b == b' ' {
+                break;
+            }
+        }
+        i += 1;
+    }
+    if quoted {
+        return Err(LineError::UnbalancedQuotes);
+    }
+    if equals == 0 || commas + 1 != equals {
+        return Err(LineError::InvalidFieldFormat);
+    }
+    Ok(i)
+}
+
+/// End of the boolean value starting at `v` (a `,`, a space or the end of
+/// the line; escapes mean nothing here, as in InfluxDB).
+fn boolean_end(text: &[u8], v: usize) -> Result<usize, LineError> {
+    if !matches!(text[v], b't' | b'f' | b'T' | b'F') {
+        return Err(LineError::InvalidBoolean);
+    }
+    let end = text[v..]
+        .iter()
+        .position(|&b| b == b',' || b == b' ')
+        .map_or(text.len(), |n| v + n);
+    match &text[v..end] {
+        b"t" | b"T" | b"true" | b"True" | b"TRUE" | b"f" | b"F" | b"false" | b"False"
+        | b"FALSE" => Ok(end),
+        _ => Err(LineError::InvalidBoolean),
+    }
+}
+
+/// End of the numeric value starting at `v`, checked as InfluxDB's
+/// `scanNumber` does: a float, or an integer with `i` in i64's range
+/// (`u` is refused: InfluxDB 1.6 has no unsigned fields).
+fn number_end(text: &[u8], v: usize) -> Result<usize, LineError> {
+    let mut i = v;
+    if text[i] == b'-' {
+        i += 1;
+        if i == text.len() {
+            return Err(LineError::InvalidNumber);
         }
     }
-    Err(LineError::UnbalancedQuotes)
-}
-
-/// Checks an unquoted field value: a float, an integer with `i`, or a boolean.
-fn check_value(v: &[u8]) -> Result<(), LineError> {
-    match v[0] {
-        b'-' | b'.' | b'0'..=b'9' => check_number(v),
-        // InfluxDB takes `n`/`N` for the start of NaN, which it refuses.
-        b'n' | b'N' => Err(LineError::InvalidNumber),
-        _ => match v {
-            b"t" | b"T" | b"true" | b"True" | b"TRUE" | b"f" | b"F" | b"false" | b"False"
-            | b"FALSE" => Ok(()),
-            _ => Err(LineError::InvalidBoolean),
-        },
+    let (mut integer, mut unsigned, mut decimal, mut scientific) = (false, false, false, false);
+    while i < text.len() {
+        let b = text[i];
+        if b == b',' || b == b' ' {
+            break;
+        }
+        if i > v && !(integer || unsigned) && (b == b'i' || b == b'u') {
+            integer = b == b'i';
+            unsigned = b == b'u';
+            i += 1;
+            continue;
+        }
+        if b == b'.' {
+            if decimal {
+                return Err(LineError::InvalidNumber);
+            }
+            decimal = true;
+        }
+        if i > v && (b == b'e' || b == b'E') {
+            scientific = true;
+            i += 1;
+            continue;
+        }
+        if (b == b'+' || b == b'-') && matches!(text[i - 1], b'e' | b'E') {
+            i += 1;
+            continue;
+        }
+        if !(b.is_ascii_digit() || b == b'.') {
+            return Err(LineError::InvalidNumber);
+        }
+        i += 1;
     }
-}
-
-fn check_number(v: &[u8]) -> Result<(), LineError> {
-    let (digits, integer) = match v.last() {
-        Some(b'i') => (&v[..v.len() - 1], true),
-        _ => (v, false),
-    };
-    let unsigned = digits.strip_prefix(b"-").unwrap_or(digits);
-    if unsigned.is_empty() {
+    if (integer || unsigned) && (decimal || scientific) {
+        return Err(LineError::InvalidNumber);
+    }
+    let value = &text[v..i];
+    let digits =
+        value.len() - usize::from(integer) - usize::from(decimal) - usize::from(text[v] == b'-');
+    if digits == 0 || unsigned {
         return Err(LineError::InvalidNumber);
     }
     if integer {
-        // Digits, then the magnitude against i64's limits as text.
-        if !unsigned.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
+        // `9i10` has its `i` inside.
+        if value.last() != Some(&b'i') {
             return Err(LineError::InvalidNumber);
         }
-        let limit: &[u8] = if unsigned.len() < digits.len() {
+        let digits = &value[..value.len() - 1];
+        let (negative, magnitude) = split_sign(digits);
+        let limit: &[u8] = if negative {
             b"9223372036854775808"
         } else {
             b"9223372036854775807"
         };
-        if magnitude_above(unsigned, limit) {
+        if magnitude_above(magnitude, limit) {
             return Err(LineError::IntegerOutOfRange(
                 String::from_utf8_lossy(digits).into_owned(),
             ));
         }
-        return Ok(());
+        return Ok(i);
     }
-    let mut dots = 0;
-    let mut exp = None;
-    for (k, &b) in unsigned.iter().enumerate() {
-        match b {
-            b'0'..=b'9' => {}
-            b'.' if exp.is_none() => dots += 1,
-            b'e' | b'E' if exp.is_none() && k > 0 => exp = Some(k),
-            b'+' | b'-' if exp == Some(k.wrapping_sub(1)) => {}
-            _ => return Err(LineError::InvalidNumber),
-        }
-    }
-    if dots > 1 {
-        return Err(LineError::InvalidNumber);
-    }
-    if let Some(e) = exp {
-        let tail = &unsigned[e + 1..];
-        let tail = tail
-            .strip_prefix(b"+")
-            .or_else(|| tail.strip_prefix(b"-"))
-            .unwrap_or(tail);
-        if tail.is_empty() {
+    // InfluxDB parses a float only when it could be malformed or out of
+    // range (an exponent, or 25 bytes and more); the bytes are ASCII here.
+    if scientific || value.len() >= 25 {
+        let parsed = std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok());
+        if !parsed.is_some_and(f64::is_finite) {
             return Err(LineError::InvalidFloat);
         }
     }
-    if unsigned == b"." {
-        return Err(LineError::InvalidNumber);
-    }
-    Ok(())
+    Ok(i)
 }
 
 /// Checks that `ts` is a decimal i64, without computing it: the digits,
 /// then the magnitude against i64's limits as text.
 fn check_timestamp(ts: &[u8]) -> Result<(), LineError> {
     let (negative, digits) = split_sign(ts);
-    if digits.is_empty() || !digits.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
+    if !digits.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
         return Err(LineError::BadTimestamp);
+    }
+    if digits.is_empty() {
+        // A lone `-` passes InfluxDB's scan and fails its ParseInt.
+        return Err(LineError::TimestampSyntax);
     }
     let limit: &[u8] = if negative {
         b"9223372036854775808"
@@ -797,6 +845,16 @@ mod tests {
             ("cpu v=nope", "invalid number"),
             ("cpu v=-abc", "invalid number"),
             ("cpu v=.", "invalid number"),
+            // Each value is read as it is reached, its key running to the `=`.
+            ("m a,b=v", "invalid boolean"),
+            ("m 1,t=1=v", "invalid number"),
+            ("m ,=1", "missing field key"),
+            ("m a=1ee5", "invalid float"),
+            ("m a=.e5", "invalid float"),
+            ("m a=1e400", "invalid float"),
+            ("m v=\"a\"\",w=1", "unbalanced quotes"),
+            ("m a=1 -", "strconv.ParseInt: parsing \"-\": invalid syntax"),
+            ("m a=1 x 2", "bad timestamp"),
         ];
         for (line, want) in cases {
             assert_eq!(err(line), want, "line {line:?}");
@@ -841,6 +899,8 @@ mod tests {
             "cpu v=\"a\\\"b\"",
             "cpu,b=1,a=2 v=1",
             "cpu v=1\r",
+            "m a=\"abc\"x",
+            "m a=1e-400",
             "cpu,host=a\\ b,x=y\\,z v=\"a b, c=d\",n=5i 1",
         ] {
             ok(line);
