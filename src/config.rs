@@ -9,7 +9,7 @@
 //! As in the Go proxy, a numeric value <= 0 or an empty string means "use the
 //! default". Unknown keys are reported as warnings, not errors, so a config
 //! written for a newer Go proxy still starts. Every known key's JSON type is
-//! checked first ([`KEYS`]), so a value of the wrong type is refused with its
+//! checked first (`KEYS`), so a value of the wrong type is refused with its
 //! path (`circles[0].backends[1].url`) and the type the key takes.
 //!
 //! After [`Config::load`] returns, the configuration is plain data: nothing
