@@ -1710,3 +1710,26 @@ fn a_bad_backend_ca_file_stops_the_proxy_at_start() {
         );
     }
 }
+
+/// A TLS warning alert (`no_renegotiation`) as the very first record.
+const WARNING_ALERT: &[u8] = &[0x15, 0x03, 0x01, 0x00, 0x02, 0x01, 0x64];
+
+/// rustls logs through the `log` facade: its warning about an alert a
+/// client sent reaches the proxy's log in our format, tagged with its target.
+#[test]
+fn a_dependency_warning_reaches_the_proxy_log() {
+    let certs = Certs::new();
+    let (cert, key) = certs.self_signed("proxy");
+    let proxy = start_https_proxy(with_https(lone_config(), &cert, &key), &cert);
+    let mut s = TcpStream::connect(proxy.addr()).expect("connect");
+    s.write_all(WARNING_ALERT).expect("send the alert");
+    wait_until(
+        Duration::from_secs(10),
+        "rustls's warning in the proxy log",
+        || {
+            proxy.log().lines().any(|l| {
+                l.contains(" [rustls::") && l.contains("] warn: TLS alert warning received")
+            })
+        },
+    );
+}
