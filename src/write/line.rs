@@ -350,6 +350,8 @@ const fn stops(set: &[u8]) -> Stops {
 static COMMA_SPACE: Stops = stops(b", ");
 /// Ends of a tag key or value, or of a field key.
 static EQ_COMMA_SPACE: Stops = stops(b"=, ");
+/// What the field section's walk stops at outside a string.
+static FIELD_SPECIAL: Stops = stops(b"\\\"=, ");
 
 /// Position of the first unescaped stop byte at or after `i`, or `len`.
 fn find_unescaped(buf: &[u8], mut i: usize, stop: &Stops) -> usize {
@@ -499,45 +501,54 @@ fn check_fields(text: &[u8], mut i: usize) -> Result<usize, LineError> {
     let (mut equals, mut commas) = (0usize, 0usize);
     let mut quoted = false;
     while i < text.len() {
-        let b = text[i];
-        if b == b'\\' && i + 1 < text.len() {
-            i += 2;
+        if quoted {
+            // Inside a string only a backslash or the closing quote counts.
+            match text[i..].iter().position(|&c| c == b'"' || c == b'\\') {
+                None => break,
+                Some(n) => i += n,
+            }
+            if text[i] == b'\\' {
+                i += if i + 1 < text.len() { 2 } else { 1 };
+            } else {
+                quoted = false;
+                i += 1;
+            }
             continue;
         }
-        if b == b'"' && equals > commas {
-            quoted = !quoted;
+        let b = text[i];
+        if !FIELD_SPECIAL[b as usize] {
             i += 1;
             continue;
         }
-        if b == b'=' && !quoted {
-            equals += 1;
-            // The fields start after a space, so `i >= 2` here.
-            let before = text[i - 1];
-            if (before == b' ' || before == b',') && text[i - 2] != b'\\' {
-                return Err(LineError::MissingFieldKey);
+        match b {
+            b'\\' => i += if i + 1 < text.len() { 2 } else { 1 },
+            // A quote opens a string only where a value may be.
+            b'"' => {
+                quoted = equals > commas;
+                i += 1;
             }
-            let v = i + 1;
-            match text.get(v) {
-                None | Some(b',') | Some(b' ') => return Err(LineError::MissingFieldValue),
-                Some(b'"') => {}
-                Some(b'0'..=b'9' | b'.' | b'-' | b'N' | b'n') => {
-                    i = number_end(text, v)?;
-                    continue;
+            b'=' => {
+                equals += 1;
+                // The fields start after a space, so `i >= 2` here.
+                let before = text[i - 1];
+                if (before == b' ' || before == b',') && text[i - 2] != b'\\' {
+                    return Err(LineError::MissingFieldKey);
                 }
-                Some(_) => {
-                    i = boolean_end(text, v)?;
-                    continue;
-                }
+                let v = i + 1;
+                i = match text.get(v) {
+                    None | Some(b',') | Some(b' ') => return Err(LineError::MissingFieldValue),
+                    Some(b'"') => v,
+                    Some(b'0'..=b'9' | b'.' | b'-' | b'N' | b'n') => number_end(text, v)?,
+                    Some(_) => boolean_end(text, v)?,
+                };
             }
-        }
-        if !quoted {
-            if b == b',' {
+            b',' => {
                 commas += 1;
-            } else if b == b' ' {
-                break;
+                i += 1;
             }
+            // A space ends the field section.
+            _ => break,
         }
-        i += 1;
     }
     if quoted {
         return Err(LineError::UnbalancedQuotes);
@@ -579,6 +590,10 @@ fn number_end(text: &[u8], v: usize) -> Result<usize, LineError> {
     let (mut integer, mut unsigned, mut decimal, mut scientific) = (false, false, false, false);
     while i < text.len() {
         let b = text[i];
+        if b.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
         if b == b',' || b == b' ' {
             break;
         }
