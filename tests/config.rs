@@ -208,7 +208,9 @@ fn invalid_backend_url_is_rejected() {
 /// circles and backends) and the type the key takes, not serde's Rust types.
 #[test]
 fn value_of_the_wrong_type_names_its_key_and_the_type_expected() {
-    let cases: [(&str, fn(&mut Value), &str); 7] = [
+    // The key as the message names it, how to set the bad value, the message.
+    type Case = (&'static str, fn(&mut Value), &'static str);
+    let cases: [Case; 7] = [
         (
             "check_interval",
             |c| c["check_interval"] = json!("10000"),
