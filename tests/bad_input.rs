@@ -190,9 +190,7 @@ fn body_over_max_body_size_is_413() {
 #[test]
 fn unparsable_lines_get_the_same_answer_as_influxdb_and_valid_lines_are_kept() {
     let db = "lp";
-    let cluster = Cluster::start(&[db], |_| {});
-    let reference = Influxd::start();
-    reference.create_db(db);
+    let (cluster, reference) = cluster_and_reference(db);
     let ts = "1700000000000000000";
     let cases: Vec<(String, Vec<&str>)> = vec![
         ("cpu\n".into(), vec![]),
@@ -256,9 +254,7 @@ fn unparsable_lines_get_the_same_answer_as_influxdb_and_valid_lines_are_kept() {
 #[test]
 fn other_refused_lines_get_the_same_answer_as_influxdb() {
     let db = "lp2";
-    let cluster = Cluster::start(&[db], |_| {});
-    let reference = Influxd::start();
-    reference.create_db(db);
+    let (cluster, reference) = cluster_and_reference(db);
     let bad_lines = [
         "cpu,a v=1",
         "cpu,a= v=1",
@@ -319,33 +315,11 @@ fn other_refused_lines_get_the_same_answer_as_influxdb() {
     let long = format!("{} v=1 1\n", "k".repeat(70_000));
     cases.push((None, long, vec![]));
 
-    let mut mismatches = Vec::new();
-    for (precision, body, _) in &cases {
-        let want = reference.write(db, *precision, body.as_bytes());
-        let mut params = vec![("db", db)];
-        if let Some(p) = precision {
-            params.push(("precision", p));
-        }
-        let got = cluster.proxy.write_with(&params, &[], body.as_bytes());
-        if (got.status, &got.body) != (want.status, &want.body) {
-            let shown: String = body.chars().take(200).collect();
-            let cut = |t: &str| -> String { t.chars().take(300).collect() };
-            mismatches.push(format!(
-                "precision {precision:?} body {shown:?}\n   proxy: {} {:?}\n  influx: {} {:?}",
-                got.status,
-                cut(&got.body),
-                want.status,
-                cut(&want.body)
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} bodies answered differently from influxd:\n{}",
-        mismatches.len(),
-        cases.len(),
-        mismatches.join("\n")
-    );
+    let sent: Vec<(Option<&str>, String)> = cases
+        .iter()
+        .map(|(p, body, _)| (*p, body.clone()))
+        .collect();
+    assert_answers_as_influxd(&cluster, &reference, db, &sent);
     // Exactly what the reference stored was stored, each on its owner (a
     // quote left open swallows the next line in both; `2562047` hours is a
     // valid `cpu` point).
@@ -375,9 +349,7 @@ fn other_refused_lines_get_the_same_answer_as_influxdb() {
 #[test]
 fn bad_lines_are_named_as_influxdb_reads_them() {
     let db = "lp3";
-    let cluster = Cluster::start(&[db], |_| {});
-    let reference = Influxd::start();
-    reference.create_db(db);
+    let (cluster, reference) = cluster_and_reference(db);
     // Lines that end in blanks are left out: the proxy trims them, as the
     // Go proxy does; so is `m a=1,a="x"` (a field type conflict inside one
     // point: influxd's shard refuses it after parsing, the proxy forwards it).
@@ -563,31 +535,59 @@ fn bad_lines_are_named_as_influxdb_reads_them() {
         "m a=t\"x",
         "m a=\"a\\\\\"",
     ];
-    let mut mismatches = Vec::new();
+    let mut bodies = Vec::new();
     for (k, line) in corpus.iter().enumerate() {
-        let alone = line.replacen('m', &format!("m{k}_"), 1);
+        bodies.push((None, line.replacen('m', &format!("m{k}_"), 1)));
         let between = format!(
             "g{k} v=1 1700000000000000000\n{}\ng{k}_b v=2 1700000000000000000\n",
             line.replacen('m', &format!("mb{k}_"), 1)
         );
-        for body in [alone, between] {
-            let want = reference.write(db, None, body.as_bytes());
-            let got = cluster
-                .proxy
-                .write_with(&[("db", db)], &[], body.as_bytes());
-            if (got.status, &got.body) != (want.status, &want.body) {
-                mismatches.push(format!(
-                    "body {body:?}\n   proxy: {} {:?}\n  influx: {} {:?}",
-                    got.status, got.body, want.status, want.body
-                ));
-            }
+        bodies.push((None, between));
+    }
+    assert_answers_as_influxd(&cluster, &reference, db, &bodies);
+}
+
+/// A 2x2 cluster and a lone influxd to compare it with, both holding `db`.
+fn cluster_and_reference(db: &str) -> (Cluster, Influxd) {
+    let cluster = Cluster::start(&[db], |_| {});
+    let reference = Influxd::start();
+    reference.create_db(db);
+    (cluster, reference)
+}
+
+/// Sends each `(precision, body)` to `reference` and to the proxy and fails,
+/// listing them, if any body gets a different status or body.
+fn assert_answers_as_influxd(
+    cluster: &Cluster,
+    reference: &Influxd,
+    db: &str,
+    bodies: &[(Option<&str>, String)],
+) {
+    let mut mismatches = Vec::new();
+    for (precision, body) in bodies {
+        let want = reference.write(db, *precision, body.as_bytes());
+        let mut params = vec![("db", db)];
+        if let Some(p) = precision {
+            params.push(("precision", p));
+        }
+        let got = cluster.proxy.write_with(&params, &[], body.as_bytes());
+        if (got.status, &got.body) != (want.status, &want.body) {
+            let shown: String = body.chars().take(200).collect();
+            let cut = |t: &str| -> String { t.chars().take(300).collect() };
+            mismatches.push(format!(
+                "precision {precision:?} body {shown:?}\n   proxy: {} {:?}\n  influx: {} {:?}",
+                got.status,
+                cut(&got.body),
+                want.status,
+                cut(&want.body)
+            ));
         }
     }
     assert!(
         mismatches.is_empty(),
         "{} of {} bodies answered differently from influxd:\n{}",
         mismatches.len(),
-        corpus.len() * 2,
+        bodies.len(),
         mismatches.join("\n")
     );
 }
