@@ -358,15 +358,13 @@ static EQ_COMMA_SPACE: Stops = stops(b"=, ");
 /// What the field section's walk stops at outside a string.
 static FIELD_SPECIAL: Stops = stops(b"\\\"=, ");
 
-/// Position of the first unescaped stop byte at or after `i`, or `len`.
+/// Position of the first stop byte at or after `i` that does not follow a
+/// backslash, or `len`. This is InfluxDB's rule for the measurement and the
+/// tags: only the byte before counts, so `a\\ b` (two backslashes) still
+/// escapes the space. `i` must be at least 1.
 fn find_unescaped(buf: &[u8], mut i: usize, stop: &Stops) -> usize {
     while i < buf.len() {
-        let b = buf[i];
-        if b == b'\\' {
-            i += 2;
-            continue;
-        }
-        if stop[b as usize] {
+        if stop[buf[i] as usize] && buf[i - 1] != b'\\' {
             return i;
         }
         i += 1;
@@ -380,7 +378,8 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
     if text[0] == b',' || text[0] == b' ' {
         return Err(LineError::MissingMeasurement);
     }
-    let m_end = find_unescaped(text, 0, &COMMA_SPACE);
+    // The first byte is the measurement's, whatever it is.
+    let m_end = find_unescaped(text, 1, &COMMA_SPACE);
     if m_end >= text.len() {
         return Err(LineError::MissingFields);
     }
@@ -389,19 +388,21 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
     if text[i] == b',' {
         i = check_tags(text, i + 1)?;
     }
-    // `i` is at the space ending the key; blanks may repeat.
+    // `i` is at the space ending the key; blanks may follow.
     if i > MAX_KEY_LEN {
         return Err(LineError::MaxKeyLength(i));
     }
-    while i < text.len() && text[i] == b' ' {
+    while i < text.len() && is_blank(text[i]) {
         i += 1;
     }
     if i >= text.len() {
-        return Err(LineError::MissingFields);
+        // An empty field section (only a NUL can get here: the line is
+        // trimmed of whitespace).
+        return Err(LineError::InvalidFieldFormat);
     }
     let fields_end = check_fields(text, i)?;
     let mut j = fields_end;
-    while j < text.len() && text[j] == b' ' {
+    while j < text.len() && is_blank(text[j]) {
         j += 1;
     }
     if j >= text.len() {
@@ -422,6 +423,11 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
     let ts_text = &text[j..ts_end];
     check_timestamp(ts_text)?;
     if ts_end < text.len() {
+        // InfluxDB checks the time's range before what follows it (at
+        // nanosecond precision here: the precision is not known yet).
+        if !ns_in_range(ts_text) {
+            return Err(LineError::TimeOutsideRange);
+        }
         return Err(LineError::PointInvalid);
     }
     Ok(Line {
@@ -434,31 +440,32 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
 }
 
 /// Checks `k=v[,k=v]*` from `i` up to the space ending the key; returns
-/// the position of that space.
+/// the position of that space. The order of the checks, and so the error
+/// reported, is InfluxDB's (`scanTagsKey`, `scanTagsValue`, then duplicates).
 fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
     let mut keys: [&[u8]; 16] = [&[]; 16];
     let mut count = 0usize;
     let mut sorted = true;
     let mut overflow: Vec<&[u8]> = Vec::new();
     loop {
-        let key_end = find_unescaped(text, i, &EQ_COMMA_SPACE);
-        if key_end == i {
+        if matches!(text.get(i), None | Some(b' ' | b',' | b'=')) {
             return Err(LineError::MissingTagKey);
         }
+        let key_end = find_unescaped(text, i + 1, &EQ_COMMA_SPACE);
         if key_end >= text.len() || text[key_end] != b'=' {
-            return Err(if key_end >= text.len() {
-                LineError::MissingFields
-            } else {
-                LineError::MissingTagValue
-            });
+            return Err(LineError::MissingTagValue);
         }
         let key = &text[i..key_end];
         let value_start = key_end + 1;
-        let value_end = find_unescaped(text, value_start, &EQ_COMMA_SPACE);
-        if value_end == value_start {
+        // The value's first byte may be `=`; a `,` or space there is no value.
+        if matches!(text.get(value_start), None | Some(b' ' | b',')) {
             return Err(LineError::MissingTagValue);
         }
-        if value_end < text.len() && text[value_end] == b'=' {
+        let value_end = find_unescaped(text, value_start + 1, &EQ_COMMA_SPACE);
+        if value_end >= text.len() {
+            return Err(LineError::MissingFields);
+        }
+        if text[value_end] == b'=' {
             return Err(LineError::InvalidTagFormat);
         }
         if count > 0 {
@@ -477,9 +484,6 @@ fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
             overflow.push(key);
         }
         count += 1;
-        if value_end >= text.len() {
-            return Err(LineError::MissingFields);
-        }
         if text[value_end] == b' ' {
             if !sorted {
                 let mut all: Vec<&[u8]> = keys[..count.min(keys.len())].to_vec();
@@ -875,6 +879,11 @@ mod tests {
             ("m v=\"a\"\",w=1", "unbalanced quotes"),
             ("m a=1 -", "strconv.ParseInt: parsing \"-\": invalid syntax"),
             ("m a=1 x 2", "bad timestamp"),
+            // In the key only the byte before decides what is escaped.
+            ("m,a=b\\\\ v=1", "invalid tag format"),
+            ("m\\\\ v=1", "missing fields"),
+            ("m,a", "missing tag value"),
+            ("m,a=b,c=", "missing tag value"),
         ];
         for (line, want) in cases {
             assert_eq!(err(line), want, "line {line:?}");
@@ -921,6 +930,9 @@ mod tests {
             "cpu v=1\r",
             "m a=\"abc\"x",
             "m a=1e-400",
+            "m,a==b v=1",
+            "m \t=1",
+            "m,\\\\=a=b v=1",
             "cpu,host=a\\ b,x=y\\,z v=\"a b, c=d\",n=5i 1",
         ] {
             ok(line);
