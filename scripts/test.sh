@@ -17,6 +17,8 @@ a C toolchain, Rust via rustup), then runs, in order:
   timeout \$TEST_TIMEOUT=${TEST_TIMEOUT} cargo test --all-targets --no-fail-fast [ARGS] -- --test-threads=2 [ARGS after --]
   scripts/fuzz.sh --smoke   (every cargo-fuzz target for 30 s; skipped when ARGS are given
                              or FUZZ_SMOKE=0)
+  in a git checkout: a check that the run left every tracked file as it found it
+                             (fails naming the files a build or test rewrote)
 and prints a PASS/FAIL summary; exits non-zero if any step failed.
 Example: ${0##*/} ring      (only tests whose name contains "ring")
 EOF
@@ -148,6 +150,35 @@ run() {
     names+=("$name")
 }
 
+# Tracked files that differ from HEAD, each with its status and content hash:
+# a run must not change any of them (a stale lock file rewritten by a build,
+# a test writing into the tree). Empty outside a git checkout.
+in_git=0
+if command -v git >/dev/null 2>&1 && git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    in_git=1
+fi
+tracked_state() {
+    [[ $in_git -eq 1 ]] || return 0
+    local line
+    git -C "$ROOT" status --porcelain --untracked-files=no | while IFS= read -r line; do
+        printf '%s %s\n' "$(git -C "$ROOT" hash-object -- "${line:3}" 2>/dev/null || echo gone)" "$line"
+    done | sort
+}
+tree_before="$(tracked_state)"
+
+# shellcheck disable=SC2317 # invoked through run
+# Fails, naming them, when the run changed tracked files.
+tree_unchanged() {
+    local changed
+    changed="$(comm -13 <(printf '%s\n' "$tree_before") <(tracked_state) | cut -d' ' -f2- | cut -c4-)"
+    [[ -z "$changed" ]] && return 0
+    echo "tracked files modified by the run:"
+    printf '%s\n' "$changed" | sed 's/^/  /'
+    tree_files="$(printf '%s' "$changed" | tr '\n' ' ')"
+    return 1
+}
+tree_files=""
+
 test_log="$(mktemp "${TMPDIR:-/tmp}/influx-proxy-test.XXXXXX")"
 trap 'rm -f "$test_log"' EXIT
 
@@ -174,6 +205,11 @@ run "$test_label" cargo_test
 # The fuzz smoke belongs to the whole suite, not to a filtered run.
 if [[ ${#cargo_args[@]} -eq 0 && ${#test_args[@]} -eq 0 && "${FUZZ_SMOKE:-1}" != 0 ]]; then
     run "scripts/fuzz.sh --smoke" "$ROOT/scripts/fuzz.sh" --smoke
+fi
+
+if [[ $in_git -eq 1 ]]; then
+    run "tracked files left unchanged" tree_unchanged
+    [[ -z "$tree_files" ]] || results[${#results[@]} - 1]+=": $tree_files"
 fi
 
 # ---------------------------------------------------------------- summary

@@ -8,7 +8,9 @@
 //! `backend_insecure_skip_verify`).
 //! As in the Go proxy, a numeric value <= 0 or an empty string means "use the
 //! default". Unknown keys are reported as warnings, not errors, so a config
-//! written for a newer Go proxy still starts.
+//! written for a newer Go proxy still starts. Every known key's JSON type is
+//! checked first (`KEYS`), so a value of the wrong type is refused with its
+//! path (`circles[0].backends[1].url`) and the type the key takes.
 //!
 //! After [`Config::load`] returns, the configuration is plain data: nothing
 //! reads the file again.
@@ -29,6 +31,12 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     /// The file is not valid JSON, or a key has the wrong type.
     Parse(PathBuf, String),
+    /// A value has the wrong JSON type; `key` is its JSON path.
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
     /// A value breaks a rule; `key` is the JSON path of the value.
     Invalid { key: String, message: String },
 }
@@ -44,6 +52,14 @@ impl fmt::Display for ConfigError {
             ConfigError::Parse(path, e) => {
                 write!(f, "illegal config file: {}: {e}", path.display())
             }
+            ConfigError::WrongType {
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "illegal config file: expected {expected}, found {found} (key `{key}`)"
+            ),
             ConfigError::Invalid { key, message } => {
                 write!(f, "illegal config file: {message} (key `{key}`)")
             }
@@ -156,49 +172,154 @@ pub const DEFAULT_QUERY_THREADS: usize = 64;
 /// Request line plus headers by default: ample for any InfluxDB client.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
-/// Every top-level key we know, including the old aliases.
-const KNOWN_KEYS: &[&str] = &[
-    "circles",
-    "listen_addr",
-    "db_list",
-    "data_dir",
-    "tlog_dir",
-    "mlog_dir",
-    "hash_key",
-    "shard_key",
-    "vnode_size",
-    "flush_size",
-    "flush_time",
-    "check_interval",
-    "rewrite_interval",
-    "rewrite_threads",
-    "conn_pool_size",
-    "write_timeout",
-    "idle_timeout",
-    "username",
-    "password",
-    "auth_encrypt",
-    "auth_secure",
-    "ping_auth_enabled",
-    "write_tracing",
-    "query_tracing",
-    "log_enabled",
-    "pprof_enabled",
-    "https_enabled",
-    "https_cert",
-    "https_key",
-    "tls",
-    "worker_threads",
-    "query_threads",
-    "max_body_size",
-    "spool_sync",
-    "spool_max_size",
-    "spool_segment_size",
-    "query_timeout",
-    "max_connections",
-    "max_header_size",
-    "backend_ca_file",
-    "backend_insecure_skip_verify",
+/// The JSON type a key takes, checked before the values are read so that a
+/// value of the wrong type is reported with its key's full path.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Number,
+    String,
+    Bool,
+    /// A boolean or `null` (unset).
+    OptionalBool,
+    List(&'static Kind),
+    /// An object whose known keys have these kinds (others are ignored).
+    Object(&'static [(&'static str, Kind)]),
+}
+
+impl Kind {
+    /// The type as the error message names it.
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            Kind::Bool => "a boolean",
+            Kind::OptionalBool => "a boolean or null",
+            Kind::List(_) => "an array",
+            Kind::Object(_) => "an object",
+        }
+    }
+
+    fn accepts(self, value: &Value) -> bool {
+        matches!(
+            (self, value),
+            (Kind::Number, Value::Number(_))
+                | (Kind::String, Value::String(_))
+                | (Kind::Bool | Kind::OptionalBool, Value::Bool(_))
+                | (Kind::OptionalBool, Value::Null)
+                | (Kind::List(_), Value::Array(_))
+                | (Kind::Object(_), Value::Object(_))
+        )
+    }
+}
+
+/// What a JSON value is, for "found ..." in an error message.
+fn found(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {}", Value::String(s.clone())),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// The first value under `value` (at `path`) whose type `kind` does not take.
+fn check_kinds(value: &Value, kind: Kind, path: &str) -> Result<(), ConfigError> {
+    if !kind.accepts(value) {
+        return Err(ConfigError::WrongType {
+            key: path.to_string(),
+            expected: kind.expected(),
+            found: found(value),
+        });
+    }
+    match (kind, value) {
+        (Kind::List(item), Value::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                check_kinds(v, *item, &format!("{path}[{i}]"))?;
+            }
+        }
+        (Kind::Object(keys), Value::Object(map)) => {
+            for (key, kind) in keys {
+                if let Some(v) = map.get(*key) {
+                    let sub = if path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    check_kinds(v, *kind, &sub)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+const BACKEND_KEYS: &[(&str, Kind)] = &[
+    ("name", Kind::String),
+    ("url", Kind::String),
+    ("username", Kind::String),
+    ("password", Kind::String),
+    ("auth_encrypt", Kind::Bool),
+    ("auth_secure", Kind::Bool),
+    ("write_only", Kind::Bool),
+];
+
+const CIRCLE_KEYS: &[(&str, Kind)] = &[
+    ("name", Kind::String),
+    ("backends", Kind::List(&Kind::Object(BACKEND_KEYS))),
+];
+
+const TLS_KEYS: &[(&str, Kind)] = &[
+    ("ciphers", Kind::List(&Kind::String)),
+    ("min_version", Kind::String),
+    ("max_version", Kind::String),
+];
+
+/// Every top-level key we know, including the old aliases, with its type.
+const KEYS: &[(&str, Kind)] = &[
+    ("circles", Kind::List(&Kind::Object(CIRCLE_KEYS))),
+    ("listen_addr", Kind::String),
+    ("db_list", Kind::List(&Kind::String)),
+    ("data_dir", Kind::String),
+    ("tlog_dir", Kind::String),
+    ("mlog_dir", Kind::String),
+    ("hash_key", Kind::String),
+    ("shard_key", Kind::String),
+    ("vnode_size", Kind::Number),
+    ("flush_size", Kind::Number),
+    ("flush_time", Kind::Number),
+    ("check_interval", Kind::Number),
+    ("rewrite_interval", Kind::Number),
+    ("rewrite_threads", Kind::Number),
+    ("conn_pool_size", Kind::Number),
+    ("write_timeout", Kind::Number),
+    ("idle_timeout", Kind::Number),
+    ("username", Kind::String),
+    ("password", Kind::String),
+    ("auth_encrypt", Kind::Bool),
+    ("auth_secure", Kind::Bool),
+    ("ping_auth_enabled", Kind::Bool),
+    ("write_tracing", Kind::OptionalBool),
+    ("query_tracing", Kind::OptionalBool),
+    ("log_enabled", Kind::OptionalBool),
+    ("pprof_enabled", Kind::Bool),
+    ("https_enabled", Kind::Bool),
+    ("https_cert", Kind::String),
+    ("https_key", Kind::String),
+    ("tls", Kind::Object(TLS_KEYS)),
+    ("worker_threads", Kind::Number),
+    ("query_threads", Kind::Number),
+    ("max_body_size", Kind::Number),
+    ("spool_sync", Kind::String),
+    ("spool_max_size", Kind::Number),
+    ("spool_segment_size", Kind::Number),
+    ("query_timeout", Kind::Number),
+    ("max_connections", Kind::Number),
+    ("max_header_size", Kind::Number),
+    ("backend_ca_file", Kind::String),
+    ("backend_insecure_skip_verify", Kind::Bool),
 ];
 
 #[derive(Deserialize, Default)]
@@ -337,9 +458,10 @@ impl Config {
         };
         let warnings = map
             .keys()
-            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .filter(|k| !KEYS.iter().any(|(known, _)| known == k))
             .map(|k| format!("unknown config key `{k}` ignored"))
             .collect();
+        check_kinds(&value, Kind::Object(KEYS), "")?;
         let raw: RawConfig = serde_json::from_value(value)
             .map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
         Ok((Config::validate(raw)?, warnings))

@@ -107,6 +107,9 @@ fn main() -> ExitCode {
     influx_proxy::signals::block();
     limit_malloc_arenas();
     log!("version: {}", influx_proxy::VERSION);
+    if let Err(e) = log::install() {
+        log!("{e}");
+    }
     for w in &warnings {
         log!("{w}");
     }

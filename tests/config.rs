@@ -204,6 +204,59 @@ fn invalid_backend_url_is_rejected() {
     }
 }
 
+/// A value of the wrong JSON type names its key (with its path inside
+/// circles and backends) and the type the key takes, not serde's Rust types.
+#[test]
+fn value_of_the_wrong_type_names_its_key_and_the_type_expected() {
+    // The key as the message names it, how to set the bad value, the message.
+    type Case = (&'static str, fn(&mut Value), &'static str);
+    let cases: [Case; 7] = [
+        (
+            "check_interval",
+            |c| c["check_interval"] = json!("10000"),
+            "expected a number, found string \"10000\"",
+        ),
+        (
+            "https_enabled",
+            |c| c["https_enabled"] = json!("yes"),
+            "expected a boolean, found string \"yes\"",
+        ),
+        (
+            "listen_addr",
+            |c| c["listen_addr"] = json!(7076),
+            "expected a string, found number 7076",
+        ),
+        (
+            "db_list[1]",
+            |c| c["db_list"] = json!(["a", 5]),
+            "expected a string, found number 5",
+        ),
+        (
+            "circles[0].backends[1].url",
+            |c| c["circles"][0]["backends"][1]["url"] = json!(true),
+            "expected a string, found boolean true",
+        ),
+        (
+            "circles[1].backends",
+            |c| c["circles"][1]["backends"] = json!({"name": "b"}),
+            "expected an array, found an object",
+        ),
+        (
+            "tls.min_version",
+            |c| c["tls"] = json!({"min_version": 1.2}),
+            "expected a string, found number 1.2",
+        ),
+    ];
+    for (key, set, message) in cases {
+        // `with_safe_dirs` first: a case may replace one of its keys.
+        let mut c = with_safe_dirs(valid());
+        set(&mut c);
+        let out = run_bad(&c.to_string(), key);
+        let want = format!("illegal config file: {message} (key `{key}`)");
+        assert!(out.contains(&want), "{key}: output lacks {want:?}:\n{out}");
+    }
+}
+
 #[test]
 fn invalid_json_is_an_illegal_config_file() {
     for text in ["{", "not json", "{\"circles\": [}", "", "{\"circles\": 5}"] {

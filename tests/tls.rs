@@ -1678,3 +1678,93 @@ fn a_bad_backend_ca_file_stops_the_proxy_at_start() {
         );
     }
 }
+
+/// A TLS warning alert (`no_renegotiation`) as the very first record.
+const WARNING_ALERT: &[u8] = &[0x15, 0x03, 0x01, 0x00, 0x02, 0x01, 0x64];
+
+/// rustls logs through the `log` facade: its warning about an alert a
+/// client sent reaches the proxy's log in our format, tagged with its target.
+#[test]
+fn a_dependency_warning_reaches_the_proxy_log() {
+    let certs = Certs::new();
+    let (cert, key) = certs.self_signed("proxy");
+    let proxy = start_https_proxy(with_https(lone_config(), &cert, &key), &cert);
+    let mut s = TcpStream::connect(proxy.addr()).expect("connect");
+    s.write_all(WARNING_ALERT).expect("send the alert");
+    wait_until(
+        Duration::from_secs(10),
+        "rustls's warning in the proxy log",
+        || {
+            proxy.log().lines().any(|l| {
+                l.contains(" [rustls::") && l.contains("] warn: TLS alert warning received")
+            })
+        },
+    );
+}
+
+/// The TCP ports process `pid` listens on: its socket inodes matched in
+/// `/proc/<pid>/net/tcp` (IPv4), in state LISTEN.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the proxy's descriptors")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (cols.get(1)?, cols.get(3)?, cols.get(9)?);
+            if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+                return None;
+            }
+            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+        .collect()
+}
+
+/// With `https_enabled`, tiny_http listens on a loopback port behind the TLS
+/// front; a local client that connects there in plain HTTP is served
+/// nothing, while requests through the front are answered as before.
+#[test]
+fn the_loopback_port_behind_the_tls_front_serves_no_plain_http_client() {
+    let certs = Certs::new();
+    let (cert, key) = certs.self_signed("proxy");
+    let proxy = start_https_proxy(with_https(lone_config(), &cert, &key), &cert);
+    let pid = proxy.pid().expect("pid");
+    let inner: Vec<u16> = listening_ports(pid)
+        .into_iter()
+        .filter(|&p| p != proxy.port())
+        .collect();
+    assert_eq!(
+        inner.len(),
+        1,
+        "one loopback port behind the front: {inner:?}"
+    );
+    let inner = SocketAddr::from(([127, 0, 0, 1], inner[0]));
+    let requests: [&[u8]; 3] = [
+        b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /write?db=db0 HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\ncpu v=1\n",
+    ];
+    for request in requests {
+        let got = raw_request(inner, request, Duration::from_secs(5));
+        assert!(
+            raw_status(&got).is_none(),
+            "plain HTTP on the loopback port {inner} was answered: {:?} for {:?}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(request)
+        );
+    }
+    let agent = https_agent(&cert, Duration::from_secs(5));
+    let url = format!("{}/ping", https_url(proxy.port()));
+    for _ in 0..3 {
+        assert_eq!(must(&agent, "GET", &url, &[], b"").status, 204);
+    }
+}

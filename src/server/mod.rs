@@ -45,24 +45,30 @@ pub struct State {
     pub ping_auth: bool,
     /// Who is being served; puts timeouts on a socket before a body read.
     pub conns: Arc<connections::Connections>,
+    /// With `https_enabled`: the TLS relay's connections, the only peers
+    /// served (see [`tls`]).
+    pub relays: Option<Arc<tls::Relays>>,
+}
+
+/// Where tiny_http listens, as [`bind`] set it up.
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// With `https_enabled`: the relay connections of the TLS front.
+    pub relays: Option<Arc<tls::Relays>>,
 }
 
 impl State {
     /// `listen`: where tiny_http listens.
-    pub fn new(
-        cfg: &Config,
-        cluster: Arc<Cluster>,
-        write: WriteService,
-        listen: SocketAddr,
-    ) -> State {
+    pub fn new(cfg: &Config, cluster: Arc<Cluster>, write: WriteService, listen: Listen) -> State {
         State {
             auth: Auth::new(&cfg.username, &cfg.password, cfg.auth_encrypt),
             ping_auth: cfg.ping_auth_enabled,
             query: QueryService::new(cfg, Arc::clone(&cluster)),
             cluster,
             write,
+            relays: listen.relays,
             conns: Arc::new(connections::Connections::new(
-                listen,
+                listen.addr,
                 connections::Limits {
                     idle_timeout: cfg.idle_timeout,
                     workers: cfg.worker_threads,
@@ -75,9 +81,10 @@ impl State {
 }
 
 /// Binds the listener; errors say what to change. Returns the server and
-/// the address tiny_http listens on: the public one, or with `https_enabled` a
-/// private loopback port behind the TLS front (see [`tls`]).
-pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, SocketAddr), String> {
+/// where tiny_http listens: the public address, or with `https_enabled` a
+/// loopback port behind the TLS front (see [`tls`]), served to the relay's
+/// connections only.
+pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, Listen), String> {
     let addr = cfg.bind_addr();
     let hint = "change `listen_addr` in the config or stop what uses the port";
     let tls_config = if cfg.https_enabled {
@@ -87,6 +94,7 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, SocketAddr), String
     };
     let public = std::net::TcpListener::bind(&addr)
         .map_err(|e| format!("cannot listen on {addr}: {e} ({hint})"))?;
+    let mut relays = None;
     let listener = match tls_config {
         None => public,
         Some(config) => {
@@ -95,9 +103,12 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, SocketAddr), String
                 .and_then(|l| l.local_addr().map(|a| (l, a)));
             let (inner, inner_addr) =
                 inner.map_err(|e| format!("cannot listen on a loopback port for https: {e}"))?;
+            let registered = Arc::new(tls::Relays::default());
+            relays = Some(Arc::clone(&registered));
             tls::start(
                 public,
                 inner_addr,
+                registered,
                 config,
                 cfg.max_connections,
                 cfg.idle_timeout,
@@ -117,7 +128,13 @@ pub fn bind(cfg: &Config) -> Result<(Arc<tiny_http::Server>, SocketAddr), String
         .server_addr()
         .to_ip()
         .ok_or_else(|| format!("cannot listen on {addr}: not an IP address ({hint})"))?;
-    Ok((Arc::new(server), listen))
+    Ok((
+        Arc::new(server),
+        Listen {
+            addr: listen,
+            relays,
+        },
+    ))
 }
 
 /// The threads that answer requests: see [`start_workers`].
@@ -172,6 +189,12 @@ fn worker(server: &tiny_http::Server, state: &State, queries: &QueryPool) {
             // `unblock` at shutdown, or the listener is gone.
             Err(_) => return,
         };
+        if let Some(relays) = &state.relays {
+            if !rq.remote_addr().is_some_and(|&peer| relays.admits(peer)) {
+                refuse_outsider(state, rq);
+                continue;
+            }
+        }
         if let (Some(n), Some(&peer)) = (rq.body_length(), rq.remote_addr()) {
             if n as u64 > crate::alloc::LAZY_LIMIT && n <= isize::MAX as usize {
                 refuse_unmappable_body(state, rq, peer, n);
@@ -254,6 +277,24 @@ fn refuse_unmappable_body(state: &State, rq: tiny_http::Request, peer: SocketAdd
     state.conns.reject_peer(peer, &err.to_wire());
     log!("refused {peer}: Content-Length {n}; its connection thread is left parked");
     std::mem::forget(rq);
+}
+
+/// Refuses a request that reached the loopback port behind the TLS front
+/// from anyone but the relay: its connection is shut down both ways first,
+/// so the 500 tiny_http writes for a request dropped unanswered goes nowhere.
+/// A body too large for tiny_http's drain is left parked, as in
+/// [`refuse_unmappable_body`].
+fn refuse_outsider(state: &State, rq: tiny_http::Request) {
+    let Some(&peer) = rq.remote_addr() else {
+        // Not a TCP peer: nothing to shut down, so nothing may be written.
+        std::mem::forget(rq);
+        return;
+    };
+    state.conns.reject_peer(peer, b"");
+    match rq.body_length() {
+        Some(n) if n as u64 > crate::alloc::LAZY_LIMIT => std::mem::forget(rq),
+        _ => drop(rq),
+    }
 }
 
 /// Connections the kernel queues before tiny_http accepts them (std's

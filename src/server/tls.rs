@@ -24,6 +24,19 @@
 //! connection janitor watches the loopback sockets, so its header budget
 //! and slow-header rule apply to decrypted bytes.
 //!
+//! The loopback port is reachable by any local user, so it must not be a
+//! way around TLS. Each relay connection's local address is registered in
+//! [`Relays`] after it connects and before its first byte is sent, and
+//! unregistered before its socket closes; a worker serves a request only if
+//! its peer is registered, and shuts any other connection down unanswered
+//! (`server::worker`). No one else can hold a registered address: it is a
+//! connected socket of ours until it is unregistered (a 4-tuple is unique),
+//! and registration before the first byte means no relay request is ever
+//! refused. This keeps the loopback TCP port, and with it every limit the
+//! janitor enforces through `TCP_INFO` on those sockets; a Unix socket
+//! would close the port as well but would lose that byte accounting, and
+//! the limits would have to be written a second time inside the relay.
+//!
 //! Versions and suites follow `tls.min_version`, `tls.max_version` and
 //! `tls.ciphers` with the Go names. rustls offers TLS 1.2 and 1.3 only, and
 //! only AEAD suites: older versions and CBC/RC4/3DES suites named in a Go
@@ -33,7 +46,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::crypto::ring as provider;
@@ -43,6 +56,42 @@ use rustls::{ServerConfig, ServerConnection, SupportedCipherSuite, SupportedProt
 
 use crate::config::Config;
 use crate::log;
+
+/// The local addresses of the relay's connections to tiny_http: the only
+/// peers served on the loopback port behind the TLS front.
+#[derive(Default)]
+pub struct Relays {
+    peers: Mutex<fxhash::FxHashSet<SocketAddr>>,
+}
+
+impl Relays {
+    /// Whether `peer` is one of the relay's own connections.
+    pub fn admits(&self, peer: SocketAddr) -> bool {
+        self.peers.lock().is_ok_and(|p| p.contains(&peer))
+    }
+
+    /// Registers `addr` until the returned guard is dropped.
+    fn register(&self, addr: SocketAddr) -> Registered<'_> {
+        if let Ok(mut p) = self.peers.lock() {
+            p.insert(addr);
+        }
+        Registered { relays: self, addr }
+    }
+}
+
+/// A registered relay address; dropping it unregisters the address.
+struct Registered<'a> {
+    relays: &'a Relays,
+    addr: SocketAddr,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.relays.peers.lock() {
+            p.remove(&self.addr);
+        }
+    }
+}
 
 /// What a Go cipher-suite name is to rustls.
 pub enum Suite {
@@ -189,10 +238,12 @@ pub fn server_config(cfg: &Config) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// The TLS front: the acceptor thread on the public listener.
+/// The TLS front: the acceptor thread on the public listener. Its
+/// connections to `inner` are registered in `relays`.
 pub fn start(
     public: TcpListener,
     inner: SocketAddr,
+    relays: Arc<Relays>,
     config: Arc<ServerConfig>,
     max_connections: usize,
     idle_timeout: Duration,
@@ -216,10 +267,11 @@ pub fn start(
             }
             open.fetch_add(1, Ordering::AcqRel);
             let (config, open2) = (Arc::clone(&config), Arc::clone(&open));
+            let relays = Arc::clone(&relays);
             let spawned = std::thread::Builder::new()
                 .name("tls-conn".into())
                 .spawn(move || {
-                    if let Err(e) = serve(client, inner, config, idle_timeout) {
+                    if let Err(e) = serve(client, inner, &relays, config, idle_timeout) {
                         if !quiet(&e) {
                             log!("tls: {peer}: {e}");
                         }
@@ -249,6 +301,7 @@ fn quiet(e: &io::Error) -> bool {
 fn serve(
     mut client: TcpStream,
     inner: SocketAddr,
+    relays: &Relays,
     config: Arc<ServerConfig>,
     idle_timeout: Duration,
 ) -> io::Result<()> {
@@ -281,6 +334,8 @@ fn serve(
     client.set_read_timeout(Some(idle_timeout))?;
     client.set_write_timeout(Some(idle_timeout))?;
     let mut backend = TcpStream::connect(inner)?;
+    // Declared after `backend`, so dropped (unregistered) before it closes.
+    let _registered = relays.register(backend.local_addr()?);
     backend.set_nodelay(true)?;
     backend.set_write_timeout(Some(idle_timeout))?;
     relay(&mut client, &mut tls, &mut backend)

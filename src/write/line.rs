@@ -6,7 +6,12 @@
 //! enough that a line it would refuse is refused here with the same message
 //! (`missing fields`, `missing tag value`, `invalid number`, ...), so the
 //! client gets InfluxDB's answer for the whole body at once instead of a 204
-//! followed by a silent drop at the backend.
+//! followed by a silent drop at the backend. The field section is walked in
+//! InfluxDB's order (each value checked as it is reached), so the message is
+//! the first problem influxd meets; `tests/bad_input.rs` compares a corpus
+//! of bad lines with a real influxd 1.6.7. Known differences: trailing
+//! blanks are trimmed first (see below), and a field repeated with another
+//! type in one point is left to the backend, which refuses it after parsing.
 //!
 //! Invariants:
 //! - [`next_line`] ends a line at `\n` unless the newline sits inside a quoted
@@ -38,6 +43,8 @@ pub enum LineError {
     IntegerOutOfRange(String),
     BadTimestamp,
     TimestampOutOfRange(String),
+    /// A timestamp that is only a `-`.
+    TimestampSyntax,
     TimeOutsideRange,
     /// Measurement and tags longer than InfluxDB's 65,535 bytes.
     MaxKeyLength(usize),
@@ -71,6 +78,9 @@ impl fmt::Display for LineError {
             LineError::BadTimestamp => f.write_str("bad timestamp"),
             LineError::TimestampOutOfRange(v) => {
                 write!(f, "strconv.ParseInt: parsing \"{v}\": value out of range")
+            }
+            LineError::TimestampSyntax => {
+                f.write_str("strconv.ParseInt: parsing \"-\": invalid syntax")
             }
             LineError::TimeOutsideRange => {
                 write!(f, "time outside range {MIN_NANOS} - {MAX_NANOS}")
@@ -345,16 +355,16 @@ const fn stops(set: &[u8]) -> Stops {
 static COMMA_SPACE: Stops = stops(b", ");
 /// Ends of a tag key or value, or of a field key.
 static EQ_COMMA_SPACE: Stops = stops(b"=, ");
+/// What the field section's walk stops at outside a string.
+static FIELD_SPECIAL: Stops = stops(b"\\\"=, ");
 
-/// Position of the first unescaped stop byte at or after `i`, or `len`.
+/// Position of the first stop byte at or after `i` that does not follow a
+/// backslash, or `len`. This is InfluxDB's rule for the measurement and the
+/// tags: only the byte before counts, so `a\\ b` (two backslashes) still
+/// escapes the space. `i` must be at least 1.
 fn find_unescaped(buf: &[u8], mut i: usize, stop: &Stops) -> usize {
     while i < buf.len() {
-        let b = buf[i];
-        if b == b'\\' {
-            i += 2;
-            continue;
-        }
-        if stop[b as usize] {
+        if stop[buf[i] as usize] && buf[i - 1] != b'\\' {
             return i;
         }
         i += 1;
@@ -368,7 +378,8 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
     if text[0] == b',' || text[0] == b' ' {
         return Err(LineError::MissingMeasurement);
     }
-    let m_end = find_unescaped(text, 0, &COMMA_SPACE);
+    // The first byte is the measurement's, whatever it is.
+    let m_end = find_unescaped(text, 1, &COMMA_SPACE);
     if m_end >= text.len() {
         return Err(LineError::MissingFields);
     }
@@ -377,19 +388,21 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
     if text[i] == b',' {
         i = check_tags(text, i + 1)?;
     }
-    // `i` is at the space ending the key; blanks may repeat.
+    // `i` is at the space ending the key; blanks may follow.
     if i > MAX_KEY_LEN {
         return Err(LineError::MaxKeyLength(i));
     }
-    while i < text.len() && text[i] == b' ' {
+    while i < text.len() && is_blank(text[i]) {
         i += 1;
     }
     if i >= text.len() {
-        return Err(LineError::MissingFields);
+        // An empty field section (only a NUL can get here: the line is
+        // trimmed of whitespace).
+        return Err(LineError::InvalidFieldFormat);
     }
     let fields_end = check_fields(text, i)?;
     let mut j = fields_end;
-    while j < text.len() && text[j] == b' ' {
+    while j < text.len() && is_blank(text[j]) {
         j += 1;
     }
     if j >= text.len() {
@@ -401,15 +414,22 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
             lead: &[],
         });
     }
-    let ts_text = &text[j..];
-    check_timestamp(ts_text).map_err(|e| {
-        // More than three sections is a different refusal.
-        if ts_text.contains(&b' ') {
-            LineError::PointInvalid
-        } else {
-            e
+    // The timestamp runs to the next space; anything after it makes the
+    // point invalid, but only once the timestamp itself passed.
+    let ts_end = text[j..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(text.len(), |n| j + n);
+    let ts_text = &text[j..ts_end];
+    check_timestamp(ts_text)?;
+    if ts_end < text.len() {
+        // InfluxDB checks the time's range before what follows it (at
+        // nanosecond precision here: the precision is not known yet).
+        if !ns_in_range(ts_text) {
+            return Err(LineError::TimeOutsideRange);
         }
-    })?;
+        return Err(LineError::PointInvalid);
+    }
     Ok(Line {
         text,
         measurement,
@@ -420,31 +440,32 @@ fn check(text: &[u8]) -> Result<Line<'_>, LineError> {
 }
 
 /// Checks `k=v[,k=v]*` from `i` up to the space ending the key; returns
-/// the position of that space.
+/// the position of that space. The order of the checks, and so the error
+/// reported, is InfluxDB's (`scanTagsKey`, `scanTagsValue`, then duplicates).
 fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
     let mut keys: [&[u8]; 16] = [&[]; 16];
     let mut count = 0usize;
     let mut sorted = true;
     let mut overflow: Vec<&[u8]> = Vec::new();
     loop {
-        let key_end = find_unescaped(text, i, &EQ_COMMA_SPACE);
-        if key_end == i {
+        if matches!(text.get(i), None | Some(b' ' | b',' | b'=')) {
             return Err(LineError::MissingTagKey);
         }
+        let key_end = find_unescaped(text, i + 1, &EQ_COMMA_SPACE);
         if key_end >= text.len() || text[key_end] != b'=' {
-            return Err(if key_end >= text.len() {
-                LineError::MissingFields
-            } else {
-                LineError::MissingTagValue
-            });
+            return Err(LineError::MissingTagValue);
         }
         let key = &text[i..key_end];
         let value_start = key_end + 1;
-        let value_end = find_unescaped(text, value_start, &EQ_COMMA_SPACE);
-        if value_end == value_start {
+        // The value's first byte may be `=`; a `,` or space there is no value.
+        if matches!(text.get(value_start), None | Some(b' ' | b',')) {
             return Err(LineError::MissingTagValue);
         }
-        if value_end < text.len() && text[value_end] == b'=' {
+        let value_end = find_unescaped(text, value_start + 1, &EQ_COMMA_SPACE);
+        if value_end >= text.len() {
+            return Err(LineError::MissingFields);
+        }
+        if text[value_end] == b'=' {
             return Err(LineError::InvalidTagFormat);
         }
         if count > 0 {
@@ -463,9 +484,6 @@ fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
             overflow.push(key);
         }
         count += 1;
-        if value_end >= text.len() {
-            return Err(LineError::MissingFields);
-        }
         if text[value_end] == b' ' {
             if !sorted {
                 let mut all: Vec<&[u8]> = keys[..count.min(keys.len())].to_vec();
@@ -483,134 +501,188 @@ fn check_tags(text: &[u8], mut i: usize) -> Result<usize, LineError> {
 
 /// Checks the field set starting at `i`; returns where it ends (a space or
 /// the end of the line).
+///
+/// The walk is InfluxDB's own (`scanFields`): a key runs to the next
+/// unquoted `=` whatever it holds, each value is checked as it is reached
+/// (so `m a,b=v` is an invalid boolean, not a bad field format), and the
+/// count of keys and commas is checked at the end.
 fn check_fields(text: &[u8], mut i: usize) -> Result<usize, LineError> {
-    loop {
-        let key_end = find_unescaped(text, i, &EQ_COMMA_SPACE);
-        if key_end >= text.len() || text[key_end] != b'=' {
-            return Err(
-                if key_end == i && key_end < text.len() && text[key_end] == b'=' {
-                    LineError::MissingFieldKey
-                } else {
-                    LineError::InvalidFieldFormat
-                },
-            );
-        }
-        if key_end == i {
-            return Err(LineError::MissingFieldKey);
-        }
-        let v = key_end + 1;
-        if v >= text.len() || text[v] == b',' || text[v] == b' ' {
-            return Err(LineError::MissingFieldValue);
-        }
-        let value_end = if text[v] == b'"' {
-            string_end(text, v)?
-        } else {
-            let end = find_unescaped(text, v, &COMMA_SPACE);
-            check_value(&text[v..end])?;
-            end
-        };
-        if value_end >= text.len() || text[value_end] == b' ' {
-            return Ok(value_end);
-        }
-        if text[value_end] != b',' {
-            return Err(LineError::InvalidFieldFormat);
-        }
-        i = value_end + 1;
-        if i >= text.len() {
-            return Err(LineError::InvalidFieldFormat);
-        }
-    }
-}
-
-/// End (one past the closing quote) of the string value opening at `v`.
-fn string_end(text: &[u8], v: usize) -> Result<usize, LineError> {
-    let mut i = v + 1;
+    let (mut equals, mut commas) = (0usize, 0usize);
+    let mut quoted = false;
     while i < text.len() {
-        match text[i] {
-            b'\\' => i += 2,
-            b'"' => return Ok(i + 1),
-            _ => i += 1,
+        if quoted {
+            // Inside a string only a backslash or the closing quote counts.
+            match text[i..].iter().position(|&c| c == b'"' || c == b'\\') {
+                None => break,
+                Some(n) => i += n,
+            }
+            if text[i] == b'\\' {
+                i += if i + 1 < text.len() { 2 } else { 1 };
+            } else {
+                quoted = false;
+                i += 1;
+            }
+            continue;
+        }
+        let b = text[i];
+        if !FIELD_SPECIAL[b as usize] {
+            i += 1;
+            continue;
+        }
+        match b {
+            b'\\' => i += if i + 1 < text.len() { 2 } else { 1 },
+            // A quote opens a string only where a value may be.
+            b'"' => {
+                quoted = equals > commas;
+                i += 1;
+            }
+            b'=' => {
+                equals += 1;
+                // The fields start after a space, so `i >= 2` here.
+                let before = text[i - 1];
+                if (before == b' ' || before == b',') && text[i - 2] != b'\\' {
+                    return Err(LineError::MissingFieldKey);
+                }
+                let v = i + 1;
+                i = match text.get(v) {
+                    None | Some(b',') | Some(b' ') => return Err(LineError::MissingFieldValue),
+                    Some(b'"') => v,
+                    Some(b'0'..=b'9' | b'.' | b'-' | b'N' | b'n') => number_end(text, v)?,
+                    Some(_) => boolean_end(text, v)?,
+                };
+            }
+            b',' => {
+                commas += 1;
+                i += 1;
+            }
+            // A space ends the field section.
+            _ => break,
         }
     }
-    Err(LineError::UnbalancedQuotes)
+    if quoted {
+        return Err(LineError::UnbalancedQuotes);
+    }
+    if equals == 0 || commas + 1 != equals {
+        return Err(LineError::InvalidFieldFormat);
+    }
+    Ok(i)
 }
 
-/// Checks an unquoted field value: a float, an integer with `i`, or a boolean.
-fn check_value(v: &[u8]) -> Result<(), LineError> {
-    match v[0] {
-        b'-' | b'.' | b'0'..=b'9' => check_number(v),
-        // InfluxDB takes `n`/`N` for the start of NaN, which it refuses.
-        b'n' | b'N' => Err(LineError::InvalidNumber),
-        _ => match v {
-            b"t" | b"T" | b"true" | b"True" | b"TRUE" | b"f" | b"F" | b"false" | b"False"
-            | b"FALSE" => Ok(()),
-            _ => Err(LineError::InvalidBoolean),
-        },
+/// End of the boolean value starting at `v` (a `,`, a space or the end of
+/// the line; escapes mean nothing here, as in InfluxDB).
+fn boolean_end(text: &[u8], v: usize) -> Result<usize, LineError> {
+    if !matches!(text[v], b't' | b'f' | b'T' | b'F') {
+        return Err(LineError::InvalidBoolean);
+    }
+    let end = text[v..]
+        .iter()
+        .position(|&b| b == b',' || b == b' ')
+        .map_or(text.len(), |n| v + n);
+    match &text[v..end] {
+        b"t" | b"T" | b"true" | b"True" | b"TRUE" | b"f" | b"F" | b"false" | b"False"
+        | b"FALSE" => Ok(end),
+        _ => Err(LineError::InvalidBoolean),
     }
 }
 
-fn check_number(v: &[u8]) -> Result<(), LineError> {
-    let (digits, integer) = match v.last() {
-        Some(b'i') => (&v[..v.len() - 1], true),
-        _ => (v, false),
-    };
-    let unsigned = digits.strip_prefix(b"-").unwrap_or(digits);
-    if unsigned.is_empty() {
+/// End of the numeric value starting at `v`, checked as InfluxDB's
+/// `scanNumber` does: a float, or an integer with `i` in i64's range
+/// (`u` is refused: InfluxDB 1.6 has no unsigned fields).
+fn number_end(text: &[u8], v: usize) -> Result<usize, LineError> {
+    let mut i = v;
+    if text[i] == b'-' {
+        i += 1;
+        if i == text.len() {
+            return Err(LineError::InvalidNumber);
+        }
+    }
+    let (mut integer, mut unsigned, mut decimal, mut scientific) = (false, false, false, false);
+    while i < text.len() {
+        let b = text[i];
+        if b.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        if b == b',' || b == b' ' {
+            break;
+        }
+        if i > v && !(integer || unsigned) && (b == b'i' || b == b'u') {
+            integer = b == b'i';
+            unsigned = b == b'u';
+            i += 1;
+            continue;
+        }
+        if b == b'.' {
+            if decimal {
+                return Err(LineError::InvalidNumber);
+            }
+            decimal = true;
+        }
+        if i > v && (b == b'e' || b == b'E') {
+            scientific = true;
+            i += 1;
+            continue;
+        }
+        if (b == b'+' || b == b'-') && matches!(text[i - 1], b'e' | b'E') {
+            i += 1;
+            continue;
+        }
+        if !(b.is_ascii_digit() || b == b'.') {
+            return Err(LineError::InvalidNumber);
+        }
+        i += 1;
+    }
+    if (integer || unsigned) && (decimal || scientific) {
+        return Err(LineError::InvalidNumber);
+    }
+    let value = &text[v..i];
+    let digits =
+        value.len() - usize::from(integer) - usize::from(decimal) - usize::from(text[v] == b'-');
+    if digits == 0 || unsigned {
         return Err(LineError::InvalidNumber);
     }
     if integer {
-        // Digits, then the magnitude against i64's limits as text.
-        if !unsigned.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
+        // `9i10` has its `i` inside.
+        if value.last() != Some(&b'i') {
             return Err(LineError::InvalidNumber);
         }
-        let limit: &[u8] = if unsigned.len() < digits.len() {
+        let digits = &value[..value.len() - 1];
+        let (negative, magnitude) = split_sign(digits);
+        let limit: &[u8] = if negative {
             b"9223372036854775808"
         } else {
             b"9223372036854775807"
         };
-        if magnitude_above(unsigned, limit) {
+        if magnitude_above(magnitude, limit) {
             return Err(LineError::IntegerOutOfRange(
                 String::from_utf8_lossy(digits).into_owned(),
             ));
         }
-        return Ok(());
+        return Ok(i);
     }
-    let mut dots = 0;
-    let mut exp = None;
-    for (k, &b) in unsigned.iter().enumerate() {
-        match b {
-            b'0'..=b'9' => {}
-            b'.' if exp.is_none() => dots += 1,
-            b'e' | b'E' if exp.is_none() && k > 0 => exp = Some(k),
-            b'+' | b'-' if exp == Some(k.wrapping_sub(1)) => {}
-            _ => return Err(LineError::InvalidNumber),
-        }
-    }
-    if dots > 1 {
-        return Err(LineError::InvalidNumber);
-    }
-    if let Some(e) = exp {
-        let tail = &unsigned[e + 1..];
-        let tail = tail
-            .strip_prefix(b"+")
-            .or_else(|| tail.strip_prefix(b"-"))
-            .unwrap_or(tail);
-        if tail.is_empty() {
+    // InfluxDB parses a float only when it could be malformed or out of
+    // range (an exponent, or 25 bytes and more); the bytes are ASCII here.
+    if scientific || value.len() >= 25 {
+        let parsed = std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok());
+        if !parsed.is_some_and(f64::is_finite) {
             return Err(LineError::InvalidFloat);
         }
     }
-    if unsigned == b"." {
-        return Err(LineError::InvalidNumber);
-    }
-    Ok(())
+    Ok(i)
 }
 
 /// Checks that `ts` is a decimal i64, without computing it: the digits,
 /// then the magnitude against i64's limits as text.
 fn check_timestamp(ts: &[u8]) -> Result<(), LineError> {
     let (negative, digits) = split_sign(ts);
-    if digits.is_empty() || !digits.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
+    if !digits.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
         return Err(LineError::BadTimestamp);
+    }
+    if digits.is_empty() {
+        // A lone `-` passes InfluxDB's scan and fails its ParseInt.
+        return Err(LineError::TimestampSyntax);
     }
     let limit: &[u8] = if negative {
         b"9223372036854775808"
@@ -797,6 +869,21 @@ mod tests {
             ("cpu v=nope", "invalid number"),
             ("cpu v=-abc", "invalid number"),
             ("cpu v=.", "invalid number"),
+            // Each value is read as it is reached, its key running to the `=`.
+            ("m a,b=v", "invalid boolean"),
+            ("m 1,t=1=v", "invalid number"),
+            ("m ,=1", "missing field key"),
+            ("m a=1ee5", "invalid float"),
+            ("m a=.e5", "invalid float"),
+            ("m a=1e400", "invalid float"),
+            ("m v=\"a\"\",w=1", "unbalanced quotes"),
+            ("m a=1 -", "strconv.ParseInt: parsing \"-\": invalid syntax"),
+            ("m a=1 x 2", "bad timestamp"),
+            // In the key only the byte before decides what is escaped.
+            ("m,a=b\\\\ v=1", "invalid tag format"),
+            ("m\\\\ v=1", "missing fields"),
+            ("m,a", "missing tag value"),
+            ("m,a=b,c=", "missing tag value"),
         ];
         for (line, want) in cases {
             assert_eq!(err(line), want, "line {line:?}");
@@ -841,6 +928,11 @@ mod tests {
             "cpu v=\"a\\\"b\"",
             "cpu,b=1,a=2 v=1",
             "cpu v=1\r",
+            "m a=\"abc\"x",
+            "m a=1e-400",
+            "m,a==b v=1",
+            "m \t=1",
+            "m,\\\\=a=b v=1",
             "cpu,host=a\\ b,x=y\\,z v=\"a b, c=d\",n=5i 1",
         ] {
             ok(line);
