@@ -240,11 +240,21 @@ impl Shared {
                 return Ok(());
             }
             let missing = (need - self.disk.load(Ordering::Acquire)).max(1) as u64;
-            let minimal = missing;
-            let added = match self.add_blocks(&mut blocks, minimal.max(self.segment_size)) {
-                Err(AppendError::NoRoom(_)) if minimal < self.segment_size => {
-                    // Not a whole segment left: just what this record needs.
-                    self.add_blocks(&mut blocks, minimal)?
+            // A whole segment when the disk has room for it; else half of
+            // what is left (other spools share the disk), at least what is
+            // missing. statvfs is only a hint: fallocate decides.
+            let free = segment::free_bytes(&self.dir).unwrap_or(u64::MAX);
+            let size = if self.segment_size <= free {
+                self.segment_size.max(missing)
+            } else if missing <= free {
+                (free / 2).max(missing)
+            } else {
+                return Err(AppendError::NoRoom(self.no_room("no space left on device")));
+            };
+            let added = match self.add_blocks(&mut blocks, size) {
+                // A quota, or a file system that counts differently.
+                Err(AppendError::NoRoom(_)) if size > missing => {
+                    self.add_blocks(&mut blocks, missing)?
                 }
                 other => other?,
             };
@@ -1177,6 +1187,91 @@ mod tests {
             a.reserve_and_append(Kind::Write, 1, "db", "", &[b'x'; 40]),
             Err(AppendError::Full)
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reservations_count_against_the_limit_and_dropping_one_gives_it_back() {
+        let dir = tmp("reserve");
+        let mut c = cfg(&dir, 4096);
+        c.max_size = 1000;
+        let (mut a, _r) = open(&c).unwrap();
+        let shared = Arc::clone(a.shared());
+        let first = shared.reserve(600).unwrap();
+        // Held but not appended: it counts.
+        assert!(matches!(shared.reserve(600), Err(AppendError::Full)));
+        drop(first);
+        let again = shared.reserve(600).unwrap();
+        let payload = vec![b'x'; 600 - record::encoded_len("db", "", 0)];
+        a.append(again, Kind::Write, 1, "db", "", &payload).unwrap();
+        // Appended: it counts as waiting now, until delivered.
+        assert!(matches!(shared.reserve(600), Err(AppendError::Full)));
+        assert_eq!(shared.stats.full_refusals.load(Ordering::Relaxed), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_exceed_the_limit() {
+        let dir = tmp("race");
+        let mut c = cfg(&dir, 1 << 20);
+        c.max_size = 10_000;
+        let (a, _r) = open(&c).unwrap();
+        let shared = Arc::clone(a.shared());
+        let held = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        if let Ok(r) = shared.reserve(300) {
+                            held.lock().unwrap().push(r);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(held.lock().unwrap().len(), 10_000 / 300);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reserved_records_fit_whatever_the_order_they_are_appended_in() {
+        let dir = tmp("fit");
+        let (mut a, mut r) = open(&cfg(&dir, 1000)).unwrap();
+        let shared = Arc::clone(a.shared());
+        let mut rooms = Vec::new();
+        for i in 0..40usize {
+            let payload = vec![b'a' + (i % 26) as u8; 50 + (i * 37) % 700];
+            let n = record::encoded_len("db", "", payload.len()) as u64;
+            rooms.push((shared.reserve(n).unwrap(), payload));
+        }
+        // Appended in another order than reserved: every one still fits
+        // the blocks reserved ahead, and none is ever short of room.
+        rooms.reverse();
+        for (room, payload) in rooms {
+            a.append(room, Kind::Write, 1, "db", "", &payload).unwrap();
+            assert!(shared.disk.load(Ordering::Relaxed) >= 0);
+        }
+        a.publish();
+        assert_eq!(drain(&mut r).len(), 40);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_spare_segment_never_written_is_removed_at_restart() {
+        let dir = tmp("spare");
+        {
+            let (mut a, _r) = open(&cfg(&dir, 4096)).unwrap();
+            a.reserve_and_append(Kind::Write, 1, "db", "", b"m v=1 1\n")
+                .unwrap();
+            // Reserved ahead, never appended: the spare exists on disk.
+            let room = a.shared().reserve(3000).unwrap();
+            assert_eq!(segment::list_segments(&dir).unwrap().len(), 2);
+            drop(room);
+            a.close();
+        }
+        let (_a, mut r) = open(&cfg(&dir, 4096)).unwrap();
+        assert_eq!(segment::list_segments(&dir).unwrap().len(), 1);
+        assert_eq!(drain(&mut r).len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

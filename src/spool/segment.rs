@@ -131,6 +131,19 @@ pub fn no_room_cause(e: &io::Error) -> Option<&'static str> {
     }
 }
 
+/// Bytes an unprivileged user may still allocate on the file system of
+/// `dir` (statvfs), if it can be asked.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `path` is a
+    // NUL-terminated string that outlives the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
 /// Whether the written part of segment `seq` is empty (zeros where the
 /// first magic goes): a segment reserved ahead that was never written.
 pub fn is_unwritten(dir: &Path, seq: u64) -> io::Result<bool> {
