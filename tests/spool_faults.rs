@@ -1221,34 +1221,28 @@ fn full_disk_answers_503_naming_the_cause_and_delivers_every_acknowledged_point(
     proxy.kill9();
 }
 
-#[test]
-fn concurrent_writes_answered_503_leave_no_point_in_any_circle() {
+/// Writes `PER_THREAD` requests from each of `THREADS` threads at once,
+/// with request numbers from `first`: (request, points, status).
+fn concurrent_small_writes(proxy: &Proxy, db: &str, first: u64) -> Vec<(u64, u64, u16)> {
     const THREADS: u64 = 8;
     const PER_THREAD: u64 = 80;
-    let db = "admission";
-    let live = Influxd::start();
-    live.create_db(db);
-    // Circle 1's only backend is dead: its spool fills to spool_max_size
-    // while circle 2 takes everything.
-    let mut config = config_for_urls(&[vec![refused_url()], vec![live.url()]]);
-    config["spool_max_size"] = json!(60_000);
-    config["worker_threads"] = json!(8);
-    let proxy = Proxy::start(config);
     let outcomes = std::sync::Mutex::new(Vec::new());
     let start = Instant::now();
     thread::scope(|s| {
         for t in 0..THREADS {
-            let (proxy, outcomes) = (&proxy, &outcomes);
+            let outcomes = &outcomes;
             s.spawn(move || {
                 let client = agent(Duration::from_secs(30));
                 let mut rng = Rng(now_ns() as u64 | 1 | t << 40);
                 for i in 0..PER_THREAD {
-                    if start.elapsed() > Duration::from_secs(90) {
+                    if start.elapsed() > Duration::from_secs(60) {
                         break;
                     }
-                    let req = t * PER_THREAD + i;
-                    let n = 1 + rng.below(6);
-                    let body = padded_batch(req, n, rng.below(40) as usize);
+                    let req = first + t * PER_THREAD + i;
+                    // Small requests of finely varied sizes: the last bytes
+                    // of the spool are fought over, header bytes included.
+                    let n = 1 + rng.below(3);
+                    let body = padded_batch(req, n, rng.below(60) as usize);
                     let status = try_http_post(
                         &client,
                         &format!("{}/write", proxy.url()),
@@ -1262,17 +1256,42 @@ fn concurrent_writes_answered_503_leave_no_point_in_any_circle() {
             });
         }
     });
-    let outcomes = outcomes.into_inner().unwrap();
-    let acked: Vec<(u64, u64)> = outcomes
-        .iter()
-        .filter(|o| o.2 == 204)
-        .map(|o| (o.0, o.1))
-        .collect();
-    let refused: Vec<(u64, u64)> = outcomes
-        .iter()
-        .filter(|o| o.2 == 503)
-        .map(|o| (o.0, o.1))
-        .collect();
+    outcomes.into_inner().unwrap()
+}
+
+#[test]
+fn concurrent_writes_answered_503_leave_no_point_in_any_circle() {
+    let db = "admission";
+    let mut down = Influxd::start();
+    let live = Influxd::start();
+    for d in [&down, &live] {
+        d.create_db(db);
+    }
+    // Circle 1's only backend is down: its spool fills to spool_max_size
+    // while circle 2 takes everything and delivers as it goes.
+    let mut config = config_for_urls(&[vec![down.url()], vec![live.url()]]);
+    config["spool_max_size"] = json!(60_000);
+    config["worker_threads"] = json!(8);
+    config["flush_size"] = json!(10);
+    let proxy = Proxy::start(config);
+    down.stop();
+    // A few rounds, each filling circle 1's spool then draining it: each
+    // fill is a new fight over its last bytes.
+    let mut outcomes = Vec::new();
+    for round in 0..3 {
+        outcomes.extend(concurrent_small_writes(&proxy, db, round * 10_000));
+        down.restart();
+        wait_drained(&proxy, DRAIN, "after the circle 1 backend came back");
+        down.stop();
+    }
+    let pick = |want: fn(u16) -> bool| -> Vec<(u64, u64)> {
+        outcomes
+            .iter()
+            .filter(|o| want(o.2))
+            .map(|o| (o.0, o.1))
+            .collect()
+    };
+    let (acked, refused) = (pick(|s| s == 204), pick(|s| s == 503));
     let other: Vec<_> = outcomes
         .iter()
         .filter(|o| o.2 != 204 && o.2 != 503)
@@ -1288,32 +1307,29 @@ fn concurrent_writes_answered_503_leave_no_point_in_any_circle() {
         !acked.is_empty() && !refused.is_empty(),
         "the spool never filled (or never took a write): tune the sizes"
     );
-    let live_name = backend_name(1, 0);
-    wait_for_eq(
-        DRAIN,
-        "circle 2's spool to drain",
-        &0,
-        || counter(&proxy, &live_name, "spool", "records_waiting"),
-    );
-    let got = stored_times(&live, db, "m");
-    let want = padded_times(&acked);
-    let bad = padded_times(&refused);
-    let missing: BTreeSet<i64> = want.difference(&got).copied().collect();
-    let leaked: BTreeSet<i64> = got.intersection(&bad).copied().collect();
-    let half_stored: BTreeSet<i64> = leaked.iter().map(|t| (t - BASE_TS) / 1000).collect();
-    assert!(
-        leaked.is_empty(),
-        "circle 2 holds {} points of {} requests answered 503 (e.g. requests {:?}): a 503 must mean nothing was written",
-        leaked.len(),
-        half_stored.len(),
-        some(&half_stored)
-    );
-    assert!(
-        missing.is_empty(),
-        "circle 2 lacks {} acknowledged points (e.g. {:?})",
-        missing.len(),
-        some(&missing)
-    );
+    down.restart();
+    let (want, bad) = (padded_times(&acked), padded_times(&refused));
+    for (c, d) in [&down, &live].into_iter().enumerate() {
+        let got = stored_times(d, db, "m");
+        let missing: BTreeSet<i64> = want.difference(&got).copied().collect();
+        let leaked: BTreeSet<i64> = got.intersection(&bad).copied().collect();
+        let half_stored: BTreeSet<i64> = leaked.iter().map(|t| (t - BASE_TS) / 1000).collect();
+        assert!(
+            leaked.is_empty(),
+            "circle {} holds {} points of {} requests answered 503 (e.g. requests {:?}): a 503 must mean nothing was written",
+            c + 1,
+            leaked.len(),
+            half_stored.len(),
+            some(&half_stored)
+        );
+        assert!(
+            missing.is_empty(),
+            "circle {} lacks {} acknowledged points (e.g. {:?})",
+            c + 1,
+            missing.len(),
+            some(&missing)
+        );
+    }
 }
 
 #[test]
