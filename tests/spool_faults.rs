@@ -1091,6 +1091,9 @@ fn padded_batch(req: u64, n: u64, pad: usize) -> String {
         .collect()
 }
 
+/// Requests as (request number, points).
+type Requests = Vec<(u64, u64)>;
+
 fn padded_times(reqs: &[(u64, u64)]) -> BTreeSet<i64> {
     reqs.iter()
         .flat_map(|&(req, n)| (0..n).map(move |j| BASE_TS + (req * 1000 + j) as i64))
@@ -1105,7 +1108,7 @@ fn write_until_refused(
     db: &str,
     next: &mut u64,
     stop_after: usize,
-) -> (Vec<(u64, u64)>, Vec<(u64, u64)>, String) {
+) -> (Requests, Requests, String) {
     const PER_REQ: u64 = 100;
     let (mut acked, mut refused, mut last) = (Vec::new(), Vec::new(), String::new());
     let start = Instant::now();
@@ -1135,7 +1138,10 @@ fn write_until_refused(
                 last = r.body;
                 in_a_row += 1;
             }
-            Ok(r) => panic!("request {req}: expected 204 or 503, got {}: {}", r.status, r.body),
+            Ok(r) => panic!(
+                "request {req}: expected 204 or 503, got {}: {}",
+                r.status, r.body
+            ),
             Err(e) => {
                 proxy.assert_running();
                 panic!("request {req}: no answer from a running proxy: {e}");
@@ -1165,10 +1171,7 @@ fn full_disk_answers_503_naming_the_cause_and_delivers_every_acknowledged_point(
     // Both backends down: fill the disk until every write is refused.
     let mut next = 0;
     let (mut acked, mut refused, text) = write_until_refused(&mut proxy, db, &mut next, 5);
-    eprintln!(
-        "{} requests acknowledged, then 503: {text}",
-        acked.len()
-    );
+    eprintln!("{} requests acknowledged, then 503: {text}", acked.len());
     assert!(!acked.is_empty(), "the first write was refused: {text}");
     let body: serde_json::Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("503 body is not JSON ({e}): {text:?}"));
@@ -1284,7 +1287,7 @@ fn concurrent_writes_answered_503_leave_no_point_in_any_circle() {
         wait_drained(&proxy, DRAIN, "after the circle 1 backend came back");
         down.stop();
     }
-    let pick = |want: fn(u16) -> bool| -> Vec<(u64, u64)> {
+    let pick = |want: fn(u16) -> bool| -> Requests {
         outcomes
             .iter()
             .filter(|o| want(o.2))
@@ -1357,7 +1360,6 @@ fn a_second_proxy_on_the_same_data_dir_refuses_to_start_naming_the_first() {
     first.assert_running();
     // Killed without a chance to clean up: the kernel released the lock.
     first.kill9();
-    let mut config = config;
     config.as_object_mut().unwrap().remove("listen_addr");
     let mut second = Proxy::start(config);
     second.assert_running();

@@ -8,8 +8,9 @@
 //! blocks a restart: only a live process holds the lock.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Name of the lock file inside `data_dir`.
@@ -79,11 +80,12 @@ pub fn lock(data_dir: &Path) -> Result<DataDirLock, LockError> {
     }
     // The pid is for the message of a second proxy; failing to write it
     // (a full disk) does not weaken the lock.
-    let pid = std::process::id();
+    // Written over the old pid before cutting the rest, so that on a full
+    // disk the page already there is reused.
+    let pid = format!("{}\n", std::process::id());
     let written = file
-        .set_len(0)
-        .and_then(|()| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(format!("{pid}\n").as_bytes()));
+        .write_all_at(pid.as_bytes(), 0)
+        .and_then(|()| file.set_len(pid.len() as u64));
     if let Err(e) = written {
         crate::log!("cannot write the pid into {}: {e}", path.display());
     }

@@ -182,7 +182,9 @@ impl Drop for Reservation {
                 .fetch_add(self.bytes as i64, Ordering::AcqRel);
         }
         if self.disk > 0 {
-            self.shared.disk.fetch_add(self.disk as i64, Ordering::AcqRel);
+            self.shared
+                .disk
+                .fetch_add(self.disk as i64, Ordering::AcqRel);
         }
     }
 }
@@ -606,28 +608,32 @@ impl Appender {
             // The rest of the old segment stays zero: the reader's end mark.
             self.sync().map_err(AppendError::Io)?;
         }
-        let (seq, file, size) = {
-            let shared = Arc::clone(&self.shared);
-            let mut blocks = shared.lock_blocks();
-            let short = match &blocks.spare {
-                Some((_, _, len)) => (need as u64).saturating_sub(*len),
-                None => (need as u64).max(self.segment_size),
-            };
-            if short > 0 {
-                shared.add_blocks(&mut blocks, short)?;
-            }
-            match blocks.spare.take() {
-                Some(spare) => spare,
-                None => return Err(AppendError::Io(io::Error::other("no spare segment"))),
-            }
+        let mut blocks = self.shared.lock_blocks();
+        let short = match &blocks.spare {
+            Some((_, _, len)) => (need as u64).saturating_sub(*len),
+            None => (need as u64).max(self.segment_size),
         };
-        let Ok(len) = usize::try_from(size) else {
-            return Err(AppendError::Io(io::Error::other("segment too large to map")));
+        if short > 0 {
+            self.shared.add_blocks(&mut blocks, short)?;
+        }
+        let Some((seq, file, size)) = blocks.spare.take() else {
+            return Err(AppendError::Io(io::Error::other("no spare segment")));
         };
         // SAFETY: the file was created by us, its blocks are reserved, and
         // it is only ever written through this mapping; readers use pread
         // on the same page cache.
-        let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }.map_err(AppendError::Io)?;
+        let mapped = usize::try_from(size)
+            .map_err(|_| io::Error::other("segment too large to map"))
+            .and_then(|len| unsafe { MmapOptions::new().len(len).map_mut(&file) });
+        let map = match mapped {
+            Ok(map) => map,
+            Err(e) => {
+                // Its blocks stay counted as room: keep it for the next try.
+                blocks.spare = Some((seq, file, size));
+                return Err(AppendError::Io(e));
+            }
+        };
+        drop(blocks);
         self.map = Some(map);
         self.file = Some(file);
         self.seq = seq;
@@ -1076,7 +1082,8 @@ mod tests {
             let (mut a, mut r) = open(&cfg(&dir, 256)).unwrap();
             for i in 0..20u32 {
                 let line = format!("m v={i} {i}\n");
-                a.reserve_and_append(Kind::Write, 1, "db", "", line.as_bytes()).unwrap();
+                a.reserve_and_append(Kind::Write, 1, "db", "", line.as_bytes())
+                    .unwrap();
             }
             a.publish();
             let got = drain(&mut r);
@@ -1182,7 +1189,8 @@ mod tests {
         let mut c = cfg(&dir, 1 << 20);
         c.max_size = 100;
         let (mut a, _r) = open(&c).unwrap();
-        a.reserve_and_append(Kind::Write, 1, "db", "", &[b'x'; 40]).unwrap();
+        a.reserve_and_append(Kind::Write, 1, "db", "", &[b'x'; 40])
+            .unwrap();
         assert!(matches!(
             a.reserve_and_append(Kind::Write, 1, "db", "", &[b'x'; 40]),
             Err(AppendError::Full)

@@ -64,7 +64,10 @@ pub fn create(dir: &Path, seq: u64, size: u64) -> io::Result<File> {
         .write(true)
         .create_new(true)
         .open(&path)?;
-    if let Err(e) = file.set_len(size).and_then(|()| reserve_blocks(&file, 0, size)) {
+    if let Err(e) = file
+        .set_len(size)
+        .and_then(|()| reserve_blocks(&file, 0, size))
+    {
         let _ = fs::remove_file(&path);
         return Err(e);
     }
@@ -141,6 +144,7 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
         return None;
     }
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
     Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
