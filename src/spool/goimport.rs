@@ -78,7 +78,9 @@ pub fn import(data_dir: &Path, backend: &str, appender: &mut Appender) -> io::Re
         match decode_go_record(body, &mut lines) {
             Some((db, rp, points)) => {
                 appender
-                    .reserve_and_append(Kind::Write, points, &db, &rp, &lines)
+                    .shared()
+                    .reserve_record(&db, &rp, lines.len())
+                    .and_then(|room| appender.append(room, Kind::Write, points, &db, &rp, &lines))
                     .map_err(|e| io::Error::other(e.to_string()))?;
                 done.records += 1;
                 done.points += u64::from(points);

@@ -230,6 +230,16 @@ impl Shared {
         Ok(held)
     }
 
+    /// [`Shared::reserve`] for the record these parts encode to.
+    pub fn reserve_record(
+        self: &Arc<Self>,
+        db: &str,
+        rp: &str,
+        payload_len: usize,
+    ) -> Result<Reservation, AppendError> {
+        self.reserve(record::encoded_len(db, rp, payload_len) as u64)
+    }
+
     /// Reserves disk blocks until `need` bytes can be taken from the disk
     /// room, and takes them. Workers call it when the blocks ahead run
     /// short; one at a time (the lock is off the hot path).
@@ -486,22 +496,6 @@ impl Appender {
     /// The state both halves share (for reservations and counters).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
-    }
-
-    /// Reserves room for the record and appends it: for appends that no
-    /// worker admitted beforehand (the Go queue import at start).
-    pub fn reserve_and_append(
-        &mut self,
-        kind: Kind,
-        points: u32,
-        db: &str,
-        rp: &str,
-        payload: &[u8],
-    ) -> Result<(), AppendError> {
-        let room = self
-            .shared
-            .reserve(record::encoded_len(db, rp, payload.len()) as u64)?;
-        self.append(room, kind, points, db, rp, payload)
     }
 
     /// Appends one record in the room reserved for it (at least its
@@ -1056,6 +1050,12 @@ mod tests {
         }
     }
 
+    /// Reserves and appends a one-point write record of db `db`.
+    fn put(a: &mut Appender, payload: &[u8]) {
+        let room = a.shared().reserve_record("db", "", payload.len()).unwrap();
+        a.append(room, Kind::Write, 1, "db", "", payload).unwrap();
+    }
+
     fn drain(r: &mut Reader) -> Vec<(String, u32)> {
         let mut out = Vec::new();
         let mut at = r.cursor();
@@ -1082,22 +1082,14 @@ mod tests {
             let (mut a, mut r) = open(&cfg(&dir, 256)).unwrap();
             for i in 0..20u32 {
                 let line = format!("m v={i} {i}\n");
-                a.reserve_and_append(Kind::Write, 1, "db", "", line.as_bytes())
-                    .unwrap();
+                put(&mut a, line.as_bytes());
             }
             a.publish();
             let got = drain(&mut r);
             assert_eq!(got.len(), 20);
             assert_eq!(got[7].0, "m v=7 7\n");
             for i in 20..25u32 {
-                a.reserve_and_append(
-                    Kind::Write,
-                    1,
-                    "db",
-                    "",
-                    format!("m v={i} {i}\n").as_bytes(),
-                )
-                .unwrap();
+                put(&mut a, format!("m v={i} {i}\n").as_bytes());
             }
             a.publish();
             a.close();
@@ -1128,14 +1120,7 @@ mod tests {
         {
             let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
             for i in 0..10u32 {
-                a.reserve_and_append(
-                    Kind::Write,
-                    1,
-                    "db",
-                    "",
-                    format!("m v={i} {i}\n").as_bytes(),
-                )
-                .unwrap();
+                put(&mut a, format!("m v={i} {i}\n").as_bytes());
             }
             a.close();
         }
@@ -1160,14 +1145,7 @@ mod tests {
         {
             let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
             for i in 0..10u32 {
-                a.reserve_and_append(
-                    Kind::Write,
-                    1,
-                    "db",
-                    "",
-                    format!("m v={i} {i}\n").as_bytes(),
-                )
-                .unwrap();
+                put(&mut a, format!("m v={i} {i}\n").as_bytes());
             }
             a.close();
         }
@@ -1183,28 +1161,19 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn full_spool_refuses() {
-        let dir = tmp("full");
-        let mut c = cfg(&dir, 1 << 20);
-        c.max_size = 100;
-        let (mut a, _r) = open(&c).unwrap();
-        a.reserve_and_append(Kind::Write, 1, "db", "", &[b'x'; 40])
-            .unwrap();
-        assert!(matches!(
-            a.reserve_and_append(Kind::Write, 1, "db", "", &[b'x'; 40]),
-            Err(AppendError::Full)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+    /// A fresh spool limited to `max_size` bytes, and its shared state.
+    fn limited(name: &str, max_size: u64) -> (PathBuf, Appender, Reader, Arc<Shared>) {
+        let dir = tmp(name);
+        let mut c = cfg(&dir, 4096);
+        c.max_size = max_size;
+        let (a, r) = open(&c).unwrap();
+        let shared = Arc::clone(a.shared());
+        (dir, a, r, shared)
     }
 
     #[test]
     fn reservations_count_against_the_limit_and_dropping_one_gives_it_back() {
-        let dir = tmp("reserve");
-        let mut c = cfg(&dir, 4096);
-        c.max_size = 1000;
-        let (mut a, _r) = open(&c).unwrap();
-        let shared = Arc::clone(a.shared());
+        let (dir, mut a, _r, shared) = limited("reserve", 1000);
         let first = shared.reserve(600).unwrap();
         // Held but not appended: it counts.
         assert!(matches!(shared.reserve(600), Err(AppendError::Full)));
@@ -1220,11 +1189,7 @@ mod tests {
 
     #[test]
     fn concurrent_reservations_never_exceed_the_limit() {
-        let dir = tmp("race");
-        let mut c = cfg(&dir, 1 << 20);
-        c.max_size = 10_000;
-        let (a, _r) = open(&c).unwrap();
-        let shared = Arc::clone(a.shared());
+        let (dir, _a, _r, shared) = limited("race", 10_000);
         let held = Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -1269,8 +1234,7 @@ mod tests {
         let dir = tmp("spare");
         {
             let (mut a, _r) = open(&cfg(&dir, 4096)).unwrap();
-            a.reserve_and_append(Kind::Write, 1, "db", "", b"m v=1 1\n")
-                .unwrap();
+            put(&mut a, b"m v=1 1\n");
             // Reserved ahead, never appended: the spare exists on disk.
             let room = a.shared().reserve(3000).unwrap();
             assert_eq!(segment::list_segments(&dir).unwrap().len(), 2);

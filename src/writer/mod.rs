@@ -39,7 +39,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender as Tx, TrySe
 use crate::cluster::{Backend, Cluster};
 use crate::config::Config;
 use crate::log;
-use crate::spool::record::{self, Kind};
+use crate::spool::record::Kind;
 use crate::spool::{self, Appender, Reservation, Shared, SpoolConfig, SyncMode};
 use crate::write::batch::Batch;
 
@@ -201,9 +201,9 @@ impl Writers {
     /// (header included); dropping the reservation gives it back.
     pub fn reserve(&self, id: usize, batch: &Batch) -> Result<Reservation, AckError> {
         let spool = self.spools.get(id).ok_or(AckError::Stopped)?;
-        let bytes = record::encoded_len(&batch.db, &batch.rp, batch.lines.len()) as u64;
         let backend = || self.names.get(id).cloned().unwrap_or_default();
-        spool.reserve(bytes).map_err(|e| match e {
+        let room = spool.reserve_record(&batch.db, &batch.rp, batch.lines.len());
+        room.map_err(|e| match e {
             spool::AppendError::Full => AckError::Full { backend: backend() },
             spool::AppendError::NoRoom(cause) => AckError::NoRoom {
                 backend: backend(),
