@@ -3,9 +3,9 @@
 //! stop in reverse order.
 //!
 //! Start order matters: the `data_dir` lock comes first (a second proxy on
-//! the same spools stops before touching them), writers exist before any worker can hand them a
-//! batch, and the listener is bound last so `/ping` answers only when the
-//! proxy can take writes. Stop order too: the workers finish their requests
+//! the same spools stops before touching them), writers exist before any
+//! worker can hand them a batch, and the listener is bound last so `/ping`
+//! answers only when the proxy can take writes. Stop order too: the workers finish their requests
 //! first, then the writers seal what they hold and the senders deliver it
 //! (for at most `write_timeout`, capped at 5 s).
 

@@ -62,6 +62,21 @@ pub enum AckError {
     Stopped,
 }
 
+impl AckError {
+    /// The answer to a spool's refusal, naming the backend.
+    fn of_spool(backend: &str, e: spool::AppendError) -> AckError {
+        let backend = backend.to_string();
+        match e {
+            spool::AppendError::Full => AckError::Full { backend },
+            spool::AppendError::NoRoom(cause) => AckError::NoRoom { backend, cause },
+            spool::AppendError::Io(e) => AckError::Disk {
+                backend,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for AckError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -201,19 +216,9 @@ impl Writers {
     /// (header included); dropping the reservation gives it back.
     pub fn reserve(&self, id: usize, batch: &Batch) -> Result<Reservation, AckError> {
         let spool = self.spools.get(id).ok_or(AckError::Stopped)?;
-        let backend = || self.names.get(id).cloned().unwrap_or_default();
-        let room = spool.reserve_record(&batch.db, &batch.rp, batch.lines.len());
-        room.map_err(|e| match e {
-            spool::AppendError::Full => AckError::Full { backend: backend() },
-            spool::AppendError::NoRoom(cause) => AckError::NoRoom {
-                backend: backend(),
-                cause,
-            },
-            spool::AppendError::Io(e) => AckError::Disk {
-                backend: backend(),
-                message: e.to_string(),
-            },
-        })
+        spool
+            .reserve_record(&batch.db, &batch.rp, batch.lines.len())
+            .map_err(|e| AckError::of_spool(self.names.get(id).map_or("", |n| n), e))
     }
 
     /// Hands a batch and the room reserved for it to the writer of backend
@@ -321,19 +326,7 @@ fn write_loop(
                         .points_in
                         .fetch_add(u64::from(b.points), Ordering::Relaxed);
                 })
-                .map_err(|e| match e {
-                    spool::AppendError::Full => AckError::Full {
-                        backend: backend.name.clone(),
-                    },
-                    spool::AppendError::NoRoom(cause) => AckError::NoRoom {
-                        backend: backend.name.clone(),
-                        cause,
-                    },
-                    spool::AppendError::Io(e) => AckError::Disk {
-                        backend: backend.name.clone(),
-                        message: e.to_string(),
-                    },
-                });
+                .map_err(|e| AckError::of_spool(&backend.name, e));
             let mut lines = b.lines;
             lines.clear();
             let ack = Ack {
