@@ -168,12 +168,17 @@ mod tests {
         rec
     }
 
-    #[test]
-    fn go_queue_is_imported_from_its_committed_offset() {
-        let dir =
-            std::env::temp_dir().join(format!("influx-proxy-goimport-{}", std::process::id()));
+    /// An empty folder of its own under the temp dir.
+    fn fresh_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("influx-proxy-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn go_queue_is_imported_from_its_committed_offset() {
+        let dir = fresh_dir("goimport");
         let first = go_record("db", "", "old v=1 1\n");
         let mut dat = first.clone();
         dat.extend(go_record("my db", "rp", "a v=1 1\nb v=2 2"));
@@ -208,10 +213,7 @@ mod tests {
 
     #[test]
     fn an_import_without_room_stops_and_the_next_start_takes_the_rest() {
-        let dir =
-            std::env::temp_dir().join(format!("influx-proxy-goimport-full-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("goimport-full");
         let mut dat = go_record("db", "", "a v=1 1\n");
         dat.extend(go_record("db", "", "b v=2 2\n"));
         std::fs::write(dir.join("b1.dat"), &dat).unwrap();
