@@ -2,9 +2,10 @@
 //! pingers, the listener and the workers, wait for SIGTERM or SIGINT, then
 //! stop in reverse order.
 //!
-//! Start order matters: writers exist before any worker can hand them a
-//! batch, and the listener is bound last so `/ping` answers only when the
-//! proxy can take writes. Stop order too: the workers finish their requests
+//! Start order matters: the `data_dir` lock comes first (a second proxy on
+//! the same spools stops before touching them), writers exist before any
+//! worker can hand them a batch, and the listener is bound last so `/ping`
+//! answers only when the proxy can take writes. Stop order too: the workers finish their requests
 //! first, then the writers seal what they hold and the senders deliver it
 //! (for at most `write_timeout`, capped at 5 s).
 
@@ -28,6 +29,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
             cfg.data_dir.display()
         )
     })?;
+    // Held until `run` returns; the kernel releases it if the process dies.
+    let _lock = crate::spool::lock::lock(&cfg.data_dir).map_err(|e| e.to_string())?;
     crate::http_client::configure(&cfg.backend_ca_file, cfg.backend_insecure_skip_verify)?;
     let cluster = Arc::new(Cluster::new(&cfg));
     for c in &cluster.circles {

@@ -1499,9 +1499,11 @@ fn backend_names_cannot_lead_the_spool_out_of_data_dir() {
     proxy.restart();
 
     let expected_dirs: BTreeSet<String> = names.iter().map(|n| spool_dir_name(n)).collect();
+    // Folders only: data_dir also holds the proxy's `LOCK` file.
     let listed: BTreeSet<String> = std::fs::read_dir(&data_dir)
         .expect("data_dir")
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(listed, expected_dirs, "the folders in data_dir");

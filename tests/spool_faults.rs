@@ -1039,3 +1039,340 @@ fn backend_500_forever_for_one_batch_goes_to_dead_letter_and_later_batches_arriv
         || (count(&real, db, "poison"), count(&real, db, "normal")),
     );
 }
+
+// ---------------------------------------------------------------------------
+// 6. A full disk, admission under concurrency, one proxy per data_dir.
+
+/// A tmpfs of a few MB mounted on a fresh folder, unmounted when dropped
+/// (before its folder is removed).
+struct SmallDisk {
+    at: PathBuf,
+    _dir: TempDir,
+}
+
+impl SmallDisk {
+    /// `None`, said on stderr, when this user may not mount (CI runs as
+    /// root, so the test runs there).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = TempDir::new("smalldisk");
+        let at = dir.path().join("fs");
+        std::fs::create_dir_all(&at).expect("create mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallDisk { at, _dir: dir }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: `mount -t tmpfs` refused ({}): {}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run `mount`: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a proxy still holding a file does not keep it mounted.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .status();
+    }
+}
+
+/// `n` points of measurement `m` for request `req`, each with a `pad` of
+/// `pad` bytes; timestamps `BASE_TS + req * 1000 + j`.
+fn padded_batch(req: u64, n: u64, pad: usize) -> String {
+    let pad = "x".repeat(pad);
+    (0..n)
+        .map(|j| {
+            format!(
+                "m,req={req} v={j}i,pad=\"{pad}\" {}\n",
+                BASE_TS + (req * 1000 + j) as i64
+            )
+        })
+        .collect()
+}
+
+/// Requests as (request number, points).
+type Requests = Vec<(u64, u64)>;
+
+fn padded_times(reqs: &[(u64, u64)]) -> BTreeSet<i64> {
+    reqs.iter()
+        .flat_map(|&(req, n)| (0..n).map(move |j| BASE_TS + (req * 1000 + j) as i64))
+        .collect()
+}
+
+/// Writes requests of `PER_REQ` points from `*next` on until `stop_after`
+/// 503s in a row; returns (acknowledged, refused) as (request, points) and
+/// the last 503 body. Bounded by count and time.
+fn write_until_refused(
+    proxy: &mut Proxy,
+    db: &str,
+    next: &mut u64,
+    stop_after: usize,
+) -> (Requests, Requests, String) {
+    const PER_REQ: u64 = 100;
+    let (mut acked, mut refused, mut last) = (Vec::new(), Vec::new(), String::new());
+    let start = Instant::now();
+    let mut in_a_row = 0;
+    while in_a_row < stop_after {
+        assert!(
+            *next < 100_000 && start.elapsed() < Duration::from_secs(180),
+            "no {stop_after} 503s in a row after {} requests; acknowledged {}",
+            *next,
+            acked.len()
+        );
+        let req = *next;
+        *next += 1;
+        let resp = try_http_post(
+            &agent(Duration::from_secs(30)),
+            &format!("{}/write", proxy.url()),
+            &[("db", db)],
+            padded_batch(req, PER_REQ, 200).as_bytes(),
+        );
+        match resp {
+            Ok(r) if r.status == 204 => {
+                acked.push((req, PER_REQ));
+                in_a_row = 0;
+            }
+            Ok(r) if r.status == 503 => {
+                refused.push((req, PER_REQ));
+                last = r.body;
+                in_a_row += 1;
+            }
+            Ok(r) => panic!(
+                "request {req}: expected 204 or 503, got {}: {}",
+                r.status, r.body
+            ),
+            Err(e) => {
+                proxy.assert_running();
+                panic!("request {req}: no answer from a running proxy: {e}");
+            }
+        }
+    }
+    (acked, refused, last)
+}
+
+#[test]
+fn full_disk_answers_503_naming_the_cause_and_delivers_every_acknowledged_point() {
+    let Some(disk) = SmallDisk::mount("16m") else {
+        return;
+    };
+    let db = "fulldisk";
+    let mut influxds = Influxd::start_many(2);
+    for d in &influxds {
+        d.create_db(db);
+    }
+    let mut config = config_for_urls(&[vec![influxds[0].url()], vec![influxds[1].url()]]);
+    config["data_dir"] = json!(disk.at.join("spool").display().to_string());
+    let mut proxy = Proxy::start(config);
+    for d in &mut influxds {
+        d.stop();
+    }
+
+    // Both backends down: fill the disk until every write is refused.
+    let mut next = 0;
+    let (mut acked, mut refused, text) = write_until_refused(&mut proxy, db, &mut next, 5);
+    eprintln!("{} requests acknowledged, then 503: {text}", acked.len());
+    assert!(!acked.is_empty(), "the first write was refused: {text}");
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("503 body is not JSON ({e}): {text:?}"));
+    let msg = body["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("no space left on device")
+            && msg.contains("influxdb-")
+            && msg.contains(&disk.at.display().to_string()),
+        "503 should name the backend, the cause and the folder: {text:?}"
+    );
+    proxy.assert_running();
+
+    // A restart on the full disk: the proxy starts and answers again.
+    proxy.terminate(Duration::from_secs(10));
+    proxy.restart();
+    let (more_acked, more_refused, text) = write_until_refused(&mut proxy, db, &mut next, 3);
+    eprintln!(
+        "after a restart on the full disk: {} more acknowledged, then 503: {text}",
+        more_acked.len()
+    );
+    assert!(text.contains("no space left on device"), "{text}");
+    acked.extend(more_acked);
+    refused.extend(more_refused);
+    proxy.assert_running();
+
+    // The backends come back: every acknowledged point arrives, nothing of
+    // a refused request, and writes are taken again.
+    for d in &mut influxds {
+        d.restart();
+    }
+    wait_drained(&proxy, DRAIN, "after both backends came back");
+    let want = padded_times(&acked);
+    let bad = padded_times(&refused);
+    for d in &influxds {
+        let got = stored_times(d, db, "m");
+        let missing: BTreeSet<i64> = want.difference(&got).copied().collect();
+        let leaked: BTreeSet<i64> = got.intersection(&bad).copied().collect();
+        assert!(
+            missing.is_empty() && leaked.is_empty(),
+            "{}: {} acknowledged points missing (e.g. {:?}), {} points of refused requests present (e.g. {:?})",
+            d.url(),
+            missing.len(),
+            some(&missing),
+            leaked.len(),
+            some(&leaked)
+        );
+    }
+    let (status, text) = proxy.write(db, None, &padded_batch(next, 10, 10));
+    assert_eq!(status, 204, "write after the spools drained: {text}");
+    proxy.kill9();
+}
+
+/// Writes `PER_THREAD` requests from each of `THREADS` threads at once,
+/// with request numbers from `first`: (request, points, status).
+fn concurrent_small_writes(proxy: &Proxy, db: &str, first: u64) -> Vec<(u64, u64, u16)> {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 80;
+    let outcomes = std::sync::Mutex::new(Vec::new());
+    let start = Instant::now();
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let outcomes = &outcomes;
+            s.spawn(move || {
+                let client = agent(Duration::from_secs(30));
+                let mut rng = Rng(now_ns() as u64 | 1 | t << 40);
+                for i in 0..PER_THREAD {
+                    if start.elapsed() > Duration::from_secs(60) {
+                        break;
+                    }
+                    let req = first + t * PER_THREAD + i;
+                    // Small requests of finely varied sizes: the last bytes
+                    // of the spool are fought over, header bytes included.
+                    let n = 1 + rng.below(3);
+                    let body = padded_batch(req, n, rng.below(60) as usize);
+                    let status = try_http_post(
+                        &client,
+                        &format!("{}/write", proxy.url()),
+                        &[("db", db)],
+                        body.as_bytes(),
+                    )
+                    .map(|r| r.status)
+                    .unwrap_or(0);
+                    outcomes.lock().unwrap().push((req, n, status));
+                }
+            });
+        }
+    });
+    outcomes.into_inner().unwrap()
+}
+
+#[test]
+fn concurrent_writes_answered_503_leave_no_point_in_any_circle() {
+    let db = "admission";
+    let mut down = Influxd::start();
+    let live = Influxd::start();
+    for d in [&down, &live] {
+        d.create_db(db);
+    }
+    // Circle 1's only backend is down: its spool fills to spool_max_size
+    // while circle 2 takes everything and delivers as it goes.
+    let mut config = config_for_urls(&[vec![down.url()], vec![live.url()]]);
+    config["spool_max_size"] = json!(60_000);
+    config["worker_threads"] = json!(8);
+    config["flush_size"] = json!(10);
+    let proxy = Proxy::start(config);
+    down.stop();
+    // A few rounds, each filling circle 1's spool then draining it: each
+    // fill is a new fight over its last bytes.
+    let mut outcomes = Vec::new();
+    for round in 0..3 {
+        outcomes.extend(concurrent_small_writes(&proxy, db, round * 10_000));
+        down.restart();
+        wait_drained(&proxy, DRAIN, "after the circle 1 backend came back");
+        down.stop();
+    }
+    let pick = |want: fn(u16) -> bool| -> Requests {
+        outcomes
+            .iter()
+            .filter(|o| want(o.2))
+            .map(|o| (o.0, o.1))
+            .collect()
+    };
+    let (acked, refused) = (pick(|s| s == 204), pick(|s| s == 503));
+    let other: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.2 != 204 && o.2 != 503)
+        .collect();
+    eprintln!(
+        "{} requests: {} answered 204, {} answered 503",
+        outcomes.len(),
+        acked.len(),
+        refused.len()
+    );
+    assert!(other.is_empty(), "statuses other than 204/503: {other:?}");
+    assert!(
+        !acked.is_empty() && !refused.is_empty(),
+        "the spool never filled (or never took a write): tune the sizes"
+    );
+    down.restart();
+    let (want, bad) = (padded_times(&acked), padded_times(&refused));
+    for (c, d) in [&down, &live].into_iter().enumerate() {
+        let got = stored_times(d, db, "m");
+        let missing: BTreeSet<i64> = want.difference(&got).copied().collect();
+        let leaked: BTreeSet<i64> = got.intersection(&bad).copied().collect();
+        let half_stored: BTreeSet<i64> = leaked.iter().map(|t| (t - BASE_TS) / 1000).collect();
+        assert!(
+            leaked.is_empty(),
+            "circle {} holds {} points of {} requests answered 503 (e.g. requests {:?}): a 503 must mean nothing was written",
+            c + 1,
+            leaked.len(),
+            half_stored.len(),
+            some(&half_stored)
+        );
+        assert!(
+            missing.is_empty(),
+            "circle {} lacks {} acknowledged points (e.g. {:?})",
+            c + 1,
+            missing.len(),
+            some(&missing)
+        );
+    }
+}
+
+#[test]
+fn a_second_proxy_on_the_same_data_dir_refuses_to_start_naming_the_first() {
+    let mut first = Proxy::start(config_for_urls(&[vec![refused_url()]]));
+    let pid = first.pid().expect("first proxy pid");
+    let tmp = TempDir::new("second");
+    let mut config = config_for_urls(&[vec![refused_url()]]);
+    config["listen_addr"] = json!(format!("127.0.0.1:{}", free_port()));
+    config["data_dir"] = json!(first.data_dir().display().to_string());
+    config["tlog_dir"] = json!(tmp.path().join("tlog").display().to_string());
+    let config_path = tmp.path().join("proxy.json");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap())
+        .expect("write config");
+    let args = ["-config", &config_path.display().to_string()];
+    let (code, out) = run_proxy_binary(&args, tmp.path(), Duration::from_secs(15));
+    let code = code.unwrap_or_else(|| {
+        panic!("a second proxy on the data_dir of a running one kept running; output:\n{out}")
+    });
+    assert_ne!(code, 0, "second proxy exited 0; output:\n{out}");
+    assert!(
+        out.contains(&format!("pid {pid}")) && out.contains("data_dir"),
+        "the refusal should name `data_dir` and the first proxy's pid {pid}; output:\n{out}"
+    );
+    first.assert_running();
+    // Killed without a chance to clean up: the kernel released the lock.
+    first.kill9();
+    config.as_object_mut().unwrap().remove("listen_addr");
+    let mut second = Proxy::start(config);
+    second.assert_running();
+}

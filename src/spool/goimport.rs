@@ -6,6 +6,9 @@
 //! gzip(lines)`) and `<backend name>.rec` (the i64 big-endian offset up to
 //! which records were delivered; empty means 0). Records from that offset
 //! are appended to our spool, then both files are renamed `*.imported`.
+//! When the spool has no room (`spool_max_size`, a full disk), the import
+//! stops there: the offset reached goes into `.rec` and the next start
+//! imports the rest.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 use super::record::Kind;
-use super::Appender;
+use super::{AppendError, Appender};
 use crate::log;
 use crate::url;
 
@@ -74,12 +77,32 @@ pub fn import(data_dir: &Path, backend: &str, appender: &mut Appender) -> io::Re
             done.skipped += 1;
             break;
         };
+        let at = pos;
         pos += 4 + len;
         match decode_go_record(body, &mut lines) {
             Some((db, rp, points)) => {
-                appender
-                    .append(Kind::Write, points, &db, &rp, &lines)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
+                let appended = appender
+                    .shared()
+                    .reserve_record(&db, &rp, lines.len())
+                    .and_then(|room| appender.append(room, Kind::Write, points, &db, &rp, &lines));
+                match appended {
+                    Ok(()) => {}
+                    Err(e @ (AppendError::Full | AppendError::NoRoom(_))) => {
+                        // No room now (a full disk must not stop the proxy
+                        // from starting): keep the rest for the next start.
+                        appender.sync()?;
+                        appender.publish();
+                        log!(
+                            "{}: import stopped at offset {at} ({e}); the rest is imported at the next start",
+                            dat.display()
+                        );
+                        if let Err(e) = std::fs::write(&rec, (at as i64).to_be_bytes()) {
+                            log!("cannot write {}: {e}; the next start imports the records before offset {at} again", rec.display());
+                        }
+                        return Ok(done);
+                    }
+                    Err(AppendError::Io(e)) => return Err(e),
+                }
                 done.records += 1;
                 done.points += u64::from(points);
             }
@@ -145,12 +168,17 @@ mod tests {
         rec
     }
 
-    #[test]
-    fn go_queue_is_imported_from_its_committed_offset() {
-        let dir =
-            std::env::temp_dir().join(format!("influx-proxy-goimport-{}", std::process::id()));
+    /// An empty folder of its own under the temp dir.
+    fn fresh_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("influx-proxy-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn go_queue_is_imported_from_its_committed_offset() {
+        let dir = fresh_dir("goimport");
         let first = go_record("db", "", "old v=1 1\n");
         let mut dat = first.clone();
         dat.extend(go_record("my db", "rp", "a v=1 1\nb v=2 2"));
@@ -180,6 +208,34 @@ mod tests {
         // Nothing left to import a second time.
         assert_eq!(import(&dir, "b1", &mut a).unwrap(), Imported::default());
         assert!(go_paths(&dir, "../x").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_import_without_room_stops_and_the_next_start_takes_the_rest() {
+        let dir = fresh_dir("goimport-full");
+        let mut dat = go_record("db", "", "a v=1 1\n");
+        dat.extend(go_record("db", "", "b v=2 2\n"));
+        std::fs::write(dir.join("b1.dat"), &dat).unwrap();
+        let mut cfg = SpoolConfig {
+            dir: dir.join("b1"),
+            segment_size: 1 << 20,
+            max_size: crate::spool::record::encoded_len("db", "", 8) as u64,
+            sync: SyncMode::None,
+        };
+        {
+            let (mut a, _r) = open(&cfg).unwrap();
+            assert_eq!(import(&dir, "b1", &mut a).unwrap().records, 1);
+            a.close();
+        }
+        assert!(dir.join("b1.dat").exists() && dir.join("b1.rec").exists());
+        cfg.max_size = 1 << 20;
+        let (mut a, mut r) = open(&cfg).unwrap();
+        assert_eq!(import(&dir, "b1", &mut a).unwrap().records, 1);
+        let first = r.next(r.cursor()).unwrap().unwrap().end;
+        let second = r.next(first).unwrap().unwrap();
+        assert_eq!(second.record.payload, b"b v=2 2\n");
+        assert!(dir.join("b1.dat.imported").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -20,8 +20,14 @@
 //! - Pages already written are dropped from the mapping (`MADV_DONTNEED`)
 //!   every `RELEASE_CHUNK` bytes, so the proxy's resident memory does not
 //!   grow with the spool (the data stays in the page cache and on disk).
+//! - Nothing is written through the mapping without a disk block reserved
+//!   behind it (`fallocate`, see [`segment::reserve_blocks`]), and nothing
+//!   is appended without a [`Reservation`] taken first: a request is
+//!   admitted on every backend it touches, or on none, before any append,
+//!   and an admitted append cannot fail for lack of room.
 
 pub mod goimport;
+pub mod lock;
 pub mod record;
 pub mod segment;
 
@@ -29,7 +35,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -84,8 +90,19 @@ pub struct SpoolStats {
     pub oldest_ms: AtomicU64,
     /// Records skipped because they were damaged.
     pub corrupt_records: AtomicU64,
-    /// Writes refused because the spool was full.
+    /// Writes refused because the spool was full (`spool_max_size` or no
+    /// space left on the disk).
     pub full_refusals: AtomicU64,
+}
+
+/// Disk blocks reserved ahead of the writer, shared with the workers that
+/// reserve room (they grow it) and the writer (it rolls into it).
+struct Blocks {
+    /// Sequence number of the next segment to create.
+    next_seq: u64,
+    /// The segment the writer rolls into next, created and reserved ahead:
+    /// its number, file and length.
+    spare: Option<(u64, File, u64)>,
 }
 
 struct State {
@@ -104,7 +121,72 @@ pub struct Shared {
     wake_tx: crossbeam_channel::Sender<()>,
     wake_rx: crossbeam_channel::Receiver<()>,
     pub stats: SpoolStats,
-    max_size: u64,
+    /// Bytes still admissible under `spool_max_size`: the limit, minus the
+    /// bytes waiting, minus the reservations not yet appended.
+    quota: AtomicI64,
+    /// Bytes admissible on disk blocks already reserved ahead of the writer
+    /// (the rest of its segment and the spare), minus what reservations
+    /// hold: see [`Reservation`].
+    disk: AtomicI64,
+    blocks: Mutex<Blocks>,
+    dir: PathBuf,
+    segment_size: u64,
+}
+
+/// Takes `n` from `room` if it holds that much (a compare-and-swap loop,
+/// so concurrent takers never overdraw it).
+fn take(room: &AtomicI64, n: i64) -> bool {
+    room.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        (v >= n).then_some(v - n)
+    })
+    .is_ok()
+}
+
+/// Room held for one record on one spool, taken before the record is
+/// handed to the writer: `bytes` under `spool_max_size` and twice that on
+/// reserved disk blocks. Appending it spends it ([`Appender::append`]);
+/// dropping it unspent gives it back, so a request refused on one backend
+/// releases what it took on the others.
+///
+/// Why twice on disk: a record is never split across segments, so when it
+/// does not fit the rest of the writer's segment, that rest (smaller than
+/// the record) is left unused and the record goes to the spare. Counting
+/// each record twice covers that loss whatever the order the writer
+/// appends the reserved records in: reserved records always fit the
+/// reserved blocks. The writer gives back what a record did not use.
+pub struct Reservation {
+    shared: Arc<Shared>,
+    bytes: u64,
+    disk: u64,
+}
+
+impl Reservation {
+    /// Bytes reserved for the record.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The record took `used` bytes and left `wasted` bytes of a segment
+    /// unused; what is left of the reservation goes back.
+    fn spend(mut self, used: u64, wasted: u64) {
+        self.bytes = self.bytes.saturating_sub(used);
+        self.disk = self.disk.saturating_sub(used + wasted);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.shared
+                .quota
+                .fetch_add(self.bytes as i64, Ordering::AcqRel);
+        }
+        if self.disk > 0 {
+            self.shared
+                .disk
+                .fetch_add(self.disk as i64, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Shared {
@@ -114,9 +196,106 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `bytes` more fit under `spool_max_size`.
-    pub fn has_room(&self, bytes: u64) -> bool {
-        self.stats.waiting_bytes.load(Ordering::Relaxed) + bytes <= self.max_size
+    fn lock_blocks(&self) -> MutexGuard<'_, Blocks> {
+        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves room for a record of `bytes` (its [`record::encoded_len`]):
+    /// under `spool_max_size`, then on disk, reserving more blocks when the
+    /// ones ahead do not suffice. Refusals are counted in `full_refusals`.
+    pub fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, AppendError> {
+        let refused = |e| {
+            self.stats.full_refusals.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        };
+        let Ok(signed) = i64::try_from(bytes) else {
+            return refused(AppendError::Full);
+        };
+        if !take(&self.quota, signed) {
+            return refused(AppendError::Full);
+        }
+        // From here the reservation exists: an early return releases it.
+        let mut held = Reservation {
+            shared: Arc::clone(self),
+            bytes,
+            disk: 0,
+        };
+        let disk = signed.saturating_mul(2);
+        if !take(&self.disk, disk) {
+            if let Err(e) = self.grow(disk) {
+                return refused(e);
+            }
+        }
+        held.disk = disk as u64;
+        Ok(held)
+    }
+
+    /// [`Shared::reserve`] for the record these parts encode to.
+    pub fn reserve_record(
+        self: &Arc<Self>,
+        db: &str,
+        rp: &str,
+        payload_len: usize,
+    ) -> Result<Reservation, AppendError> {
+        self.reserve(record::encoded_len(db, rp, payload_len) as u64)
+    }
+
+    /// Reserves disk blocks until `need` bytes can be taken from the disk
+    /// room, and takes them. Workers call it when the blocks ahead run
+    /// short; one at a time (the lock is off the hot path).
+    fn grow(&self, need: i64) -> Result<(), AppendError> {
+        let mut blocks = self.lock_blocks();
+        // Each pass adds at least what was missing; another worker may take
+        // it first, so a few passes.
+        for _ in 0..4 {
+            if take(&self.disk, need) {
+                return Ok(());
+            }
+            let missing = (need - self.disk.load(Ordering::Acquire)).max(1) as u64;
+            // A whole segment when the disk has room for it; else half of
+            // what is left (other spools share the disk), at least what is
+            // missing. statvfs is only a hint: fallocate decides.
+            let free = segment::free_bytes(&self.dir).unwrap_or(u64::MAX);
+            let size = if self.segment_size <= free {
+                self.segment_size.max(missing)
+            } else if missing <= free {
+                (free / 2).max(missing)
+            } else {
+                return Err(AppendError::NoRoom(self.no_room("no space left on device")));
+            };
+            let added = match self.add_blocks(&mut blocks, size) {
+                // A quota, or a file system that counts differently.
+                Err(AppendError::NoRoom(_)) if size > missing => {
+                    self.add_blocks(&mut blocks, missing)?
+                }
+                other => other?,
+            };
+            self.disk.fetch_add(added as i64, Ordering::AcqRel);
+        }
+        Err(AppendError::NoRoom(self.no_room("no space left on device")))
+    }
+
+    /// Reserves `size` more bytes of blocks in the spare segment (created
+    /// when there is none); returns `size`.
+    fn add_blocks(&self, blocks: &mut Blocks, size: u64) -> Result<u64, AppendError> {
+        let result = match &mut blocks.spare {
+            Some((_, file, len)) => segment::extend(file, *len, size).map(|()| *len += size),
+            None => segment::create(&self.dir, blocks.next_seq, size).map(|file| {
+                blocks.spare = Some((blocks.next_seq, file, size));
+                blocks.next_seq += 1;
+            }),
+        };
+        match result {
+            Ok(()) => Ok(size),
+            Err(e) => Err(match segment::no_room_cause(&e) {
+                Some(cause) => AppendError::NoRoom(self.no_room(cause)),
+                None => AppendError::Io(e),
+            }),
+        }
+    }
+
+    fn no_room(&self, cause: &str) -> String {
+        format!("{cause} ({})", self.dir.display())
     }
 
     /// The head (end of the last appended record).
@@ -172,6 +351,16 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
     for &seq in seqs.iter().filter(|&&s| s < cursor.seg) {
         segment::remove(&cfg.dir, seq)?;
     }
+    // Segments reserved ahead and never written (a spare, or the tail of a
+    // proxy stopped before its first append) hold disk blocks for nothing.
+    let mut seqs: Vec<u64> = seqs.into_iter().filter(|&s| s >= cursor.seg).collect();
+    while let Some(&last) = seqs.last() {
+        if !segment::is_unwritten(&cfg.dir, last)? {
+            break;
+        }
+        segment::remove(&cfg.dir, last)?;
+        seqs.pop();
+    }
     let next_seq = seqs.last().map_or(cursor.seg, |&s| s + 1).max(cursor.seg);
     let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
     let shared = Arc::new(Shared {
@@ -187,7 +376,14 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
         wake_tx,
         wake_rx,
         stats: SpoolStats::default(),
-        max_size: cfg.max_size,
+        quota: AtomicI64::new(0),
+        disk: AtomicI64::new(0),
+        blocks: Mutex::new(Blocks {
+            next_seq,
+            spare: None,
+        }),
+        dir: cfg.dir.clone(),
+        segment_size: cfg.segment_size.max(1),
     });
     let mut reader = Reader {
         shared: Arc::clone(&shared),
@@ -203,6 +399,11 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
         damage_seen: Pos::default(),
     };
     reader.count_waiting()?;
+    let waiting = shared.stats.waiting_bytes.load(Ordering::Relaxed);
+    let limit = cfg.max_size.min(i64::MAX as u64 / 4);
+    shared
+        .quota
+        .store(limit.saturating_sub(waiting) as i64, Ordering::Release);
     let appender = Appender::new(cfg, shared, next_seq)?;
     Ok((appender, reader))
 }
@@ -232,12 +433,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Why an append failed.
+/// Why room could not be reserved, or an append failed.
 #[derive(Debug)]
 pub enum AppendError {
     /// `spool_max_size` reached.
     Full,
-    /// The disk refused (no space, no permission, ...).
+    /// The file system has no block left: the cause and the spool's folder.
+    NoRoom(String),
+    /// The disk refused otherwise (no permission, I/O error, ...).
     Io(io::Error),
 }
 
@@ -245,6 +448,7 @@ impl std::fmt::Display for AppendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AppendError::Full => f.write_str("spool is full (spool_max_size)"),
+            AppendError::NoRoom(cause) => write!(f, "spool is full: {cause}"),
             AppendError::Io(e) => write!(f, "spool write failed: {e}"),
         }
     }
@@ -289,15 +493,17 @@ impl Appender {
         })
     }
 
-    /// The state both halves share (for `has_room` and counters).
+    /// The state both halves share (for reservations and counters).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
-    /// Appends one record; the caller acknowledges after this returns (and
-    /// after [`Appender::sync_if_needed`] under `spool_sync=always`).
+    /// Appends one record in the room reserved for it (at least its
+    /// [`record::encoded_len`]); the caller acknowledges after this returns
+    /// (and after [`Appender::sync_if_needed`] under `spool_sync=always`).
     pub fn append(
         &mut self,
+        room: Reservation,
         kind: Kind,
         points: u32,
         db: &str,
@@ -311,17 +517,19 @@ impl Appender {
                 "record too large for the spool",
             )));
         }
-        if !self.shared.has_room(n as u64) {
-            self.shared
-                .stats
-                .full_refusals
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(AppendError::Full);
+        if room.bytes() < n as u64 || !Arc::ptr_eq(&room.shared, &self.shared) {
+            return Err(AppendError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "record larger than the room reserved for it",
+            )));
         }
         let fits = self.map.as_ref().is_some_and(|m| self.pos + n <= m.len());
+        let mut wasted = 0;
         if !fits {
-            self.roll(n).map_err(AppendError::Io)?;
+            wasted = self.map.as_ref().map_or(0, |m| m.len() - self.pos);
+            self.roll(n)?;
         }
+        room.spend(n as u64, wasted as u64);
         self.populate_ahead(n);
         let at = now_ms();
         let Some(map) = self.map.as_mut() else {
@@ -386,18 +594,40 @@ impl Appender {
         Ok(())
     }
 
-    /// Closes the current segment and maps a new one of at least `need` bytes.
-    fn roll(&mut self, need: usize) -> io::Result<()> {
+    /// Closes the current segment and maps the spare, which must hold at
+    /// least `need` bytes. Reserved records always fit the spare; should one
+    /// not, the spare is extended first (or created if there is none).
+    fn roll(&mut self, need: usize) -> Result<(), AppendError> {
         if self.map.is_some() {
             // The rest of the old segment stays zero: the reader's end mark.
-            self.sync()?;
+            self.sync().map_err(AppendError::Io)?;
         }
-        let size = self.segment_size.max(need as u64);
-        let seq = self.seq + 1;
-        let file = segment::create(&self.dir, seq, size)?;
-        // SAFETY: the file was just created by us and is only ever written
-        // through this mapping; readers use pread on the same page cache.
-        let map = unsafe { MmapOptions::new().len(size as usize).map_mut(&file)? };
+        let mut blocks = self.shared.lock_blocks();
+        let short = match &blocks.spare {
+            Some((_, _, len)) => (need as u64).saturating_sub(*len),
+            None => (need as u64).max(self.segment_size),
+        };
+        if short > 0 {
+            self.shared.add_blocks(&mut blocks, short)?;
+        }
+        let Some((seq, file, size)) = blocks.spare.take() else {
+            return Err(AppendError::Io(io::Error::other("no spare segment")));
+        };
+        // SAFETY: the file was created by us, its blocks are reserved, and
+        // it is only ever written through this mapping; readers use pread
+        // on the same page cache.
+        let mapped = usize::try_from(size)
+            .map_err(|_| io::Error::other("segment too large to map"))
+            .and_then(|len| unsafe { MmapOptions::new().len(len).map_mut(&file) });
+        let map = match mapped {
+            Ok(map) => map,
+            Err(e) => {
+                // Its blocks stay counted as room: keep it for the next try.
+                blocks.spare = Some((seq, file, size));
+                return Err(AppendError::Io(e));
+            }
+        };
+        drop(blocks);
         self.map = Some(map);
         self.file = Some(file);
         self.seq = seq;
@@ -582,6 +812,10 @@ impl Reader {
             };
             if have_from == usize::MAX || have_from + want > self.buf_len {
                 let got = self.fill(at, want.max(READ_AHEAD), limit)?;
+                if got == 0 && self.open.as_ref().is_some_and(|(s, _)| *s == at.seg) {
+                    // The segment's file ends here: filled to the last byte.
+                    return Ok(Step::NextSegment);
+                }
                 if got < want {
                     // The segment ends (or was cut) before the record does.
                     return Ok(self.damaged(at, got, true));
@@ -713,6 +947,9 @@ impl Reader {
                 Some(v.saturating_sub(bytes))
             });
         stats.oldest_ms.store(next_oldest_ms, Ordering::Relaxed);
+        if let Ok(freed) = i64::try_from(bytes) {
+            self.shared.quota.fetch_add(freed, Ordering::AcqRel);
+        }
         let old = self.cursor;
         self.cursor = to;
         self.shared.lock().delivered = to;
@@ -722,7 +959,10 @@ impl Reader {
         b[8..16].copy_from_slice(&to.off.to_le_bytes());
         let crc = crc32fast::hash(&b[..16]);
         b[16..].copy_from_slice(&crc.to_le_bytes());
-        self.cursor_file.write_all_at(&b, 0)?;
+        // On a full disk the cursor file may not take the write: the
+        // delivered segments are deleted all the same (that frees the disk;
+        // a restart then starts at the oldest segment left).
+        let written = self.cursor_file.write_all_at(&b, 0);
         self.cursor_dirty = true;
         for seq in old.seg..to.seg {
             if self.open.as_ref().is_some_and(|(s, _)| *s == seq) {
@@ -730,7 +970,7 @@ impl Reader {
             }
             segment::remove(&self.dir, seq)?;
         }
-        Ok(())
+        written
     }
 
     /// fsyncs the cursor file if it changed.
@@ -810,6 +1050,12 @@ mod tests {
         }
     }
 
+    /// Reserves and appends a one-point write record of db `db`.
+    fn put(a: &mut Appender, payload: &[u8]) {
+        let room = a.shared().reserve_record("db", "", payload.len()).unwrap();
+        a.append(room, Kind::Write, 1, "db", "", payload).unwrap();
+    }
+
     fn drain(r: &mut Reader) -> Vec<(String, u32)> {
         let mut out = Vec::new();
         let mut at = r.cursor();
@@ -836,21 +1082,14 @@ mod tests {
             let (mut a, mut r) = open(&cfg(&dir, 256)).unwrap();
             for i in 0..20u32 {
                 let line = format!("m v={i} {i}\n");
-                a.append(Kind::Write, 1, "db", "", line.as_bytes()).unwrap();
+                put(&mut a, line.as_bytes());
             }
             a.publish();
             let got = drain(&mut r);
             assert_eq!(got.len(), 20);
             assert_eq!(got[7].0, "m v=7 7\n");
             for i in 20..25u32 {
-                a.append(
-                    Kind::Write,
-                    1,
-                    "db",
-                    "",
-                    format!("m v={i} {i}\n").as_bytes(),
-                )
-                .unwrap();
+                put(&mut a, format!("m v={i} {i}\n").as_bytes());
             }
             a.publish();
             a.close();
@@ -881,14 +1120,7 @@ mod tests {
         {
             let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
             for i in 0..10u32 {
-                a.append(
-                    Kind::Write,
-                    1,
-                    "db",
-                    "",
-                    format!("m v={i} {i}\n").as_bytes(),
-                )
-                .unwrap();
+                put(&mut a, format!("m v={i} {i}\n").as_bytes());
             }
             a.close();
         }
@@ -913,14 +1145,7 @@ mod tests {
         {
             let (mut a, _r) = open(&cfg(&dir, 1 << 20)).unwrap();
             for i in 0..10u32 {
-                a.append(
-                    Kind::Write,
-                    1,
-                    "db",
-                    "",
-                    format!("m v={i} {i}\n").as_bytes(),
-                )
-                .unwrap();
+                put(&mut a, format!("m v={i} {i}\n").as_bytes());
             }
             a.close();
         }
@@ -936,17 +1161,89 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A fresh spool limited to `max_size` bytes, and its shared state.
+    fn limited(name: &str, max_size: u64) -> (PathBuf, Appender, Reader, Arc<Shared>) {
+        let dir = tmp(name);
+        let mut c = cfg(&dir, 4096);
+        c.max_size = max_size;
+        let (a, r) = open(&c).unwrap();
+        let shared = Arc::clone(a.shared());
+        (dir, a, r, shared)
+    }
+
     #[test]
-    fn full_spool_refuses() {
-        let dir = tmp("full");
-        let mut c = cfg(&dir, 1 << 20);
-        c.max_size = 100;
-        let (mut a, _r) = open(&c).unwrap();
-        a.append(Kind::Write, 1, "db", "", &[b'x'; 40]).unwrap();
-        assert!(matches!(
-            a.append(Kind::Write, 1, "db", "", &[b'x'; 40]),
-            Err(AppendError::Full)
-        ));
+    fn reservations_count_against_the_limit_and_dropping_one_gives_it_back() {
+        let (dir, mut a, _r, shared) = limited("reserve", 1000);
+        let first = shared.reserve(600).unwrap();
+        // Held but not appended: it counts.
+        assert!(matches!(shared.reserve(600), Err(AppendError::Full)));
+        drop(first);
+        let again = shared.reserve(600).unwrap();
+        let payload = vec![b'x'; 600 - record::encoded_len("db", "", 0)];
+        a.append(again, Kind::Write, 1, "db", "", &payload).unwrap();
+        // Appended: it counts as waiting now, until delivered.
+        assert!(matches!(shared.reserve(600), Err(AppendError::Full)));
+        assert_eq!(shared.stats.full_refusals.load(Ordering::Relaxed), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_exceed_the_limit() {
+        let (dir, _a, _r, shared) = limited("race", 10_000);
+        let held = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        if let Ok(r) = shared.reserve(300) {
+                            held.lock().unwrap().push(r);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(held.lock().unwrap().len(), 10_000 / 300);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reserved_records_fit_whatever_the_order_they_are_appended_in() {
+        let dir = tmp("fit");
+        let (mut a, mut r) = open(&cfg(&dir, 1000)).unwrap();
+        let shared = Arc::clone(a.shared());
+        let mut rooms = Vec::new();
+        for i in 0..40usize {
+            let payload = vec![b'a' + (i % 26) as u8; 50 + (i * 37) % 700];
+            let n = record::encoded_len("db", "", payload.len()) as u64;
+            rooms.push((shared.reserve(n).unwrap(), payload));
+        }
+        // Appended in another order than reserved: every one still fits
+        // the blocks reserved ahead, and none is ever short of room.
+        rooms.reverse();
+        for (room, payload) in rooms {
+            a.append(room, Kind::Write, 1, "db", "", &payload).unwrap();
+            assert!(shared.disk.load(Ordering::Relaxed) >= 0);
+        }
+        a.publish();
+        assert_eq!(drain(&mut r).len(), 40);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_spare_segment_never_written_is_removed_at_restart() {
+        let dir = tmp("spare");
+        {
+            let (mut a, _r) = open(&cfg(&dir, 4096)).unwrap();
+            put(&mut a, b"m v=1 1\n");
+            // Reserved ahead, never appended: the spare exists on disk.
+            let room = a.shared().reserve(3000).unwrap();
+            assert_eq!(segment::list_segments(&dir).unwrap().len(), 2);
+            drop(room);
+            a.close();
+        }
+        let (_a, mut r) = open(&cfg(&dir, 4096)).unwrap();
+        assert_eq!(segment::list_segments(&dir).unwrap().len(), 1);
+        assert_eq!(drain(&mut r).len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

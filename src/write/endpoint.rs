@@ -8,9 +8,11 @@
 //! `partial write: ... dropped=0` when some are (the valid ones are written).
 //!
 //! Nothing is answered before every batch is in the spool of its backend:
-//! the worker hands the batches to the writers and waits for their acks. If
-//! a spool is full, nothing is handed over at all and the client gets 503
-//! naming the backend.
+//! the worker hands the batches to the writers and waits for their acks.
+//! First it reserves the room of every batch in its backend's spool; if one
+//! spool is full (`spool_max_size`, or no space left on its disk), the
+//! reservations already taken are dropped, nothing is handed over at all,
+//! and the client gets 503 naming the backend and the cause.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::config::Config;
 use crate::log;
 use crate::server::error::ApiError;
 use crate::server::http::{Request, Response};
+use crate::spool::Reservation;
 use crate::writer::{Ack, AckError, Writers};
 
 /// Why a write was refused.
@@ -89,6 +92,8 @@ pub struct WriteScratch {
     ack_tx: crossbeam_channel::Sender<Ack>,
     ack_rx: crossbeam_channel::Receiver<Ack>,
     tag: u64,
+    /// The room reserved for each batch of the current request, in order.
+    rooms: Vec<Reservation>,
 }
 
 impl WriteScratch {
@@ -101,6 +106,7 @@ impl WriteScratch {
             ack_tx,
             ack_rx,
             tag: 0,
+            rooms: Vec::new(),
         }
     }
 }
@@ -152,6 +158,7 @@ impl WriteService {
             ack_tx,
             ack_rx,
             tag,
+            rooms,
         } = scratch;
         let body = self.read_body(body, unzipped, req, gzipped)?;
         if self.tracing {
@@ -165,20 +172,24 @@ impl WriteService {
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0);
         let routed = batcher.route(&db, &rp, precision, now, body);
-        // Refuse before handing anything over, so a 503 leaves no circle
-        // with points the others lack.
+        // Reserve on every backend before handing anything over, so a 503
+        // leaves no circle with points the others lack; a refusal drops the
+        // reservations already taken.
+        rooms.clear();
         for (id, batch) in &routed.batches {
-            if !self.writers.has_room(*id, batch.lines.len()) {
-                return Err(WriteError::Unavailable(AckError::Full {
-                    backend: self.cluster.backends[*id].name.clone(),
-                }));
+            match self.writers.reserve(*id, batch) {
+                Ok(room) => rooms.push(room),
+                Err(e) => {
+                    rooms.clear();
+                    return Err(WriteError::Unavailable(e));
+                }
             }
         }
         *tag += 1;
         let expected = routed.batches.len();
-        for (id, batch) in routed.batches {
+        for ((id, batch), room) in routed.batches.into_iter().zip(rooms.drain(..)) {
             self.writers
-                .submit(id, batch, *tag, ack_tx)
+                .submit(id, batch, room, *tag, ack_tx)
                 .map_err(WriteError::Unavailable)?;
         }
         wait_for_acks(ack_rx, *tag, expected, batcher)?;

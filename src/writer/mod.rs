@@ -18,6 +18,12 @@
 //!
 //! A slow or dead backend therefore only grows its own spool, on disk and up
 //! to `spool_max_size`; workers and other backends never wait for it.
+//!
+//! Admission: a worker reserves the room of every batch of a request
+//! ([`Writers::reserve`]) before it submits any of them; a refusal on one
+//! backend drops the reservations taken on the others, so a 503 means that
+//! nothing of the request was written. A submission carries its reservation
+//! and the writer spends it on append.
 
 pub mod group;
 pub mod post;
@@ -35,7 +41,7 @@ use crate::cluster::{Backend, Cluster};
 use crate::config::Config;
 use crate::log;
 use crate::spool::record::Kind;
-use crate::spool::{self, Appender, Shared, SpoolConfig, SyncMode};
+use crate::spool::{self, Appender, Reservation, Shared, SpoolConfig, SyncMode};
 use crate::write::batch::Batch;
 
 /// Submissions a writer may have queued before workers wait.
@@ -48,10 +54,28 @@ const GROUP_COMMIT: usize = 256;
 pub enum AckError {
     /// The backend's spool reached `spool_max_size`.
     Full { backend: String },
+    /// The file system under the backend's spool has no room left: the
+    /// cause and the spool's folder.
+    NoRoom { backend: String, cause: String },
     /// The disk refused the append or the sync.
     Disk { backend: String, message: String },
     /// The proxy is stopping.
     Stopped,
+}
+
+impl AckError {
+    /// The answer to a spool's refusal, naming the backend.
+    fn of_spool(backend: &str, e: spool::AppendError) -> AckError {
+        let backend = backend.to_string();
+        match e {
+            spool::AppendError::Full => AckError::Full { backend },
+            spool::AppendError::NoRoom(cause) => AckError::NoRoom { backend, cause },
+            spool::AppendError::Io(e) => AckError::Disk {
+                backend,
+                message: e.to_string(),
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for AckError {
@@ -60,6 +84,10 @@ impl std::fmt::Display for AckError {
             AckError::Full { backend } => write!(
                 f,
                 "spool of backend {backend} is full (spool_max_size); the backend is down or slow, nothing was written"
+            ),
+            AckError::NoRoom { backend, cause } => write!(
+                f,
+                "spool of backend {backend} is full: {cause}; nothing was written, writes are taken again once the spooled points are delivered or space is freed"
             ),
             AckError::Disk { backend, message } => {
                 write!(f, "spool of backend {backend} cannot be written: {message}")
@@ -84,6 +112,8 @@ pub struct Ack {
 /// A batch for one backend and where to answer.
 pub struct Submission {
     pub batch: Batch,
+    /// The room reserved for the batch's record ([`Writers::reserve`]).
+    pub room: Reservation,
     /// Echoed in the ack, so a worker can ignore answers to an older request.
     pub tag: u64,
     pub ack: Tx<Ack>,
@@ -123,6 +153,8 @@ impl WriterSettings {
 /// Handle on every backend's writer.
 pub struct Writers {
     inputs: Vec<Tx<Submission>>,
+    /// Backend names, for the errors of [`Writers::reserve`].
+    names: Vec<String>,
     spools: Vec<Arc<Shared>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -138,6 +170,7 @@ impl Writers {
     ) -> Result<Writers, String> {
         let mut w = Writers {
             inputs: Vec::new(),
+            names: Vec::new(),
             spools: Vec::new(),
             threads: Vec::new(),
         };
@@ -175,28 +208,34 @@ impl Writers {
                     .map_err(|e| format!("cannot start a sender thread: {e}"))?,
             );
             w.inputs.push(tx);
+            w.names.push(backend.name.clone());
         }
         Ok(w)
     }
 
-    /// Whether backend `id`'s spool can take `bytes` more; counts a refusal.
-    pub fn has_room(&self, id: usize, bytes: usize) -> bool {
-        let Some(spool) = self.spools.get(id) else {
-            return false;
-        };
-        let room = spool.has_room(bytes as u64);
-        if !room {
-            spool.stats.full_refusals.fetch_add(1, Ordering::Relaxed);
-        }
-        room
+    /// Reserves room in backend `id`'s spool for `batch` as one record
+    /// (header included); dropping the reservation gives it back.
+    pub fn reserve(&self, id: usize, batch: &Batch) -> Result<Reservation, AckError> {
+        let spool = self.spools.get(id).ok_or(AckError::Stopped)?;
+        spool
+            .reserve_record(&batch.db, &batch.rp, batch.lines.len())
+            .map_err(|e| AckError::of_spool(self.names.get(id).map_or("", |n| n), e))
     }
 
-    /// Hands a batch to the writer of backend `id`; the answer comes on
-    /// `ack` with `tag`.
-    pub fn submit(&self, id: usize, batch: Batch, tag: u64, ack: &Tx<Ack>) -> Result<(), AckError> {
+    /// Hands a batch and the room reserved for it to the writer of backend
+    /// `id`; the answer comes on `ack` with `tag`.
+    pub fn submit(
+        &self,
+        id: usize,
+        batch: Batch,
+        room: Reservation,
+        tag: u64,
+        ack: &Tx<Ack>,
+    ) -> Result<(), AckError> {
         let input = self.inputs.get(id).ok_or(AckError::Stopped)?;
         let sub = Submission {
             batch,
+            room,
             tag,
             ack: ack.clone(),
         };
@@ -219,7 +258,8 @@ impl Writers {
             points: 0,
             statement: true,
         };
-        self.submit(id, batch, 0, &tx)?;
+        let room = self.reserve(id, &batch)?;
+        self.submit(id, batch, room, 0, &tx)?;
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(ack) => ack.result,
             Err(_) => Err(AckError::Stopped),
@@ -268,38 +308,35 @@ fn write_loop(
         };
         let mut next = Some(first);
         while let Some(sub) = next.take() {
-            let b = &sub.batch;
+            let Submission {
+                batch: b,
+                room,
+                tag,
+                ack: ack_tx,
+            } = sub;
             let kind = if b.statement {
                 Kind::Statement
             } else {
                 Kind::Write
             };
             let result = appender
-                .append(kind, b.points, &b.db, &b.rp, &b.lines)
+                .append(room, kind, b.points, &b.db, &b.rp, &b.lines)
                 .map(|()| {
                     backend
                         .stats
                         .points_in
                         .fetch_add(u64::from(b.points), Ordering::Relaxed);
                 })
-                .map_err(|e| match e {
-                    spool::AppendError::Full => AckError::Full {
-                        backend: backend.name.clone(),
-                    },
-                    spool::AppendError::Io(e) => AckError::Disk {
-                        backend: backend.name.clone(),
-                        message: e.to_string(),
-                    },
-                });
-            let mut lines = sub.batch.lines;
+                .map_err(|e| AckError::of_spool(&backend.name, e));
+            let mut lines = b.lines;
             lines.clear();
             let ack = Ack {
-                tag: sub.tag,
+                tag,
                 backend: backend.id,
                 result,
                 lines,
             };
-            acks.push((sub.ack, ack));
+            acks.push((ack_tx, ack));
             if acks.len() < GROUP_COMMIT {
                 next = input.try_recv().ok();
             }
