@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::forward::{error_text, read_all, QueryClient, FORWARDED};
-use super::lexer::{self, Keyword};
+use super::lexer;
 use super::merge::{self, MergeKind, Part};
 use super::statement::{self, ShowKind, Source, Statement, StatementKind};
 use crate::cluster::{Backend, Cluster};
@@ -33,6 +33,7 @@ use crate::log;
 use crate::server::error::ApiError;
 use crate::server::http::{Request, Response};
 use crate::url::Params;
+use crate::writer::statement::{StatementError, StatementOutcome};
 use crate::writer::Writers;
 
 /// A passed-through answer up to this size is buffered and sent with its
@@ -431,42 +432,33 @@ impl QueryService {
     ) -> Result<serde_json::Value, String> {
         let targets = self.ddl_targets(stmt, db);
         let mut answer: Option<serde_json::Value> = None;
+        let sent = [("q", stmt.text.as_str()), ("db", db)];
         for backend in targets {
-            let live = backend.is_active()
-                && writers
-                    .spool(backend.id)
-                    .is_some_and(|sp| sp.wait_delivered(sp.head(), self.ddl_wait));
-            if live {
-                let sent = [("q", stmt.text.as_str()), ("db", db)];
+            let run = || {
                 // The client's method: InfluxDB warns about DDL sent by GET.
                 match self.client.json(&backend, post, &sent) {
-                    Ok(mut value) => {
-                        if answer.is_none() {
-                            answer = value
-                                .get_mut("results")
-                                .and_then(|r| r.as_array_mut())
-                                .and_then(|r| r.first_mut())
-                                .map(serde_json::Value::take);
-                        }
-                        continue;
-                    }
+                    Ok(value) => Ok(Some(value)),
                     // A refusal (bad statement) is the client's answer.
-                    Err(e) if backend.is_active() && !e.starts_with("backend ") => return Err(e),
-                    Err(e) => log!("backend {}: {e}; queueing the statement", backend.name),
+                    Err(e) if backend.is_active() && !e.starts_with("backend ") => Err(e),
+                    Err(e) => {
+                        log!("backend {}: {e}; queueing the statement", backend.name);
+                        Ok(None)
+                    }
                 }
+            };
+            let outcome = writers
+                .run_or_queue_statement(&backend, db, &stmt.text, self.ddl_wait, run)
+                .map_err(|e| match e {
+                    StatementError::Refused(e) => e,
+                    StatementError::NotQueued(e) => e.to_string(),
+                })?;
+            if let (StatementOutcome::Ran(mut value), None) = (outcome, &answer) {
+                answer = value
+                    .get_mut("results")
+                    .and_then(|r| r.as_array_mut())
+                    .and_then(|r| r.first_mut())
+                    .map(serde_json::Value::take);
             }
-            writers
-                .queue_statement(backend.id, db, &stmt.text)
-                .map_err(|e| e.to_string())?;
-            backend
-                .stats
-                .statements_pending
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            log!(
-                "backend {} is down or behind: queued {:?} in its spool",
-                backend.name,
-                stmt.text
-            );
         }
         let mut result = answer.unwrap_or_else(|| serde_json::json!({}));
         if let Some(obj) = result.as_object_mut() {
@@ -615,7 +607,7 @@ fn needs_db(stmt: &Statement) -> bool {
 fn merge_kind(stmt: &Statement) -> MergeKind {
     match &stmt.kind {
         StatementKind::Show(kind) => match kind {
-            ShowKind::RetentionPolicies => MergeKind::RetentionPolicies,
+            ShowKind::Databases | ShowKind::RetentionPolicies => MergeKind::CreationOrder,
             ShowKind::Stats => MergeKind::Concat,
             ShowKind::MeasurementCardinality
             | ShowKind::SeriesCardinality
@@ -627,7 +619,7 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
                 offset: stmt.offset,
             },
         },
-        _ if order_desc(stmt) => MergeKind::SeriesDesc {
+        _ if stmt.order_desc => MergeKind::SeriesDesc {
             wildcard: stmt.wildcard,
             calls: call_prefixes(stmt),
             slimit: stmt.slimit,
@@ -640,17 +632,6 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
             soffset: stmt.soffset,
         },
     }
-}
-
-/// `ORDER BY time DESC`: InfluxDB then lists the series in reverse too.
-fn order_desc(stmt: &Statement) -> bool {
-    let Ok(tokens) = lexer::tokenize(&stmt.text) else {
-        return false;
-    };
-    tokens
-        .windows(2)
-        .any(|w| w[0].is_keyword(Keyword::Order) && w[1].is_keyword(Keyword::By))
-        && tokens.iter().any(|t| t.is_keyword(Keyword::Desc))
 }
 
 /// The backend's answer headers a passed-through answer keeps: the name

@@ -209,14 +209,16 @@ fn unquote_ident(name: &str) -> String {
 pub enum MergeKind {
     /// `SELECT` answered by several backends (several measurements, a regex).
     /// Series are concatenated, tag sets completed with `""` to the union of
-    /// tag keys (`GROUP BY *`), sorted as influxd sorts them, and exact
-    /// duplicates (same name and tags, from replicas) dropped keeping the
-    /// first part's. `wildcard`: columns become the union of all series'
-    /// columns (`time` first, then sorted) with nulls where a series has no
-    /// such column. `slimit`/`soffset` are the statement's: the backends have
-    /// already applied them per measurement, as influxd does, so `soffset` is
-    /// not applied again and `slimit` only caps each measurement's series
-    /// once duplicates from replicas are gone.
+    /// tag keys (`GROUP BY *`) and sorted as influxd sorts them. Series of the
+    /// same name and tags from several parts are one series for influxd
+    /// (the same measurement name read from several databases or retention
+    /// policies, which may live on different backends): their rows are
+    /// merged in time order, the first part's first among equal times.
+    /// `wildcard`: columns become the union of all series' columns (`time`
+    /// first, then sorted) with nulls where a series has no such column.
+    /// `slimit`/`soffset` are the statement's: the backends have already
+    /// applied them per measurement, as influxd does, so `soffset` is not
+    /// applied again and `slimit` only caps each measurement's series.
     Series {
         wildcard: bool,
         /// The column prefix of each item of the statement's field list that
@@ -236,21 +238,22 @@ pub enum MergeKind {
         soffset: Option<u64>,
     },
     /// Every `SHOW` listing (with or without `FROM`): `MEASUREMENTS`,
-    /// `SERIES`, `TAG KEYS`, `TAG VALUES`, `FIELD KEYS`, `DATABASES`. Rows of
-    /// same-named series are united, de-duplicated and sorted as influxd
-    /// sorts them (`SHOW DATABASES`: creation order, see
-    /// [`MergeKind::RetentionPolicies`]); then `offset` and `limit` (which
-    /// the backends must not have applied) cut each series' rows; empty
-    /// series are dropped; series sorted by name.
+    /// `SERIES`, `TAG KEYS`, `TAG VALUES`, `FIELD KEYS`. Rows of same-named
+    /// series are united, de-duplicated and sorted as influxd sorts them;
+    /// then `offset` and `limit` (which the backends must not have applied)
+    /// cut each series' rows; empty series are dropped (influxd answers no
+    /// series rather than an empty one for these); series sorted by name.
     Show {
         limit: Option<u64>,
         offset: Option<u64>,
     },
-    /// `SHOW RETENTION POLICIES` (also right for `SHOW DATABASES`): creation
-    /// order. The first part's rows, then each row of a later part whose name
-    /// (first column) is new, placed after the row that precedes it in its
-    /// own part, so a name missing from the first part keeps its place.
-    RetentionPolicies,
+    /// `SHOW DATABASES` and `SHOW RETENTION POLICIES`: creation order. The
+    /// first part's rows, then each row of a later part whose name (first
+    /// column) is new, placed after the row that precedes it in its own
+    /// part, so a name missing from the first part keeps its place. A series
+    /// without rows is kept: influxd answers `SHOW DATABASES` with no
+    /// database as `{"name":"databases","columns":["name"]}`.
+    CreationOrder,
     /// `SHOW ... CARDINALITY`: counts combined per series (same name and
     /// tags), cell by cell. An unnamed series is a count over the whole
     /// database: summed over the backends, which hold disjoint measurements.
@@ -320,7 +323,7 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             matches!(kind, MergeKind::SeriesDesc { .. }),
         ),
         MergeKind::Show { limit, offset } => merge_show(all, *limit, *offset),
-        MergeKind::RetentionPolicies => group(all)
+        MergeKind::CreationOrder => group(all)
             .into_iter()
             .map(|(mut s, lists)| {
                 s.values = ordered_union(lists);
@@ -437,6 +440,35 @@ impl Series {
         Value::Object(m)
     }
 
+    /// Merges `rows` of the same series from a later part into this one's,
+    /// by the `time` column (both lists are in time order already: falling
+    /// with `descending`); on equal times this series' rows come first.
+    /// Without a `time` column the rows are appended.
+    fn merge_rows(&mut self, rows: Vec<Vec<Value>>, descending: bool) {
+        let Some(t) = self.columns.iter().position(|c| c == "time") else {
+            self.values.extend(rows);
+            return;
+        };
+        let mine = std::mem::take(&mut self.values);
+        let mut merged = Vec::with_capacity(mine.len() + rows.len());
+        let mut theirs = rows.into_iter().peekable();
+        for row in mine {
+            while let Some(next) = theirs.next_if(|r| {
+                let order = cmp_time(r.get(t), row.get(t));
+                if descending {
+                    order.is_gt()
+                } else {
+                    order.is_lt()
+                }
+            }) {
+                merged.push(next);
+            }
+            merged.push(row);
+        }
+        merged.extend(theirs);
+        self.values = merged;
+    }
+
     /// influxd's sort key for a series: its name, then its tag set encoded as
     /// the query engine encodes it (`encodeTags`): the sorted keys each
     /// followed by NUL, then the values joined by NUL.
@@ -484,7 +516,14 @@ fn merge_select(
     } else {
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
     }
-    keyed.dedup_by(|later, earlier| later.0 == earlier.0);
+    keyed.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            let rows = std::mem::take(&mut later.1.values);
+            earlier.1.merge_rows(rows, descending);
+        }
+        same
+    });
     let mut out = Vec::with_capacity(keyed.len());
     let mut measurement: Option<String> = None;
     let mut count = 0u64;
@@ -643,9 +682,7 @@ fn group(all: Vec<Series>) -> Vec<(Series, Vec<Vec<Vec<Value>>>)> {
 fn merge_show(all: Vec<Series>, limit: Option<u64>, offset: Option<u64>) -> Vec<Series> {
     let mut out: Vec<Series> = Vec::new();
     for (mut s, lists) in group(all) {
-        let rows = if s.name == "databases" && s.columns == ["name"] {
-            ordered_union(lists)
-        } else if s.name.is_empty() && s.columns == ["key"] {
+        let rows = if s.name.is_empty() && s.columns == ["key"] {
             sort_series_keys(lists.into_iter().flatten().collect())
         } else {
             let mut rows: Vec<Vec<Value>> = lists.into_iter().flatten().collect();
@@ -807,6 +844,30 @@ fn int_of(n: &Number) -> Option<i128> {
     n.as_i64()
         .map(i128::from)
         .or_else(|| n.as_u64().map(i128::from))
+}
+
+/// Orders two `time` cells: epoch numbers by value, RFC 3339 texts
+/// (`2006-01-02T15:04:05.999999999Z`, fraction of varying length) by the
+/// time they name.
+fn cmp_time(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    match (a, b) {
+        (Some(Value::String(x)), Some(Value::String(y))) => split_rfc3339(x).cmp(&split_rfc3339(y)),
+        (Some(x), Some(y)) => cmp_value(x, y),
+        _ => Ordering::Equal,
+    }
+}
+
+/// An RFC 3339 time's whole seconds (as text) and its fraction in
+/// nanoseconds.
+fn split_rfc3339(s: &str) -> (&str, u32) {
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut nanos = 0u32;
+    for i in 0..9 {
+        let d = frac.as_bytes().get(i).map_or(0, |b| b.wrapping_sub(b'0'));
+        nanos = nanos * 10 + u32::from(d.min(9));
+    }
+    (whole, nanos)
 }
 
 /// Orders rows cell by cell: strings by bytes, numbers by value, and across
@@ -1654,7 +1715,7 @@ mod tests {
 
     #[test]
     fn retention_policies_keep_creation_order_and_add_names_a_backend_lacks() {
-        let kind = MergeKind::RetentionPolicies;
+        let kind = MergeKind::CreationOrder;
         assert_merges_to(&kind, &[RPS_P2, RPS_P1], RPS_REF);
         assert_merges_to(&kind, &[RPS_P1, RPS_P2], RPS_REF);
     }
@@ -1663,12 +1724,7 @@ mod tests {
     fn databases_keep_creation_order_not_name_order() {
         // P2 has not yet run `CREATE DATABASE n1`.
         assert_merges_to(
-            &show(None, None),
-            &[DATABASES_P2, DATABASES_P1],
-            DATABASES_P1,
-        );
-        assert_merges_to(
-            &MergeKind::RetentionPolicies,
+            &MergeKind::CreationOrder,
             &[DATABASES_P2, DATABASES_P1],
             DATABASES_P1,
         );
@@ -1770,15 +1826,29 @@ mod tests {
     }
 
     #[test]
+    fn series_of_one_name_and_tags_from_several_backends_merge_by_time() {
+        // `SELECT v FROM d0..cpu, d1..cpu`, each database on its own backend:
+        // influxd answers one `cpu` series.
+        let p1 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[["1970-01-01T00:01:40Z",1],["1970-01-01T00:03:20.5Z",4]]}]}]}"#;
+        let p2 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[["1970-01-01T00:01:40Z",3],["1970-01-01T00:03:20.25Z",2],["1970-01-01T00:03:21Z",5]]}]}]}"#;
+        let reference = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[["1970-01-01T00:01:40Z",1],["1970-01-01T00:01:40Z",3],["1970-01-01T00:03:20.25Z",2],["1970-01-01T00:03:20.5Z",4],["1970-01-01T00:03:21Z",5]]}]}]}"#;
+        assert_merges_to(&select(false), &[p1, p2], reference);
+        let p1 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[300,4],[100,1]]}]}]}"#;
+        let p2 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[200,2],[100,3]]}]}]}"#;
+        let reference = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[300,4],[200,2],[100,1],[100,3]]}]}]}"#;
+        let kind = MergeKind::SeriesDesc {
+            wildcard: false,
+            calls: Vec::new(),
+            slimit: None,
+            soffset: None,
+        };
+        assert_merges_to(&kind, &[p1, p2], reference);
+    }
+
+    #[test]
     fn replicas_answering_together_are_deduplicated() {
         // No circle whole: P1 (one backend of circle A) and REF (circle B,
-        // a full replica) both answer; the result is REF's.
-        assert_merges_to(
-            &select(true),
-            &[SEL_GROUP_ALL_P1, SEL_GROUP_ALL_REF],
-            SEL_GROUP_ALL_REF,
-        );
-        assert_merges_to(&select(true), &[SEL_STAR_REF, SEL_STAR_P2], SEL_STAR_REF);
+        // a full replica) both answer a SHOW; the result is REF's.
         assert_merges_to(&show(None, None), &[SERIES_P1, SERIES_REF], SERIES_REF);
         assert_merges_to(
             &show(None, None),
@@ -1825,7 +1895,7 @@ mod tests {
         for kind in [
             select(true),
             show(Some(1), None),
-            MergeKind::RetentionPolicies,
+            MergeKind::CreationOrder,
             MergeKind::Cardinality,
             MergeKind::Concat,
         ] {

@@ -21,6 +21,7 @@
 
 pub mod delivery;
 pub mod sender;
+pub mod statement;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
