@@ -93,8 +93,12 @@ fn sources_over_several_databases_reach_their_owners() {
         format!("SELECT value FROM {b}.rp0.cpu, {a}.rp0.cpu WHERE time > 0"),
         format!("SELECT value FROM {from} WHERE t != 'DESC' GROUP BY t"),
         // DESC inside the subquery only: the outer order is ascending.
-        format!("SELECT value FROM (SELECT value FROM {from} GROUP BY t ORDER BY time DESC) GROUP BY t"),
-        format!("SELECT value FROM (SELECT value FROM {from} GROUP BY t) GROUP BY t ORDER BY time DESC"),
+        format!(
+            "SELECT value FROM (SELECT value FROM {from} GROUP BY t ORDER BY time DESC) GROUP BY t"
+        ),
+        format!(
+            "SELECT value FROM (SELECT value FROM {from} GROUP BY t) GROUP BY t ORDER BY time DESC"
+        ),
         format!("SELECT value FROM {a}.rp0.cpu; SELECT value FROM {from} GROUP BY t"),
     ] {
         same(Case::get(None, q.clone()));

@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::forward::{error_text, read_all, QueryClient, FORWARDED};
 use super::lexer;
 use super::merge::{self, MergeKind, Part};
+use super::render::{self, Format};
 use super::statement::{self, ShowKind, Source, Statement, StatementKind};
 use crate::cluster::{Backend, Cluster};
 use crate::config::Config;
@@ -75,8 +76,17 @@ impl QueryService {
         self.db_list.is_empty() || self.db_list.iter().any(|d| d == db)
     }
 
-    /// Handles `/query` once the method and credentials are checked.
+    /// Handles `/query` once the method and credentials are checked. With
+    /// `Accept: application/csv` a refused request is answered in CSV too.
     pub fn handle(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
+        let csv = Format::of(req.header("accept"), false) == Format::Csv;
+        match self.answer(writers, req) {
+            Err(e) if csv => Ok(csv_error_response(e)),
+            other => other,
+        }
+    }
+
+    fn answer(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
         let form = form_params(req)?;
         // The body is read; from here on the request is only looked at.
         let req: &Request = req;
@@ -122,10 +132,11 @@ impl QueryService {
         let accept_gzip = req
             .header("accept-encoding")
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-        let pretty = params.get("pretty") == "true";
+        let format = Format::of(req.header("accept"), params.get("pretty") == "true");
 
-        // One statement for one backend: stream the backend's answer.
-        if let [stmt] = statements.as_slice() {
+        // One statement for one backend: stream the backend's answer (in
+        // JSON; a CSV answer is written here from the backend's JSON).
+        if let (Format::Json { .. }, [stmt]) = (format, statements.as_slice()) {
             if !is_ddl(&stmt.kind) {
                 let db = stmt.database.clone().unwrap_or_else(|| db_param.clone());
                 if let Some(resp) = self.try_passthrough(req, params, stmt, &db, accept_gzip)? {
@@ -140,12 +151,11 @@ impl QueryService {
             let result = if is_ddl(&stmt.kind) {
                 self.run_ddl(writers, stmt, &db, i, req.method == "POST")
             } else {
-                self.run_read(stmt, &db, params, i)
+                self.run_read(stmt, &db, params, format, i)
             };
             results.push(result.map_err(ApiError::bad_request)?);
         }
-        let body = merge::write_body(&results, pretty);
-        Ok(json_response(body, accept_gzip))
+        Ok(answer_response(format, &results, accept_gzip))
     }
 
     /// Passes a single read statement through to the one backend that can
@@ -304,6 +314,7 @@ impl QueryService {
         stmt: &Statement,
         db: &str,
         params: &Params,
+        format: Format,
         statement_id: usize,
     ) -> Result<serde_json::Value, String> {
         let plans = self.read_plans(stmt, db);
@@ -316,10 +327,17 @@ impl QueryService {
         if !db.is_empty() {
             sent.push(("db", db));
         }
-        for k in ["rp", "epoch", "params"] {
+        for k in ["rp", "params"] {
             if params.has(k) {
                 sent.push((k, params.get(k)));
             }
+        }
+        // CSV has numbers for times: the client's epoch, else nanoseconds.
+        let epoch = params.get("epoch");
+        match format {
+            Format::Csv if !EPOCHS.contains(&epoch) => sent.push(("epoch", "ns")),
+            _ if params.has("epoch") => sent.push(("epoch", epoch)),
+            _ => {}
         }
         let mut last = String::from("backends unavailable");
         for targets in plans {
@@ -669,9 +687,14 @@ fn form_params(req: &mut Request) -> Result<Option<Params>, ApiError> {
     Ok(Some(Params::parse(&text).then(&req.params)))
 }
 
-/// A JSON body, gzipped when the client accepts it.
-fn json_response(body: Vec<u8>, gzip: bool) -> Response {
-    let mut headers = vec![("Content-Type", "application/json".to_string())];
+/// The `epoch` values influxd turns times into numbers for.
+const EPOCHS: [&str; 7] = ["ns", "u", "µ", "ms", "s", "m", "h"];
+
+/// The body of `results` in the client's format, gzipped when the client
+/// accepts it.
+fn answer_response(format: Format, results: &[serde_json::Value], gzip: bool) -> Response {
+    let body = format.body(results);
+    let mut headers = vec![("Content-Type", format.content_type().to_string())];
     let body = if gzip {
         match crate::writer::sender::gzip(&body, Vec::new()) {
             Ok(gz) => {
@@ -689,6 +712,20 @@ fn json_response(body: Vec<u8>, gzip: bool) -> Response {
         body,
         stream: None,
     }
+}
+
+/// A refused request as influxd answers it in CSV: same status and
+/// `X-Influxdb-Error` as in JSON, the message in a CSV body.
+fn csv_error_response(e: ApiError) -> Response {
+    let body = render::csv_error(&e.message);
+    let mut resp = e.into_response(false);
+    for (name, value) in resp.headers.iter_mut() {
+        if name.eq_ignore_ascii_case("content-type") {
+            *value = Format::Csv.content_type().to_string();
+        }
+    }
+    resp.body = body;
+    resp
 }
 
 #[cfg(test)]

@@ -583,13 +583,46 @@ fn sort_equal_times(v: &mut Value) {
     }
 }
 
+/// A CSV body with every run of lines of the same name, tags and time (its
+/// first three fields) sorted, as [`sort_equal_times`] does for JSON.
+fn sort_equal_time_lines(body: &str) -> String {
+    // The first three fields of a line, quotes and all.
+    fn key(line: &str) -> &str {
+        let (mut quoted, mut commas) = (false, 0);
+        for (i, c) in line.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    commas += 1;
+                    if commas == 3 {
+                        return &line[..i];
+                    }
+                }
+                _ => {}
+            }
+        }
+        line
+    }
+    let mut lines: Vec<&str> = body.split_inclusive('\n').collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i + 1;
+        while j < lines.len() && key(lines[j]) == key(lines[i]) {
+            j += 1;
+        }
+        lines[i..j].sort_unstable();
+        i = j;
+    }
+    lines.concat()
+}
+
 /// What is compared of an answer: the status and the (normalised) body.
 pub fn normalize(resp: &Resp, cmp: Cmp) -> Value {
     if cmp == Cmp::Bytes {
         return json!({
             "status": resp.status,
             "content-type": resp.header("content-type"),
-            "body": resp.body,
+            "body": sort_equal_time_lines(&resp.body),
         });
     }
     let body = match json_stream(&resp.body) {
