@@ -1094,6 +1094,15 @@ mod tests {
         }
     }
 
+    fn select_desc(wildcard: bool) -> MergeKind {
+        MergeKind::SeriesDesc {
+            wildcard,
+            calls: Vec::new(),
+            slimit: None,
+            soffset: None,
+        }
+    }
+
     #[test]
     fn every_captured_body_is_written_back_byte_for_byte() {
         let compact = [
@@ -1247,13 +1256,11 @@ mod tests {
 
     #[test]
     fn order_by_time_desc_lists_series_in_reverse() {
-        let kind = MergeKind::SeriesDesc {
-            wildcard: true,
-            calls: Vec::new(),
-            slimit: None,
-            soffset: None,
-        };
-        assert_merges_to(&kind, &[SEL_DESC_P1, SEL_DESC_P2], SEL_DESC_REF);
+        assert_merges_to(
+            &select_desc(true),
+            &[SEL_DESC_P1, SEL_DESC_P2],
+            SEL_DESC_REF,
+        );
     }
 
     #[test]
@@ -1300,13 +1307,7 @@ mod tests {
         let p1 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[300,4],[100,1]]}]}]}"#;
         let p2 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[200,2],[100,3]]}]}]}"#;
         let reference = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[300,4],[200,2],[100,1],[100,3]]}]}]}"#;
-        let kind = MergeKind::SeriesDesc {
-            wildcard: false,
-            calls: Vec::new(),
-            slimit: None,
-            soffset: None,
-        };
-        assert_merges_to(&kind, &[p1, p2], reference);
+        assert_merges_to(&select_desc(false), &[p1, p2], reference);
     }
 
     #[test]

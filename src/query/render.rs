@@ -140,16 +140,9 @@ fn write_ordered(out: &mut Vec<u8>, v: &Value, keys: &[&str]) {
     out.push(b'{');
     let mut first = true;
     for key in keys {
-        let Some(v) = m.get(*key).filter(|v| !is_empty(v)) else {
-            continue;
-        };
-        if !first {
-            out.push(b',');
+        if let Some(v) = m.get(*key).filter(|v| !is_empty(v)) {
+            write_member(out, &mut first, key, v);
         }
-        first = false;
-        write_str(out, key);
-        out.push(b':');
-        write_value(out, v);
     }
     write_others(out, m, keys, first);
     out.push(b'}');
@@ -157,17 +150,21 @@ fn write_ordered(out: &mut Vec<u8>, v: &Value, keys: &[&str]) {
 
 fn write_others(out: &mut Vec<u8>, m: &Map<String, Value>, known: &[&str], mut first: bool) {
     for (k, v) in m {
-        if known.contains(&k.as_str()) {
-            continue;
+        if !known.contains(&k.as_str()) {
+            write_member(out, &mut first, k, v);
         }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_str(out, k);
-        out.push(b':');
-        write_value(out, v);
     }
+}
+
+/// `"key":value`, after a comma unless it is the object's `first`.
+fn write_member(out: &mut Vec<u8>, first: &mut bool, key: &str, v: &Value) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    write_str(out, key);
+    out.push(b':');
+    write_value(out, v);
 }
 
 /// What Go's `omitempty` leaves out.
@@ -631,6 +628,15 @@ mod tests {
         )];
         assert_eq!(write_csv(&empty), b"name,tags,name\n");
         assert_eq!(write_csv(&[result(r#"{"statement_id":0}"#)]), b"");
+        // influxd writes `replicaN` (a Go int it has no case for) as the
+        // header's text.
+        let rps = [result(
+            r#"{"statement_id":0,"series":[{"columns":["name","duration","shardGroupDuration","replicaN","default"],"values":[["autogen","0s","168h0m0s",1,true]]}]}"#,
+        )];
+        assert_eq!(
+            String::from_utf8(write_csv(&rps)).unwrap(),
+            "name,tags,name,duration,shardGroupDuration,replicaN,default\n,,autogen,0s,168h0m0s,replicaN,true\n"
+        );
     }
 
     #[test]
