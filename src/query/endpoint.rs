@@ -642,12 +642,14 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
             calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
+            raw_points: stmt.raw_points,
         },
         _ => MergeKind::Series {
             wildcard: stmt.wildcard,
             calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
+            raw_points: stmt.raw_points,
         },
     }
 }

@@ -214,6 +214,11 @@ pub enum MergeKind {
         calls: Vec<Option<String>>,
         slimit: Option<u64>,
         soffset: Option<u64>,
+        /// The statement's rows are stored points
+        /// ([`crate::query::statement::Statement::raw_points`]): rows of one
+        /// series from several parts are merged. Otherwise they are an
+        /// aggregate's, which cannot be combined, and the result is an error.
+        raw_points: bool,
     },
     /// As [`MergeKind::Series`], for `ORDER BY time DESC`: influxd then lists
     /// the series in reverse order too.
@@ -222,6 +227,7 @@ pub enum MergeKind {
         calls: Vec<Option<String>>,
         slimit: Option<u64>,
         soffset: Option<u64>,
+        raw_points: bool,
     },
     /// Every `SHOW` listing (with or without `FROM`): `MEASUREMENTS`,
     /// `SERIES`, `TAG KEYS`, `TAG VALUES`, `FIELD KEYS`. Rows of same-named
@@ -292,22 +298,34 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             wildcard,
             calls,
             slimit,
+            raw_points,
             ..
         }
         | MergeKind::SeriesDesc {
             wildcard,
             calls,
             slimit,
+            raw_points,
             ..
-        } => merge_select(
-            all,
-            *wildcard,
-            calls,
-            &explained,
-            &silent_tag_keys,
-            *slimit,
-            matches!(kind, MergeKind::SeriesDesc { .. }),
-        ),
+        } => {
+            let order = Order {
+                descending: matches!(kind, MergeKind::SeriesDesc { .. }),
+                raw_points: *raw_points,
+            };
+            let merged = merge_select(
+                all,
+                *wildcard,
+                calls,
+                &explained,
+                &silent_tag_keys,
+                *slimit,
+                order,
+            );
+            match merged {
+                Ok(series) => series,
+                Err(e) => return error_result(statement_id, &e),
+            }
+        }
         MergeKind::Show { limit, offset } => merge_show(all, *limit, *offset),
         MergeKind::CreationOrder => group(all)
             .into_iter()
@@ -488,8 +506,9 @@ fn merge_select(
     explained: &BTreeSet<String>,
     silent_tag_keys: &BTreeSet<String>,
     slimit: Option<u64>,
-    descending: bool,
-) -> Vec<Series> {
+    order: Order,
+) -> Result<Vec<Series>, String> {
+    let descending = order.descending;
     complete_tags(&mut all, silent_tag_keys);
     if wildcard {
         unite_columns(&mut all, calls, explained);
@@ -502,14 +521,22 @@ fn merge_select(
     } else {
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
     }
+    let mut aggregated: Option<String> = None;
     keyed.dedup_by(|later, earlier| {
         let same = later.0 == earlier.0;
-        if same {
+        if same && !order.raw_points {
+            aggregated.get_or_insert_with(|| later.1.name.clone());
+        } else if same {
             let rows = std::mem::take(&mut later.1.values);
             earlier.1.merge_rows(rows, descending);
         }
         same
     });
+    if let Some(name) = aggregated {
+        return Err(format!(
+            "cannot combine series {name:?} answered by several backends: an aggregate or a subquery over one measurement name in several databases"
+        ));
+    }
     let mut out = Vec::with_capacity(keyed.len());
     let mut measurement: Option<String> = None;
     let mut count = 0u64;
@@ -523,7 +550,15 @@ fn merge_select(
             out.push(s);
         }
     }
-    out
+    Ok(out)
+}
+
+/// How a `SELECT`'s series are ordered and combined.
+#[derive(Clone, Copy)]
+struct Order {
+    descending: bool,
+    /// See [`MergeKind::Series`].
+    raw_points: bool,
 }
 
 /// `GROUP BY *` (or a tag regex): influxd gives every series every tag key of
@@ -1091,6 +1126,7 @@ mod tests {
             calls: Vec::new(),
             slimit: None,
             soffset: None,
+            raw_points: true,
         }
     }
 
@@ -1100,6 +1136,7 @@ mod tests {
             calls: Vec::new(),
             slimit: None,
             soffset: None,
+            raw_points: true,
         }
     }
 
@@ -1272,6 +1309,7 @@ mod tests {
             calls: Vec::new(),
             slimit: Some(1),
             soffset: Some(1),
+            raw_points: true,
         };
         assert_merges_to(&kind, &[SEL_SLIMIT_P1, SEL_SLIMIT_P2], SEL_SLIMIT_REF);
     }
@@ -1308,6 +1346,25 @@ mod tests {
         let p2 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[200,2],[100,3]]}]}]}"#;
         let reference = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","v"],"values":[[300,4],[200,2],[100,1],[100,3]]}]}]}"#;
         assert_merges_to(&select_desc(false), &[p1, p2], reference);
+        // `SELECT count(v) FROM d0..cpu, d1..cpu`: two counts of one series
+        // cannot be combined in general (a mean could not): an error, not a
+        // wrong answer.
+        let p1 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","count"],"values":[[0,2]]}]}]}"#;
+        let p2 = r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","columns":["time","count"],"values":[[0,3]]}]}]}"#;
+        let kind = MergeKind::Series {
+            wildcard: false,
+            calls: Vec::new(),
+            slimit: None,
+            soffset: None,
+            raw_points: false,
+        };
+        let body = merged_body(&kind, &[p1, p2]);
+        assert!(
+            body.starts_with(
+                r#"{"results":[{"statement_id":0,"error":"cannot combine series \"cpu\""#
+            ),
+            "{body}"
+        );
     }
 
     #[test]
@@ -1472,6 +1529,7 @@ mod tests {
             calls: Vec::new(),
             slimit: None,
             soffset: None,
+            raw_points: true,
         };
         let merged = merge(&kind, 0, vec![answered, silent]);
         let body = String::from_utf8(write_body(&[merged], false)).unwrap();
