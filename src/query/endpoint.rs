@@ -1,12 +1,14 @@
 //! `GET|POST /query`: parse the statements, route each one, and answer as
 //! one InfluxDB would.
 //!
-//! - A request with one statement that one backend can answer is passed
-//!   through: the backend's answer (chunked, gzipped, `epoch`, `pretty` as
-//!   the client asked) is streamed to the client as it arrives.
+//! - A request for JSON with one statement that one backend can answer is
+//!   passed through: the backend's answer (chunked, gzipped, `epoch`,
+//!   `pretty` as the client asked) is streamed to the client as it arrives.
 //! - Otherwise every statement is answered on its own (fanned out to the
-//!   backends that hold its measurements and merged, see [`super::merge`])
-//!   and the results are written in one body with `statement_id` 0..n-1.
+//!   backends that hold its sources, each with its own database, and merged,
+//!   see [`super::merge`]) and the results are written in one body with
+//!   `statement_id` 0..n-1, as JSON or, for `Accept: application/csv`, as
+//!   CSV (see [`super::render`]).
 //! - Reads go to one circle whose backends are all up, taking circles in
 //!   turn; a backend error or timeout moves the statement to the next
 //!   circle. `SHOW` without `FROM` is answered by every backend of one whole
@@ -16,7 +18,8 @@
 //!   `DROP SERIES`, `DELETE`) goes to every backend that should get it: a
 //!   live backend runs it once the writes acknowledged before it are
 //!   delivered there; a backend that is down (or behind) gets it queued in
-//!   its spool, in order with its writes, and runs it when it is back.
+//!   its spool, in order with its writes, and runs it when it is back. The
+//!   writer decides which ([`Writers::run_or_queue_statement`]).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
