@@ -56,6 +56,34 @@ fn query_corpus_answers_equal_the_reference_influxd() {
     );
 }
 
+/// `Accept: application/csv`: every answer (one backend's, merged ones,
+/// several statements, chunked, errors, `SHOW`) is influxd's CSV, byte for
+/// byte.
+#[test]
+fn csv_answers_equal_the_reference_influxd_byte_for_byte() {
+    let bench = QueryBench::start(|_| {});
+    let qd = Some(DB);
+    let mut cases: Vec<Case> = small_corpus(&bench.ds).into_iter().map(Case::csv).collect();
+    cases.extend([
+        Case::get(qd, "SELECT * FROM cpu WHERE").csv(),
+        Case::get(qd, "SELECT * FROM cpu GROUP BY *").csv(),
+        Case::get(qd, "SELECT * FROM disk, h2o_feet GROUP BY *").csv(),
+        Case::get(qd, "SELECT * FROM cpu, mem GROUP BY * ORDER BY time DESC LIMIT 3").csv(),
+        Case::get(qd, "SELECT * FROM nosuch; SELECT * FROM mem; SELECT * FROM nosuch; SELECT * FROM \"cpu-load.1m\"")
+            .csv(),
+        Case::get(qd, r#"SELECT * FROM "cpu-load.1m", mem"#).csv().param("epoch", "s"),
+        Case::get(Some("nosuchdb"), "SELECT * FROM cpu").csv(),
+        Case::get(qd, "SELECT * FROM cpu, mem").pretty().csv(),
+        Case::get(qd, "SHOW TAG KEYS; SHOW FIELD KEYS; SHOW SERIES CARDINALITY").csv(),
+    ]);
+    assert_corpus(
+        "CSV corpus",
+        &bench.cluster.proxy.url(),
+        &bench.reference.url(),
+        &cases,
+    );
+}
+
 /// Compares answers of the proxy and the reference and collects every
 /// difference.
 struct Differ {

@@ -1,12 +1,14 @@
 //! `GET|POST /query`: parse the statements, route each one, and answer as
 //! one InfluxDB would.
 //!
-//! - A request with one statement that one backend can answer is passed
-//!   through: the backend's answer (chunked, gzipped, `epoch`, `pretty` as
-//!   the client asked) is streamed to the client as it arrives.
+//! - A request for JSON with one statement that one backend can answer is
+//!   passed through: the backend's answer (chunked, gzipped, `epoch`,
+//!   `pretty` as the client asked) is streamed to the client as it arrives.
 //! - Otherwise every statement is answered on its own (fanned out to the
-//!   backends that hold its measurements and merged, see [`super::merge`])
-//!   and the results are written in one body with `statement_id` 0..n-1.
+//!   backends that hold its sources, each with its own database, and merged,
+//!   see [`super::merge`]) and the results are written in one body with
+//!   `statement_id` 0..n-1, as JSON or, for `Accept: application/csv`, as
+//!   CSV (see [`super::render`]).
 //! - Reads go to one circle whose backends are all up, taking circles in
 //!   turn; a backend error or timeout moves the statement to the next
 //!   circle. `SHOW` without `FROM` is answered by every backend of one whole
@@ -16,7 +18,8 @@
 //!   `DROP SERIES`, `DELETE`) goes to every backend that should get it: a
 //!   live backend runs it once the writes acknowledged before it are
 //!   delivered there; a backend that is down (or behind) gets it queued in
-//!   its spool, in order with its writes, and runs it when it is back.
+//!   its spool, in order with its writes, and runs it when it is back. The
+//!   writer decides which ([`Writers::run_or_queue_statement`]).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,8 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::forward::{error_text, read_all, QueryClient, FORWARDED};
-use super::lexer::{self, Keyword};
+use super::lexer;
 use super::merge::{self, MergeKind, Part};
+use super::render::{self, Format};
 use super::statement::{self, ShowKind, Source, Statement, StatementKind};
 use crate::cluster::{Backend, Cluster};
 use crate::config::Config;
@@ -33,6 +37,7 @@ use crate::log;
 use crate::server::error::ApiError;
 use crate::server::http::{Request, Response};
 use crate::url::Params;
+use crate::writer::statement::{StatementError, StatementOutcome};
 use crate::writer::Writers;
 
 /// A passed-through answer up to this size is buffered and sent with its
@@ -74,8 +79,17 @@ impl QueryService {
         self.db_list.is_empty() || self.db_list.iter().any(|d| d == db)
     }
 
-    /// Handles `/query` once the method and credentials are checked.
+    /// Handles `/query` once the method and credentials are checked. With
+    /// `Accept: application/csv` a refused request is answered in CSV too.
     pub fn handle(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
+        let csv = Format::of(req.header("accept"), false) == Format::Csv;
+        match self.answer(writers, req) {
+            Err(e) if csv => Ok(csv_error_response(e)),
+            other => other,
+        }
+    }
+
+    fn answer(&self, writers: &Writers, req: &mut Request) -> Result<Response, ApiError> {
         let form = form_params(req)?;
         // The body is read; from here on the request is only looked at.
         let req: &Request = req;
@@ -121,10 +135,11 @@ impl QueryService {
         let accept_gzip = req
             .header("accept-encoding")
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-        let pretty = params.get("pretty") == "true";
+        let format = Format::of(req.header("accept"), params.get("pretty") == "true");
 
-        // One statement for one backend: stream the backend's answer.
-        if let [stmt] = statements.as_slice() {
+        // One statement for one backend: stream the backend's answer (in
+        // JSON; a CSV answer is written here from the backend's JSON).
+        if let (Format::Json { .. }, [stmt]) = (format, statements.as_slice()) {
             if !is_ddl(&stmt.kind) {
                 let db = stmt.database.clone().unwrap_or_else(|| db_param.clone());
                 if let Some(resp) = self.try_passthrough(req, params, stmt, &db, accept_gzip)? {
@@ -139,12 +154,11 @@ impl QueryService {
             let result = if is_ddl(&stmt.kind) {
                 self.run_ddl(writers, stmt, &db, i, req.method == "POST")
             } else {
-                self.run_read(stmt, &db, params, i)
+                self.run_read(stmt, &db, params, format, i)
             };
             results.push(result.map_err(ApiError::bad_request)?);
         }
-        let body = merge::write_body(&results, pretty);
-        Ok(json_response(body, accept_gzip))
+        Ok(answer_response(format, &results, accept_gzip))
     }
 
     /// Passes a single read statement through to the one backend that can
@@ -303,6 +317,7 @@ impl QueryService {
         stmt: &Statement,
         db: &str,
         params: &Params,
+        format: Format,
         statement_id: usize,
     ) -> Result<serde_json::Value, String> {
         let plans = self.read_plans(stmt, db);
@@ -315,10 +330,17 @@ impl QueryService {
         if !db.is_empty() {
             sent.push(("db", db));
         }
-        for k in ["rp", "epoch", "params"] {
+        for k in ["rp", "params"] {
             if params.has(k) {
                 sent.push((k, params.get(k)));
             }
+        }
+        // CSV has numbers for times: the client's epoch, else nanoseconds.
+        let epoch = params.get("epoch");
+        match format {
+            Format::Csv if !EPOCHS.contains(&epoch) => sent.push(("epoch", "ns")),
+            _ if params.has("epoch") => sent.push(("epoch", epoch)),
+            _ => {}
         }
         let mut last = String::from("backends unavailable");
         for targets in plans {
@@ -437,46 +459,37 @@ impl QueryService {
     ) -> Result<serde_json::Value, String> {
         let targets = self.ddl_targets(stmt, db);
         let mut answer: Option<serde_json::Value> = None;
+        let sent = [("q", stmt.text.as_str()), ("db", db)];
         for backend in targets {
-            let live = backend.is_active()
-                && writers
-                    .spool(backend.id)
-                    .is_some_and(|sp| sp.wait_delivered(sp.head(), self.ddl_wait));
-            if live {
-                let sent = [("q", stmt.text.as_str()), ("db", db)];
+            let run = || {
                 // The client's method: InfluxDB warns about DDL sent by GET.
                 match self.client.json(&backend, post, &sent) {
-                    Ok(mut value) => {
-                        if answer.is_none() {
-                            answer = value
-                                .get_mut("results")
-                                .and_then(|r| r.as_array_mut())
-                                .and_then(|r| r.first_mut())
-                                .map(serde_json::Value::take);
-                        }
-                        continue;
-                    }
+                    Ok(value) => Ok(Some(value)),
                     // A refusal (bad statement) is the client's answer.
                     Err(e @ crate::http_client::BackendError::Status { .. })
                         if backend.is_active() =>
                     {
-                        return Err(e.to_string())
+                        Err(e.to_string())
                     }
-                    Err(e) => log!("backend {}: {e}; queueing the statement", backend.name),
+                    Err(e) => {
+                        log!("backend {}: {e}; queueing the statement", backend.name);
+                        Ok(None)
+                    }
                 }
+            };
+            let outcome = writers
+                .run_or_queue_statement(&backend, db, &stmt.text, self.ddl_wait, run)
+                .map_err(|e| match e {
+                    StatementError::Refused(e) => e,
+                    StatementError::NotQueued(e) => e.to_string(),
+                })?;
+            if let (StatementOutcome::Ran(mut value), None) = (outcome, &answer) {
+                answer = value
+                    .get_mut("results")
+                    .and_then(|r| r.as_array_mut())
+                    .and_then(|r| r.first_mut())
+                    .map(serde_json::Value::take);
             }
-            writers
-                .queue_statement(backend.id, db, &stmt.text)
-                .map_err(|e| e.to_string())?;
-            backend
-                .stats
-                .statements_pending
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            log!(
-                "backend {} is down or behind: queued {:?} in its spool",
-                backend.name,
-                stmt.text
-            );
         }
         match &stmt.kind {
             StatementKind::CreateDatabase(name) => self.cluster.databases.created(name),
@@ -630,7 +643,7 @@ fn needs_db(stmt: &Statement) -> bool {
 fn merge_kind(stmt: &Statement) -> MergeKind {
     match &stmt.kind {
         StatementKind::Show(kind) => match kind {
-            ShowKind::RetentionPolicies => MergeKind::RetentionPolicies,
+            ShowKind::Databases | ShowKind::RetentionPolicies => MergeKind::CreationOrder,
             ShowKind::Stats => MergeKind::Concat,
             ShowKind::MeasurementCardinality
             | ShowKind::SeriesCardinality
@@ -642,30 +655,21 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
                 offset: stmt.offset,
             },
         },
-        _ if order_desc(stmt) => MergeKind::SeriesDesc {
+        _ if stmt.order_desc => MergeKind::SeriesDesc {
             wildcard: stmt.wildcard,
             calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
+            raw_points: stmt.raw_points,
         },
         _ => MergeKind::Series {
             wildcard: stmt.wildcard,
             calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
+            raw_points: stmt.raw_points,
         },
     }
-}
-
-/// `ORDER BY time DESC`: InfluxDB then lists the series in reverse too.
-fn order_desc(stmt: &Statement) -> bool {
-    let Ok(tokens) = lexer::tokenize(&stmt.text) else {
-        return false;
-    };
-    tokens
-        .windows(2)
-        .any(|w| w[0].is_keyword(Keyword::Order) && w[1].is_keyword(Keyword::By))
-        && tokens.iter().any(|t| t.is_keyword(Keyword::Desc))
 }
 
 /// The backend's answer headers a passed-through answer keeps: the name
@@ -703,9 +707,14 @@ fn form_params(req: &mut Request) -> Result<Option<Params>, ApiError> {
     Ok(Some(Params::parse(&text).then(&req.params)))
 }
 
-/// A JSON body, gzipped when the client accepts it.
-fn json_response(body: Vec<u8>, gzip: bool) -> Response {
-    let mut headers = vec![("Content-Type", "application/json".to_string())];
+/// The `epoch` values influxd turns times into numbers for.
+const EPOCHS: [&str; 7] = ["ns", "u", "µ", "ms", "s", "m", "h"];
+
+/// The body of `results` in the client's format, gzipped when the client
+/// accepts it.
+fn answer_response(format: Format, results: &[serde_json::Value], gzip: bool) -> Response {
+    let body = format.body(results);
+    let mut headers = vec![("Content-Type", format.content_type().to_string())];
     let body = if gzip {
         match crate::writer::post::gzip(&body, Vec::new()) {
             Ok(gz) => {
@@ -723,6 +732,20 @@ fn json_response(body: Vec<u8>, gzip: bool) -> Response {
         body,
         stream: None,
     }
+}
+
+/// A refused request as influxd answers it in CSV: same status and
+/// `X-Influxdb-Error` as in JSON, the message in a CSV body.
+fn csv_error_response(e: ApiError) -> Response {
+    let body = render::csv_error(&e.message);
+    let mut resp = e.into_response(false);
+    for (name, value) in resp.headers.iter_mut() {
+        if name.eq_ignore_ascii_case("content-type") {
+            *value = Format::Csv.content_type().to_string();
+        }
+    }
+    resp.body = body;
+    resp
 }
 
 #[cfg(test)]

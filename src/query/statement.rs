@@ -76,6 +76,15 @@ pub struct Statement {
     /// A SELECT without subquery whose outermost `GROUP BY` has `*`: every
     /// series then carries every tag key of the statement's measurements.
     pub group_by_all: bool,
+    /// A SELECT whose outermost `ORDER BY` is `time DESC`: influxd then
+    /// lists the series in reverse order too. An `ORDER BY` inside a
+    /// subquery, or `DESC` in a string or identifier, does not count.
+    pub order_desc: bool,
+    /// A SELECT whose rows are stored points: no function call (`mean(v)`,
+    /// `top(v, 3)`) or `DISTINCT` in its field list nor in a subquery's.
+    /// Rows of one series answered by several backends can then be merged
+    /// by time; an aggregate's cannot.
+    pub raw_points: bool,
     /// The statement uses a bound parameter (`$name`), which InfluxDB fills
     /// from the request's `params`: a parameter can name a database or a
     /// measurement the fields above do not show.
@@ -513,6 +522,8 @@ fn analyze_one(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
     };
     let wildcard = kind == StatementKind::Select && select_wildcard(toks);
     let group_by_all = kind == StatementKind::Select && group_by_all(toks);
+    let order_desc = kind == StatementKind::Select && order_desc(toks);
+    let raw_points = kind == StatementKind::Select && raw_points(toks);
     let select_calls = if wildcard {
         select_calls(toks)
     } else {
@@ -535,6 +546,8 @@ fn analyze_one(q: &str, toks: &[Token<'_>]) -> Result<Statement, QueryError> {
         wildcard,
         select_calls,
         group_by_all,
+        order_desc,
+        raw_points,
         bound_params,
         clauses,
     };
@@ -773,6 +786,60 @@ fn select_wildcard(toks: &[Token<'_>]) -> bool {
         prev = Some(t);
     }
     false
+}
+
+/// See [`Statement::order_desc`]: `ORDER BY [time] DESC` at depth 0 (the
+/// only ordering InfluxQL has is by time; `ORDER BY time ASC, ...` is not
+/// valid there either).
+fn order_desc(toks: &[Token<'_>]) -> bool {
+    let mut depth = 0usize;
+    let mut ordering = false;
+    for (i, t) in toks.iter().enumerate() {
+        match t.kind {
+            T::Punct(P::LParen) => depth += 1,
+            T::Punct(P::RParen) => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            T::Keyword(K::Order) => {
+                ordering = toks.get(i + 1).is_some_and(|n| n.is_keyword(K::By));
+            }
+            T::Keyword(K::Desc) if ordering => return true,
+            T::Keyword(K::Limit | K::Offset | K::Slimit | K::Soffset) => ordering = false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// See [`Statement::raw_points`]: no field list, the outermost or a
+/// subquery's, has a call or `DISTINCT`.
+fn raw_points(toks: &[Token<'_>]) -> bool {
+    let selects = toks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.is_keyword(K::Select));
+    for (start, _) in selects {
+        let mut depth = 0usize;
+        for (i, t) in toks.iter().enumerate().skip(start + 1) {
+            match t.kind {
+                T::Punct(P::LParen) => {
+                    // A call: a name (or a keyword used as one) before `(`.
+                    let callee = toks.get(i - 1).is_some_and(|p| {
+                        p.is_ident() || matches!(p.kind, T::Keyword(_)) && !p.is_keyword(K::Select)
+                    });
+                    if callee {
+                        return false;
+                    }
+                    depth += 1;
+                }
+                T::Punct(P::RParen) if depth == 0 => break,
+                T::Punct(P::RParen) => depth -= 1,
+                T::Keyword(K::Distinct) => return false,
+                T::Keyword(K::From) if depth == 0 => break,
+                _ => {}
+            }
+        }
+    }
+    true
 }
 
 /// See [`Statement::group_by_all`].
@@ -1408,6 +1475,47 @@ mod tests {
                 "SELECT v * 2 FROM a GROUP BY host LIMIT 1",
                 "SELECT * FROM (SELECT * FROM a GROUP BY *) GROUP BY *",
                 "SHOW SERIES FROM a",
+            ],
+        );
+    }
+
+    #[test]
+    fn descending_order_is_the_outermost_order_by_only() {
+        flag_holds(
+            |s| s.order_desc,
+            &[
+                "SELECT * FROM a, b ORDER BY time DESC",
+                "select v from a where t = 'DESC' group by * order by desc limit 2",
+                "SELECT v FROM (SELECT v FROM a ORDER BY time ASC) ORDER BY time DESC",
+            ],
+            &[
+                "SELECT * FROM a, b WHERE t = 'DESC'",
+                r#"SELECT "desc" FROM a, "DESC" ORDER BY time"#,
+                "SELECT v FROM (SELECT v FROM a ORDER BY time DESC) ORDER BY time ASC",
+                "SELECT v FROM (SELECT v FROM a ORDER BY time DESC)",
+                "SELECT v FROM a /* ORDER BY time DESC */",
+                "SHOW TAG KEYS FROM a",
+            ],
+        );
+    }
+
+    #[test]
+    fn raw_points_are_selects_without_calls_or_subqueries() {
+        flag_holds(
+            |s| s.raw_points,
+            &[
+                "SELECT * FROM a, b",
+                "SELECT v, (v + 1) * 2 AS w FROM a GROUP BY host ORDER BY time DESC",
+                "SELECT \"count\" FROM a WHERE time > now() - 1h",
+                "SELECT v FROM (SELECT v, w FROM a WHERE time > now() - 1h) ORDER BY time DESC",
+            ],
+            &[
+                "SELECT count(v) FROM a, b",
+                "SELECT v, MEAN(w) FROM a",
+                "SELECT DISTINCT v FROM a",
+                "SELECT v FROM (SELECT max(v) AS v FROM a GROUP BY time(1m))",
+                "SELECT top(v, 3) FROM a",
+                "SHOW MEASUREMENTS",
             ],
         );
     }

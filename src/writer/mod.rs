@@ -28,6 +28,7 @@
 pub mod group;
 pub mod post;
 pub mod sender;
+pub mod statement;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

@@ -282,6 +282,8 @@ pub enum Cmp {
     Chunked,
     /// Like `Exact`, and both bodies must be indented (several lines).
     Pretty,
+    /// Byte for byte: status, `Content-Type` and body (CSV answers).
+    Bytes,
 }
 
 /// One query, sent the same way to the proxy and to the reference.
@@ -289,6 +291,8 @@ pub enum Cmp {
 pub struct Case {
     pub q: String,
     pub params: Vec<(String, String)>,
+    /// Request headers besides the method's own.
+    pub headers: Vec<(String, String)>,
     pub method: Method,
     pub cmp: Cmp,
     /// The answer depends on `now()`: a difference is retried (twice).
@@ -305,6 +309,7 @@ impl Case {
         Case {
             q: q.into(),
             params,
+            headers: Vec::new(),
             method: Method::Get,
             cmp: Cmp::Exact,
             now_dependent: false,
@@ -313,6 +318,14 @@ impl Case {
 
     pub fn param(mut self, k: &str, v: &str) -> Case {
         self.params.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// `Accept: application/csv`, answers compared byte for byte.
+    pub fn csv(mut self) -> Case {
+        self.headers
+            .push(("Accept".into(), "application/csv".into()));
+        self.cmp = Cmp::Bytes;
         self
     }
 
@@ -399,16 +412,22 @@ pub fn send(base_url: &str, case: &Case) -> Resp {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    match case.method {
-        Method::Get => http_get(&url, &refs),
-        Method::PostUrl => http_post(&url, &refs, &[], b""),
-        Method::PostForm => http_post(
-            &url,
-            &[],
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            form_encode(&params).as_bytes(),
-        ),
-    }
+    let mut headers: Vec<(&str, &str)> = case
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let form = form_encode(&params);
+    let (method, refs, body) = match case.method {
+        Method::Get => ("GET", refs, &b""[..]),
+        Method::PostUrl => ("POST", refs, &b""[..]),
+        Method::PostForm => {
+            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+            ("POST", Vec::new(), form.as_bytes())
+        }
+    };
+    http_send(default_agent(), method, &url, &refs, &headers, body)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
 /// Every JSON value of a body (one, or several for a chunked answer);
@@ -564,8 +583,48 @@ fn sort_equal_times(v: &mut Value) {
     }
 }
 
+/// A CSV body with every run of lines of the same name, tags and time (its
+/// first three fields) sorted, as [`sort_equal_times`] does for JSON.
+fn sort_equal_time_lines(body: &str) -> String {
+    // The first three fields of a line, quotes and all.
+    fn key(line: &str) -> &str {
+        let (mut quoted, mut commas) = (false, 0);
+        for (i, c) in line.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    commas += 1;
+                    if commas == 3 {
+                        return &line[..i];
+                    }
+                }
+                _ => {}
+            }
+        }
+        line
+    }
+    let mut lines: Vec<&str> = body.split_inclusive('\n').collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i + 1;
+        while j < lines.len() && key(lines[j]) == key(lines[i]) {
+            j += 1;
+        }
+        lines[i..j].sort_unstable();
+        i = j;
+    }
+    lines.concat()
+}
+
 /// What is compared of an answer: the status and the (normalised) body.
 pub fn normalize(resp: &Resp, cmp: Cmp) -> Value {
+    if cmp == Cmp::Bytes {
+        return json!({
+            "status": resp.status,
+            "content-type": resp.header("content-type"),
+            "body": sort_equal_time_lines(&resp.body),
+        });
+    }
     let body = match json_stream(&resp.body) {
         Err(e) => Value::String(e),
         Ok(values) => {
