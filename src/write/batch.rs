@@ -20,13 +20,9 @@ use crate::cluster::Cluster;
 pub struct Batch {
     pub db: Arc<str>,
     pub rp: Arc<str>,
-    /// Line protocol, one point per `\n`-terminated line, timestamps in ns;
-    /// or, for a statement, its InfluxQL text.
+    /// Line protocol, one point per `\n`-terminated line, timestamps in ns.
     pub lines: Vec<u8>,
     pub points: u32,
-    /// An InfluxQL statement to run on the backend in order with the writes
-    /// (queued DDL), not line protocol.
-    pub statement: bool,
 }
 
 /// What a request body turned into.
@@ -160,7 +156,6 @@ impl Batcher {
                         rp: Arc::clone(&rp),
                         lines,
                         points: std::mem::take(count),
-                        statement: false,
                     },
                 ));
             }

@@ -28,7 +28,7 @@ use crate::log;
 use crate::server::error::ApiError;
 use crate::server::http::{Request, Response};
 use crate::spool::Reservation;
-use crate::writer::{Ack, AckError, Writers};
+use crate::writer::{Ack, AckError, Entry, Writers};
 
 /// Why a write was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +189,7 @@ impl WriteService {
         let expected = routed.batches.len();
         for ((id, batch), room) in routed.batches.into_iter().zip(rooms.drain(..)) {
             self.writers
-                .submit(id, batch, room, *tag, ack_tx)
+                .submit(id, Entry::Write(batch), room, *tag, ack_tx)
                 .map_err(WriteError::Unavailable)?;
         }
         wait_for_acks(ack_rx, *tag, expected, batcher)?;

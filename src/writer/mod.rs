@@ -110,10 +110,29 @@ pub struct Ack {
     pub lines: Vec<u8>,
 }
 
-/// A batch for one backend and where to answer.
+/// What a writer appends to its backend's spool, one record each.
+pub enum Entry {
+    /// A request's lines for this backend.
+    Write(Batch),
+    /// An InfluxQL statement (DDL of a backend down or behind), run by the
+    /// sender in order with the writes before and after it.
+    Statement { db: Arc<str>, text: String },
+}
+
+impl Entry {
+    /// The record's kind, points, database, retention policy and payload.
+    fn parts(&self) -> (Kind, u32, &str, &str, &[u8]) {
+        match self {
+            Entry::Write(b) => (Kind::Write, b.points, &b.db, &b.rp, &b.lines),
+            Entry::Statement { db, text } => (Kind::Statement, 0, db, "", text.as_bytes()),
+        }
+    }
+}
+
+/// An entry for one backend, the room reserved for it, and where to answer.
 pub struct Submission {
-    pub batch: Batch,
-    /// The room reserved for the batch's record ([`Writers::reserve`]).
+    pub entry: Entry,
+    /// The room reserved for the entry's record ([`Writers::reserve`]).
     pub room: Reservation,
     /// Echoed in the ack, so a worker can ignore answers to an older request.
     pub tag: u64,
@@ -215,27 +234,38 @@ impl Writers {
     }
 
     /// Reserves room in backend `id`'s spool for `batch` as one record
-    /// (header included); dropping the reservation gives it back.
+    /// (header included), before it becomes an [`Entry::Write`]; dropping
+    /// the reservation gives it back.
     pub fn reserve(&self, id: usize, batch: &Batch) -> Result<Reservation, AckError> {
+        self.reserve_record(id, &batch.db, &batch.rp, batch.lines.len())
+    }
+
+    fn reserve_record(
+        &self,
+        id: usize,
+        db: &str,
+        rp: &str,
+        payload: usize,
+    ) -> Result<Reservation, AckError> {
         let spool = self.spools.get(id).ok_or(AckError::Stopped)?;
         spool
-            .reserve_record(&batch.db, &batch.rp, batch.lines.len())
+            .reserve_record(db, rp, payload)
             .map_err(|e| AckError::of_spool(self.names.get(id).map_or("", |n| n), e))
     }
 
-    /// Hands a batch and the room reserved for it to the writer of backend
+    /// Hands an entry and the room reserved for it to the writer of backend
     /// `id`; the answer comes on `ack` with `tag`.
     pub fn submit(
         &self,
         id: usize,
-        batch: Batch,
+        entry: Entry,
         room: Reservation,
         tag: u64,
         ack: &Tx<Ack>,
     ) -> Result<(), AckError> {
         let input = self.inputs.get(id).ok_or(AckError::Stopped)?;
         let sub = Submission {
-            batch,
+            entry,
             room,
             tag,
             ack: ack.clone(),
@@ -250,17 +280,14 @@ impl Writers {
 
     /// Appends an InfluxQL statement to backend `id`'s spool, to run there
     /// in order with the writes before it; waits for the append.
-    pub fn queue_statement(&self, id: usize, db: &str, text: &str) -> Result<(), AckError> {
+    fn queue_statement(&self, id: usize, db: &str, text: &str) -> Result<(), AckError> {
         let (tx, rx) = bounded(1);
-        let batch = Batch {
+        let room = self.reserve_record(id, db, "", text.len())?;
+        let entry = Entry::Statement {
             db: Arc::from(db),
-            rp: Arc::from(""),
-            lines: text.as_bytes().to_vec(),
-            points: 0,
-            statement: true,
+            text: text.to_string(),
         };
-        let room = self.reserve(id, &batch)?;
-        self.submit(id, batch, room, 0, &tx)?;
+        self.submit(id, entry, room, 0, &tx)?;
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(ack) => ack.result,
             Err(_) => Err(AckError::Stopped),
@@ -310,26 +337,26 @@ fn write_loop(
         let mut next = Some(first);
         while let Some(sub) = next.take() {
             let Submission {
-                batch: b,
+                entry,
                 room,
                 tag,
                 ack: ack_tx,
             } = sub;
-            let kind = if b.statement {
-                Kind::Statement
-            } else {
-                Kind::Write
-            };
+            let (kind, points, db, rp, payload) = entry.parts();
             let result = appender
-                .append(room, kind, b.points, &b.db, &b.rp, &b.lines)
+                .append(room, kind, points, db, rp, payload)
                 .map(|()| {
                     backend
                         .stats
                         .points_in
-                        .fetch_add(u64::from(b.points), Ordering::Relaxed);
+                        .fetch_add(u64::from(points), Ordering::Relaxed);
                 })
                 .map_err(|e| AckError::of_spool(&backend.name, e));
-            let mut lines = b.lines;
+            // The line buffer goes back to the worker for its next request.
+            let mut lines = match entry {
+                Entry::Write(b) => b.lines,
+                Entry::Statement { .. } => Vec::new(),
+            };
             lines.clear();
             let ack = Ack {
                 tag,
