@@ -44,14 +44,6 @@ fn lines(mm: &str, batch: usize, n: usize) -> String {
         .collect()
 }
 
-/// `SELECT count(v) FROM mm` on influxd (0 when there is no such series).
-fn count(d: &Influxd, db: &str, mm: &str) -> u64 {
-    let v = d.query(db, &format!("SELECT count(v) FROM {}", quote_ident(mm)));
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Highest thread count and RSS of a process, sampled every 20 ms in the
 /// background (at most 2 minutes).
 struct Sampler {
@@ -542,7 +534,7 @@ fn slowloris_is_cut_off_while_normal_writes_flow() {
     // Every acknowledged point is in influxd.
     let expected = batches as u64 * 100;
     wait_for_eq(DELIVERY, "the normal writes in influxd", &expected, || {
-        count(&d, db, "normal")
+        d.count_v(db, "normal")
     });
     proxy.assert_running();
 }
@@ -715,7 +707,7 @@ fn connections_beyond_max_connections_get_503_and_are_closed() {
     let (status, text) = proxy.write(db, None, &lines("after_cap", 0, 10));
     assert_eq!(status, 204, "write after the idle clients left: {text:?}");
     wait_for_eq(DELIVERY, "the write in influxd", &10, || {
-        count(&d, db, "after_cap")
+        d.count_v(db, "after_cap")
     });
     let peak = sampler.finish();
     eprintln!(
@@ -813,13 +805,13 @@ fn headers_over_max_header_size_get_431_and_under_it_are_served() {
             DELIVERY,
             &format!("{what}: the points in influxd"),
             &5,
-            || count(&d, db, &format!("under_{}", headers.len())),
+            || d.count_v(db, &format!("under_{}", headers.len())),
         );
     }
     wait_for_eq(DELIVERY, "the normal writes in influxd", &60, || {
-        count(&d, db, "served")
+        d.count_v(db, "served")
     });
-    assert_eq!(count(&d, db, "refused"), 0, "a refused request was written");
+    assert_eq!(d.count_v(db, "refused"), 0, "a refused request was written");
     proxy.assert_running();
 }
 
@@ -902,10 +894,10 @@ fn endless_or_countless_header_lines_are_cut_off_in_bounded_memory() {
     }
 
     wait_for_eq(DELIVERY, "the normal writes in influxd", &40, || {
-        count(&d, db, "after_flood")
+        d.count_v(db, "after_flood")
     });
     assert_eq!(
-        count(&d, db, "countless"),
+        d.count_v(db, "countless"),
         0,
         "a refused request was written"
     );
@@ -1005,10 +997,10 @@ fn keep_alive_clients_and_slow_uploads_in_service_are_not_cut_off() {
     assert!(took > idle, "the upload was not slow: {took:?}");
 
     wait_for_eq(DELIVERY, "the keep-alive writes in influxd", &4000, || {
-        count(&d, db, "keepalive")
+        d.count_v(db, "keepalive")
     });
     wait_for_eq(DELIVERY, "the slow upload in influxd", &15_000, || {
-        count(&d, db, "upload")
+        d.count_v(db, "upload")
     });
     proxy.assert_running();
 }
@@ -1067,7 +1059,7 @@ fn a_keep_alive_connection_survives_a_large_body() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     wait_for_eq(DELIVERY, "the big bodies in influxd", &75_000, || {
-        count(&d, db, "bigbody")
+        d.count_v(db, "bigbody")
     });
     proxy.assert_running();
 }
@@ -1244,10 +1236,10 @@ fn a_stalled_body_frees_its_worker_after_idle_timeout() {
         ("after_stall", 1),
     ] {
         wait_until(DELIVERY, &format!("{mm} in influxd"), || {
-            count(&d, db, mm) >= n * 10
+            d.count_v(db, mm) >= n * 10
         });
     }
-    assert_eq!(count(&d, db, "stalled"), 0, "a stalled body was written");
+    assert_eq!(d.count_v(db, "stalled"), 0, "a stalled body was written");
     proxy.assert_running();
 }
 

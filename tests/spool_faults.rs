@@ -70,14 +70,6 @@ fn times_of(mms: &[String], reqs: &[u64], per_req: u64) -> BTreeMap<String, BTre
     out
 }
 
-/// `count(v)` of `mm` in `db` on `d` (0 when there is nothing, or no db).
-fn count(d: &Influxd, db: &str, mm: &str) -> u64 {
-    let v = d.query(db, &format!("SELECT count(v) FROM {}", quote_ident(mm)));
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Timestamps of every point of `mm` in `db` on `d`.
 fn stored_times(d: &Influxd, db: &str, mm: &str) -> BTreeSet<i64> {
     let v = d.query(db, &format!("SELECT v FROM {}", quote_ident(mm)));
@@ -360,7 +352,7 @@ fn backend_down_under_load_gets_every_point_after_restart_with_bounded_rss() {
                 DRAIN.saturating_sub(t.elapsed()),
                 &format!("circle {} owner of {mm} to hold every point", c + 1),
                 &per_mm,
-                || count(d, db, mm),
+                || d.count_v(db, mm),
             );
         }
     }
@@ -758,7 +750,7 @@ fn go_queue_files_are_imported_and_delivered_exactly_once() {
             DRAIN,
             &format!("{name} to hold the {n} imported points of {mm}"),
             &n,
-            || count(d, db, mm),
+            || d.count_v(db, mm),
         );
     }
     wait_drained(&cluster.proxy, DRAIN, "after the import");
@@ -768,14 +760,14 @@ fn go_queue_files_are_imported_and_delivered_exactly_once() {
         "points delivered to {name}: the 2 records after the committed offset, once"
     );
     assert_eq!(
-        count(d, db, old),
+        d.count_v(db, old),
         0,
         "the record before the .rec offset ({old}) was delivered already by the Go proxy"
     );
     for other in &cluster.influxds[1..] {
         for mm in [old, a, b] {
             assert_eq!(
-                count(other, db, mm),
+                other.count_v(db, mm),
                 0,
                 "{} got {mm}, queued only for {name}",
                 other.url()
@@ -809,7 +801,7 @@ fn go_queue_files_are_imported_and_delivered_exactly_once() {
     assert_eq!(status, 204, "sentinel write: {text:?}");
     let d = &cluster.influxds[0];
     wait_for_eq(DRAIN, "the sentinel point on influxdb-1-1", &1, || {
-        count(d, db, sentinel)
+        d.count_v(db, sentinel)
     });
     // The counter moves once the sender has the backend's answer, a moment
     // after influxd has the point: read it once the spool is drained.
@@ -821,7 +813,7 @@ fn go_queue_files_are_imported_and_delivered_exactly_once() {
     );
     for (mm, n) in [(a, 10), (b, 7), (old, 0)] {
         assert_eq!(
-            count(d, db, mm),
+            d.count_v(db, mm),
             n,
             "points of {mm} on {name} after the restart"
         );
@@ -852,15 +844,7 @@ fn database_missing_on_one_backend_is_created_and_points_arrive() {
         .collect();
     let (status, text) = cluster.proxy.write(db, None, &body);
     assert_eq!(status, 204, "write: {text:?}");
-    for c in 0..2 {
-        let d = cluster.owner_of(c, db, mm);
-        wait_for_eq(
-            DRAIN,
-            &format!("circle {} owner of {mm} to hold the 20 points", c + 1),
-            &20,
-            || count(d, db, mm),
-        );
-    }
+    cluster.wait_in_every_circle(DRAIN, db, mm, 20);
     let name = backend_name(0, o);
     assert_eq!(
         counter(&cluster.proxy, &name, "spool", "parked_records"),
@@ -1036,7 +1020,7 @@ fn backend_500_forever_for_one_batch_goes_to_dead_letter_and_later_batches_arriv
         DRAIN,
         "the real influxd of circle 2 to hold the poison and later points",
         &(3, 50),
-        || (count(&real, db, "poison"), count(&real, db, "normal")),
+        || (real.count_v(db, "poison"), real.count_v(db, "normal")),
     );
 }
 

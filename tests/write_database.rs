@@ -22,14 +22,6 @@ fn single(dbs: &[&str]) -> (Influxd, Proxy) {
     (d, proxy)
 }
 
-/// Points of `mm` in `db` on `d` (0 without the database).
-fn count(d: &Influxd, db: &str, mm: &str) -> u64 {
-    let v = d.query(db, &format!("SELECT count(v) FROM {}", quote_ident(mm)));
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// `POST /query` through the proxy; panics unless it is a 200 without error.
 fn exec(proxy: &Proxy, q: &str) {
     let r = http_post(&format!("{}/query", proxy.url()), &[("q", q)], &[], b"");
@@ -75,7 +67,7 @@ fn write_to_missing_database_gets_influxds_own_404() {
     let r = proxy.write_with(&[("db", "nope")], &[], b"m v=\n");
     assert_eq!(r.status, 404, "bad body to a missing db: {}", r.body);
     wait_for_eq(DELIVERY, "the point in `have`", &1, || {
-        count(&d, "have", "m")
+        d.count_v("have", "m")
     });
 }
 
@@ -86,7 +78,7 @@ fn database_created_or_dropped_through_the_proxy_is_known_at_once() {
     let (status, body) = proxy.write("fresh", None, "m v=1 1\n");
     assert_eq!(status, 204, "write right after CREATE DATABASE: {body}");
     wait_for_eq(DELIVERY, "the point in `fresh`", &1, || {
-        count(&d, "fresh", "m")
+        d.count_v("fresh", "m")
     });
     exec(&proxy, "DROP DATABASE fresh");
     let (status, body) = proxy.write("fresh", None, "m v=1 2\n");
@@ -107,7 +99,7 @@ fn database_created_directly_on_the_backend_is_taken_at_the_next_write() {
         "the write after CREATE DATABASE on influxd: {body}"
     );
     wait_for_eq(DELIVERY, "the point in `late`", &1, || {
-        count(&d, "late", "m")
+        d.count_v("late", "m")
     });
 }
 
@@ -123,15 +115,7 @@ fn database_on_one_backend_is_enough_and_is_created_on_the_others() {
     let cluster = Cluster { influxds, proxy };
     let (status, body) = cluster.proxy.write(db, None, &format!("{mm} v=1 1\n"));
     assert_eq!(status, 204, "write: {body}");
-    for c in 0..2 {
-        let d = cluster.owner_of(c, db, mm);
-        wait_for_eq(
-            DELIVERY,
-            &format!("circle {} owner of {mm} to hold the point", c + 1),
-            &1,
-            || count(d, db, mm),
-        );
-    }
+    cluster.wait_in_every_circle(DELIVERY, db, mm, 1);
 }
 
 #[test]
@@ -151,6 +135,6 @@ fn with_every_backend_down_writes_are_spooled_and_arrive_later() {
     );
     d.restart();
     wait_for_eq(DELIVERY, "the point in `later`", &1, || {
-        count(&d, "later", "m")
+        d.count_v("later", "m")
     });
 }

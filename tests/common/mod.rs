@@ -869,6 +869,15 @@ bind-address = "127.0.0.1:{rpc}"
         r.json()
     }
 
+    /// `count(v)` of `mm` in `db` (0 when there is no such series or no
+    /// such database).
+    pub fn count_v(&self, db: &str, mm: &str) -> u64 {
+        let v = self.query(db, &format!("SELECT count(v) FROM {}", quote_ident(mm)));
+        v["results"][0]["series"][0]["values"][0][1]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     /// `POST /query` (for statements that change things); panics on any error.
     pub fn exec(&self, q: &str) {
         let r = http_post(&format!("{}/query", self.url()), &[("q", q)], &[], b"");
@@ -1365,6 +1374,20 @@ impl Cluster {
     /// The influxd that owns (`db`, `mm`) in circle `c`.
     pub fn owner_of(&self, c: usize, db: &str, mm: &str) -> &Influxd {
         self.backend(c, owner(db, mm, 2))
+    }
+
+    /// Waits (at most `timeout`) until the owner of (`db`, `mm`) in each of
+    /// the two circles holds `points` values of `v`.
+    pub fn wait_in_every_circle(&self, timeout: Duration, db: &str, mm: &str, points: u64) {
+        for c in 0..2 {
+            let d = self.owner_of(c, db, mm);
+            wait_for_eq(
+                timeout,
+                &format!("circle {} owner of {mm} to hold {points} points", c + 1),
+                &points,
+                || d.count_v(db, mm),
+            );
+        }
     }
 }
 
