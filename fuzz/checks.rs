@@ -145,7 +145,7 @@ fn scanned_line(raw: &[u8]) {
         }
         // A line with a quote may read back differently: the batcher
         // refuses those (LineError::AmbiguousQuotes) instead of sending them.
-        if !influx_proxy::write::line::one_line(&out) {
+        if !influx_proxy::write::line::reads_back(&line, &out) {
             assert!(
                 line.text.contains(&b'"'),
                 "only a quoted line may be ambiguous"

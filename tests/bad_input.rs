@@ -228,6 +228,38 @@ fn unparsable_lines_get_the_same_answer_as_influxdb_and_valid_lines_are_kept() {
     }
 }
 
+/// influxd takes text after a string field's closing quote, so a line can
+/// end in a backslash (`f="b"\`): the timestamp the proxy appends would be
+/// read as part of the field, and each circle would stamp the point with
+/// its own time. Such a line is refused, the others of the body are kept.
+#[test]
+fn a_line_that_reads_differently_once_stamped_is_refused_and_not_stored() {
+    let db = "stamp";
+    let cluster = Cluster::start(&[db], |_| {});
+    // Last in the body: a backslash before a newline would escape it.
+    let body = "good v=1 1700000000000000000\ntrail f=\"b\"\\";
+    let got = cluster
+        .proxy
+        .write_with(&[("db", db)], &[], body.as_bytes());
+    assert_eq!(got.status, 400, "{}", got.body);
+    assert!(
+        got.body.contains("partial write") && got.body.contains("ambiguous quotes"),
+        "{}",
+        got.body
+    );
+    cluster.wait_in_every_circle(DELIVERY, db, "good", 1);
+    for c in 0..2 {
+        for b in 0..2 {
+            let have = cluster.backend(c, b).measurements(db);
+            assert!(
+                !have.contains("trail"),
+                "the refused line reached {}",
+                backend_name(c, b)
+            );
+        }
+    }
+}
+
 /// Every other kind of line InfluxDB refuses, alone and between good lines,
 /// with the precisions that change the timestamp check: the proxy answers what
 /// influxd answers for the same body and keeps the good lines.

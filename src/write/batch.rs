@@ -11,7 +11,7 @@ use std::sync::Arc;
 use fxhash::FxHashMap;
 
 use super::line::{
-    next_line_quoted, one_line, scan, unescape_measurement, LineError, Precision, Scanned,
+    next_line_quoted, reads_back, scan, unescape_measurement, LineError, Precision, Scanned,
 };
 use crate::cluster::Cluster;
 
@@ -124,9 +124,9 @@ impl Batcher {
                     failed = Some(e);
                     break;
                 }
-                // A line with a quote must still be one line for InfluxDB
-                // once sent (timestamp added, other lines around it).
-                if quoted && k == offset && !one_line(&buf[start..]) {
+                // A line with a quote must still read back as itself once
+                // sent (timestamp added, other lines around it).
+                if quoted && k == offset && !reads_back(&line, &buf[start..]) {
                     buf.truncate(start);
                     failed = Some(LineError::AmbiguousQuotes);
                     break;

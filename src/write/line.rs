@@ -148,7 +148,7 @@ pub fn next_line(body: &[u8], start: usize) -> (&[u8], usize) {
 }
 
 /// [`next_line`], also saying whether the line holds a double quote (only
-/// such a line can be split differently by the backend, see [`one_line`]).
+/// such a line can be split differently by the backend, see [`reads_back`]).
 #[inline]
 pub fn next_line_quoted(body: &[u8], start: usize) -> (&[u8], usize, bool) {
     let rest = &body[start..];
@@ -274,6 +274,23 @@ impl Line<'_> {
 pub fn one_line(written: &[u8]) -> bool {
     let (line, next) = next_line(written, 0);
     next == written.len() && line.len() + 1 == written.len()
+}
+
+/// Whether `written` (`line` normalized, and its `\n`) reads back as
+/// `line` for InfluxDB: one line for its splitter, and the same
+/// measurement, tags and fields for its parser. A line with a quote can
+/// fail either once the proxy appends a timestamp: the splitter's quote
+/// rules depend on where the buffer ends, and text after a closing quote
+/// that ends in a backslash (`f="b"\`, which influxd takes) escapes the
+/// space before the appended timestamp.
+pub fn reads_back(line: &Line, written: &[u8]) -> bool {
+    if !one_line(written) {
+        return false;
+    }
+    match scan(&written[..written.len() - 1]) {
+        Scanned::Point(again) => again.text[..again.body_len] == line.text[..line.body_len],
+        _ => false,
+    }
 }
 
 /// Decimal digits of `v` appended to `out`.
