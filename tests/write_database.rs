@@ -138,3 +138,26 @@ fn with_every_backend_down_writes_are_spooled_and_arrive_later() {
         d.count_v("later", "m")
     });
 }
+
+/// A backend that answers `SHOW DATABASES` without a list (a null backend,
+/// or one that keeps its databases to itself) cannot say a database is
+/// missing: writes are taken, and the proxy stops asking at every write.
+#[test]
+fn backends_without_a_list_are_not_asked_at_every_write() {
+    let fake = FakeBackend::start(Fault::Record);
+    let proxy = Proxy::start(config_for_urls(&[vec![fake.url()]]));
+    let writes = 30;
+    for i in 0..writes {
+        let (status, body) = proxy.write("anydb", None, &format!("m v={i} {i}\n"));
+        assert_eq!(status, 204, "write {i}: {body}");
+    }
+    let listings = fake
+        .recorded()
+        .iter()
+        .filter(|r| r.is_database_listing())
+        .count();
+    assert!(
+        listings <= 3,
+        "{listings} SHOW DATABASES for {writes} writes: the proxy asked at every write"
+    );
+}

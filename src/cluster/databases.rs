@@ -22,6 +22,12 @@
 //!   dropped directly on the backends: its writes get the old behaviour
 //!   (204, then parked by the sender) until the next list.
 //!
+//! When a miss refresh gets no list from any live backend (all down, or
+//! backends that answer `SHOW DATABASES` without one), writes are admitted
+//! without asking for [`LIST_AGE`] or until some list arrives: a cluster
+//! whose backends keep their databases to themselves must not pay a round
+//! of questions for every write.
+//!
 //! Only one miss refresh runs at a time; the misses that arrive while it
 //! runs share the next one (which starts after they arrived, so it sees
 //! what they may expect). A client that keeps writing to a missing database
@@ -99,6 +105,12 @@ struct Misses {
     running: bool,
     /// Whether some backend answered the last finished refresh.
     answered: bool,
+    /// Set when a refresh found no backend that answers with a list (all
+    /// down, or backends that keep their databases to themselves): until
+    /// then, or until some list arrives, misses are admitted without
+    /// asking, so such a cluster does not pay a round of `SHOW DATABASES`
+    /// (and a thread per backend) for every write.
+    blind_until: Option<Instant>,
 }
 
 impl Databases {
@@ -125,7 +137,15 @@ impl Databases {
             return true;
         }
         // No live backend answered: admit, as before this check existed.
-        !self.refresh_live() || self.is_known(db)
+        self.blind() || !self.refresh_live() || self.is_known(db)
+    }
+
+    /// Whether a recent refresh found no backend to ask (see
+    /// `Misses::blind_until`).
+    fn blind(&self) -> bool {
+        lock(&self.misses)
+            .blind_until
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// Whether `db` is in the known set, without asking anyone.
@@ -188,6 +208,9 @@ impl Databases {
                 misses.running = false;
                 misses.finished = number;
                 misses.answered = answered;
+                if !answered {
+                    misses.blind_until = Some(Instant::now() + LIST_AGE);
+                }
                 self.miss_done.notify_all();
                 return answered;
             }
@@ -236,7 +259,9 @@ impl Databases {
     }
 
     /// Stores backend `id`'s list; publishes the known set if it changed.
+    /// A list ends a blind spell: misses are asked about again.
     fn record(&self, id: usize, list: FxHashSet<String>) {
+        lock(&self.misses).blind_until = None;
         let mut sources = lock(&self.sources);
         let Some(slot) = sources.lists.get_mut(id) else {
             return;
