@@ -64,10 +64,7 @@ pub fn create(dir: &Path, seq: u64, size: u64) -> io::Result<File> {
         .write(true)
         .create_new(true)
         .open(&path)?;
-    if let Err(e) = file
-        .set_len(size)
-        .and_then(|()| reserve_blocks(&file, 0, size))
-    {
+    if let Err(e) = extend(&file, 0, size) {
         let _ = fs::remove_file(&path);
         return Err(e);
     }
@@ -90,7 +87,7 @@ pub fn extend(file: &File, len: u64, more: u64) -> io::Result<()> {
 /// through a mapping can never meet a full disk (a write to a mapped page
 /// without a block behind it is a SIGBUS, which kills the process).
 /// `fallocate` where the file system has it, else zeros written with pwrite.
-/// A full disk is an `ENOSPC` (or `EDQUOT`) error: see [`is_no_room`].
+/// A full disk is an `ENOSPC` (or `EDQUOT`) error: see [`no_room_cause`].
 pub fn reserve_blocks(file: &File, from: u64, len: u64) -> io::Result<()> {
     let (Ok(off), Ok(n)) = (libc::off_t::try_from(from), libc::off_t::try_from(len)) else {
         return Err(io::Error::new(
@@ -152,15 +149,12 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
 /// first magic goes): a segment reserved ahead that was never written.
 pub fn is_unwritten(dir: &Path, seq: u64) -> io::Result<bool> {
     let mut magic = [0u8; 4];
-    let file = open_read(dir, seq)?;
-    let mut got = 0;
-    while got < magic.len() {
-        match file.read_at(&mut magic[got..], got as u64)? {
-            0 => break,
-            n => got += n,
-        }
+    match open_read(dir, seq)?.read_exact_at(&mut magic, 0) {
+        // Shorter than a magic: nothing was written either.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
+        Err(e) => Err(e),
+        Ok(()) => Ok(magic == [0; 4]),
     }
-    Ok(magic[..got].iter().all(|&b| b == 0))
 }
 
 /// Opens segment `seq` for reading.
