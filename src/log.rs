@@ -25,22 +25,16 @@ pub const LEVEL_VAR: &str = "INFLUX_PROXY_LOG_LEVEL";
 /// Returns the level, or the error message for a value it does not know
 /// (warn is then used).
 pub fn install() -> Result<::log::LevelFilter, String> {
-    let (level, result) = match std::env::var(LEVEL_VAR) {
-        Err(_) => (::log::LevelFilter::Warn, Ok(::log::LevelFilter::Warn)),
-        Ok(v) => match v.parse::<::log::LevelFilter>() {
-            Ok(l) => (l, Ok(l)),
-            Err(_) => (
-                ::log::LevelFilter::Warn,
-                Err(format!(
-                    "{LEVEL_VAR}={v:?} is not a level (error, warn, info, debug, trace, off): warn is used"
-                )),
-            ),
-        },
+    let parsed = match std::env::var(LEVEL_VAR) {
+        Err(_) => Ok(::log::LevelFilter::Warn),
+        Ok(v) => v.parse::<::log::LevelFilter>().map_err(|_| {
+            format!("{LEVEL_VAR}={v:?} is not a level (error, warn, info, debug, trace, off): warn is used")
+        }),
     };
     if ::log::set_logger(&FACADE).is_ok() {
-        ::log::set_max_level(level);
+        ::log::set_max_level(*parsed.as_ref().unwrap_or(&::log::LevelFilter::Warn));
     }
-    result
+    parsed
 }
 
 /// The logger the facade calls: each record becomes one of our lines.
