@@ -644,7 +644,8 @@ fn number_end(text: &[u8], v: usize) -> Result<usize, LineError> {
             i += 1;
             continue;
         }
-        if !(b.is_ascii_digit() || b == b'.') {
+        // Digits were taken above: only the decimal point is left.
+        if b != b'.' {
             return Err(LineError::InvalidNumber);
         }
         i += 1;
