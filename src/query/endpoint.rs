@@ -364,19 +364,14 @@ impl QueryService {
         targets: &[Arc<Backend>],
         sent: &[(&str, &str)],
     ) -> Result<Vec<Part>, String> {
-        let answers: Vec<Result<serde_json::Value, String>> = if targets.len() == 1 {
-            vec![self
-                .client
-                .json(&targets[0], true, sent)
-                .map_err(|e| e.to_string())]
+        let ask = |b: &Backend| self.client.json(b, true, sent).map_err(|e| e.to_string());
+        let answers: Vec<Result<serde_json::Value, String>> = if let [one] = targets {
+            vec![ask(one)]
         } else {
             in_parallel(
                 targets
                     .iter()
-                    .map(|b| {
-                        Box::new(move || self.client.json(b, true, sent).map_err(|e| e.to_string()))
-                            as Job<'_, _>
-                    })
+                    .map(|b| Box::new(move || ask(b)) as Job<'_, _>)
                     .collect(),
                 || Err("a query thread failed".into()),
             )
