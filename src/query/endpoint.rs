@@ -379,13 +379,7 @@ impl QueryService {
         answers
             .into_iter()
             .map(|answer| {
-                let mut value = answer?;
-                let result = value
-                    .get_mut("results")
-                    .and_then(|r| r.as_array_mut())
-                    .and_then(|r| r.first_mut())
-                    .map(serde_json::Value::take)
-                    .unwrap_or_else(|| serde_json::json!({}));
+                let result = first_result(answer?).unwrap_or_else(|| serde_json::json!({}));
                 Ok(Part::new(result))
             })
             .collect()
@@ -478,12 +472,8 @@ impl QueryService {
                     StatementError::Refused(e) => e,
                     StatementError::NotQueued(e) => e.to_string(),
                 })?;
-            if let (StatementOutcome::Ran(mut value), None) = (outcome, &answer) {
-                answer = value
-                    .get_mut("results")
-                    .and_then(|r| r.as_array_mut())
-                    .and_then(|r| r.first_mut())
-                    .map(serde_json::Value::take);
+            if let (StatementOutcome::Ran(value), None) = (outcome, &answer) {
+                answer = first_result(value);
             }
         }
         match &stmt.kind {
@@ -700,6 +690,15 @@ fn form_params(req: &mut Request) -> Result<Option<Params>, ApiError> {
     let text = String::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid UTF-8 in the form body"))?;
     Ok(Some(Params::parse(&text).then(&req.params)))
+}
+
+/// `results[0]` of a backend's answer to one statement.
+fn first_result(mut answer: serde_json::Value) -> Option<serde_json::Value> {
+    answer
+        .get_mut("results")
+        .and_then(|r| r.as_array_mut())
+        .and_then(|r| r.first_mut())
+        .map(serde_json::Value::take)
 }
 
 /// The `epoch` values influxd turns times into numbers for.
