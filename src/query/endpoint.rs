@@ -640,19 +640,13 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
                 offset: stmt.offset,
             },
         },
-        _ if stmt.order_desc => MergeKind::SeriesDesc {
-            wildcard: stmt.wildcard,
-            calls: call_prefixes(stmt),
-            slimit: stmt.slimit,
-            soffset: stmt.soffset,
-            raw_points: stmt.raw_points,
-        },
         _ => MergeKind::Series {
             wildcard: stmt.wildcard,
             calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
             raw_points: stmt.raw_points,
+            descending: stmt.order_desc,
         },
     }
 }
