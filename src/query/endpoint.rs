@@ -364,19 +364,14 @@ impl QueryService {
         targets: &[Arc<Backend>],
         sent: &[(&str, &str)],
     ) -> Result<Vec<Part>, String> {
-        let answers: Vec<Result<serde_json::Value, String>> = if targets.len() == 1 {
-            vec![self
-                .client
-                .json(&targets[0], true, sent)
-                .map_err(|e| e.to_string())]
+        let ask = |b: &Backend| self.client.json(b, true, sent).map_err(|e| e.to_string());
+        let answers: Vec<Result<serde_json::Value, String>> = if let [one] = targets {
+            vec![ask(one)]
         } else {
             in_parallel(
                 targets
                     .iter()
-                    .map(|b| {
-                        Box::new(move || self.client.json(b, true, sent).map_err(|e| e.to_string()))
-                            as Job<'_, _>
-                    })
+                    .map(|b| Box::new(move || ask(b)) as Job<'_, _>)
                     .collect(),
                 || Err("a query thread failed".into()),
             )
@@ -384,13 +379,7 @@ impl QueryService {
         answers
             .into_iter()
             .map(|answer| {
-                let mut value = answer?;
-                let result = value
-                    .get_mut("results")
-                    .and_then(|r| r.as_array_mut())
-                    .and_then(|r| r.first_mut())
-                    .map(serde_json::Value::take)
-                    .unwrap_or_else(|| serde_json::json!({}));
+                let result = first_result(answer?).unwrap_or_else(|| serde_json::json!({}));
                 Ok(Part::new(result))
             })
             .collect()
@@ -483,12 +472,8 @@ impl QueryService {
                     StatementError::Refused(e) => e,
                     StatementError::NotQueued(e) => e.to_string(),
                 })?;
-            if let (StatementOutcome::Ran(mut value), None) = (outcome, &answer) {
-                answer = value
-                    .get_mut("results")
-                    .and_then(|r| r.as_array_mut())
-                    .and_then(|r| r.first_mut())
-                    .map(serde_json::Value::take);
+            if let (StatementOutcome::Ran(value), None) = (outcome, &answer) {
+                answer = first_result(value);
             }
         }
         match &stmt.kind {
@@ -655,19 +640,13 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
                 offset: stmt.offset,
             },
         },
-        _ if stmt.order_desc => MergeKind::SeriesDesc {
-            wildcard: stmt.wildcard,
-            calls: call_prefixes(stmt),
-            slimit: stmt.slimit,
-            soffset: stmt.soffset,
-            raw_points: stmt.raw_points,
-        },
         _ => MergeKind::Series {
             wildcard: stmt.wildcard,
             calls: call_prefixes(stmt),
             slimit: stmt.slimit,
             soffset: stmt.soffset,
             raw_points: stmt.raw_points,
+            descending: stmt.order_desc,
         },
     }
 }
@@ -705,6 +684,15 @@ fn form_params(req: &mut Request) -> Result<Option<Params>, ApiError> {
     let text = String::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid UTF-8 in the form body"))?;
     Ok(Some(Params::parse(&text).then(&req.params)))
+}
+
+/// `results[0]` of a backend's answer to one statement.
+fn first_result(mut answer: serde_json::Value) -> Option<serde_json::Value> {
+    answer
+        .get_mut("results")
+        .and_then(|r| r.as_array_mut())
+        .and_then(|r| r.first_mut())
+        .map(serde_json::Value::take)
 }
 
 /// The `epoch` values influxd turns times into numbers for.

@@ -219,15 +219,9 @@ pub enum MergeKind {
         /// series from several parts are merged. Otherwise they are an
         /// aggregate's, which cannot be combined, and the result is an error.
         raw_points: bool,
-    },
-    /// As [`MergeKind::Series`], for `ORDER BY time DESC`: influxd then lists
-    /// the series in reverse order too.
-    SeriesDesc {
-        wildcard: bool,
-        calls: Vec<Option<String>>,
-        slimit: Option<u64>,
-        soffset: Option<u64>,
-        raw_points: bool,
+        /// `ORDER BY time DESC`: influxd then lists the series in reverse
+        /// order too, and each series' rows fall in time.
+        descending: bool,
     },
     /// Every `SHOW` listing (with or without `FROM`): `MEASUREMENTS`,
     /// `SERIES`, `TAG KEYS`, `TAG VALUES`, `FIELD KEYS`. Rows of same-named
@@ -299,17 +293,11 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             calls,
             slimit,
             raw_points,
-            ..
-        }
-        | MergeKind::SeriesDesc {
-            wildcard,
-            calls,
-            slimit,
-            raw_points,
+            descending,
             ..
         } => {
             let order = Order {
-                descending: matches!(kind, MergeKind::SeriesDesc { .. }),
+                descending: *descending,
                 raw_points: *raw_points,
             };
             let merged = merge_select(
@@ -1127,16 +1115,18 @@ mod tests {
             slimit: None,
             soffset: None,
             raw_points: true,
+            descending: false,
         }
     }
 
     fn select_desc(wildcard: bool) -> MergeKind {
-        MergeKind::SeriesDesc {
+        MergeKind::Series {
             wildcard,
             calls: Vec::new(),
             slimit: None,
             soffset: None,
             raw_points: true,
+            descending: true,
         }
     }
 
@@ -1310,6 +1300,7 @@ mod tests {
             slimit: Some(1),
             soffset: Some(1),
             raw_points: true,
+            descending: false,
         };
         assert_merges_to(&kind, &[SEL_SLIMIT_P1, SEL_SLIMIT_P2], SEL_SLIMIT_REF);
     }
@@ -1357,6 +1348,7 @@ mod tests {
             slimit: None,
             soffset: None,
             raw_points: false,
+            descending: false,
         };
         let body = merged_body(&kind, &[p1, p2]);
         assert!(
@@ -1530,6 +1522,7 @@ mod tests {
             slimit: None,
             soffset: None,
             raw_points: true,
+            descending: false,
         };
         let merged = merge(&kind, 0, vec![answered, silent]);
         let body = String::from_utf8(write_body(&[merged], false)).unwrap();

@@ -357,7 +357,8 @@ pub fn write_csv(results: &[Value]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     // The statement and the columns of the last header written.
     let mut header: Option<(&Value, &[Value])> = None;
-    let mut line: Vec<String> = Vec::new();
+    // A cell that is not a string is formatted here, one cell at a time.
+    let mut scratch = String::new();
     for result in results {
         let Some(series) = result.get("series").and_then(Value::as_array) else {
             continue;
@@ -372,37 +373,45 @@ pub fn write_csv(results: &[Value]) -> Vec<u8> {
                 if header.is_some() {
                     out.push(b'\n');
                 }
-                line.clear();
-                line.extend(["name".to_string(), "tags".to_string()]);
-                line.extend(columns.iter().map(csv_cell));
-                write_csv_line(&mut out, &line);
+                out.extend_from_slice(b"name,tags");
+                for c in columns {
+                    out.push(b',');
+                    write_csv_cell(&mut out, &mut scratch, c);
+                }
+                out.push(b'\n');
                 header = Some((statement, columns));
             }
             // influxd's CSV writer leaves a cell of a type it does not know
             // as it was: `replicaN` (a Go `int`) keeps its header's text.
             let replica_n = (columns == RETENTION_POLICY_COLUMNS).then_some(3);
             let name = s.get("name").and_then(Value::as_str).unwrap_or("");
-            let tags = s.get("tags").and_then(Value::as_object).map(csv_tags);
+            let tags = s
+                .get("tags")
+                .and_then(Value::as_object)
+                .map(csv_tags)
+                .unwrap_or_default();
             for row in s
                 .get("values")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                line.clear();
-                line.push(name.to_string());
-                line.push(tags.clone().unwrap_or_default());
-                match row {
-                    Value::Array(cells) => line.extend(cells.iter().enumerate().map(|(i, c)| {
-                        if Some(i) == replica_n {
-                            "replicaN".to_string()
-                        } else {
-                            csv_cell(c)
-                        }
-                    })),
-                    other => line.push(csv_cell(other)),
+                write_csv_field(&mut out, name);
+                out.push(b',');
+                write_csv_field(&mut out, &tags);
+                let cells = match row {
+                    Value::Array(cells) => cells.as_slice(),
+                    other => std::slice::from_ref(other),
+                };
+                for (i, c) in cells.iter().enumerate() {
+                    out.push(b',');
+                    if Some(i) == replica_n {
+                        out.extend_from_slice(b"replicaN");
+                    } else {
+                        write_csv_cell(&mut out, &mut scratch, c);
+                    }
                 }
-                write_csv_line(&mut out, &line);
+                out.push(b'\n');
             }
         }
     }
@@ -421,8 +430,9 @@ const RETENTION_POLICY_COLUMNS: [&str; 5] = [
 /// A request that failed as a whole, as influxd answers it in CSV.
 pub fn csv_error(message: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + 16);
-    write_csv_line(&mut out, &["error".to_string()]);
-    write_csv_line(&mut out, &[message.to_string()]);
+    out.extend_from_slice(b"error\n");
+    write_csv_field(&mut out, message);
+    out.push(b'\n');
     out
 }
 
@@ -457,43 +467,51 @@ fn escape_tag(out: &mut String, s: &str) {
     }
 }
 
-/// One cell's text: empty for null, a float in plain notation.
-fn csv_cell(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::Bool(b) => b.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-            (Some(u), _, _) => u.to_string(),
-            (None, Some(i), _) => i.to_string(),
-            // Rust's `Display` of a float: the shortest digits that read
-            // back, never an exponent, as Go's `FormatFloat(f, 'f', -1, 64)`.
-            (None, None, Some(f)) => f.to_string(),
-            _ => n.to_string(),
-        },
-        other => other.to_string(),
-    }
+/// One cell as a CSV field: empty for null, a float in plain notation, a
+/// string as it is. Cells that are not strings are formatted in `scratch`.
+fn write_csv_cell(out: &mut Vec<u8>, scratch: &mut String, v: &Value) {
+    use std::fmt::Write;
+    scratch.clear();
+    let _ = match v {
+        Value::Null => Ok(()),
+        Value::String(s) => return write_csv_field(out, s),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                write!(scratch, "{u}")
+            } else if let Some(i) = n.as_i64() {
+                write!(scratch, "{i}")
+            } else if let Some(f) = n.as_f64() {
+                // Rust's `Display` of a float: the shortest digits that
+                // read back, never an exponent, as Go's
+                // `FormatFloat(f, 'f', -1, 64)`.
+                write!(scratch, "{f}")
+            } else {
+                write!(scratch, "{n}")
+            }
+        }
+        other => write!(scratch, "{other}"),
+    };
+    write_csv_field(out, scratch);
 }
 
-/// One CSV line as Go's encoding/csv writes it (`,`, `\n` line ends): a
-/// field is quoted, its quotes doubled, when it holds `,`, `"`, `\r` or
-/// `\n`, begins with a space character, or is `\.`.
-fn write_csv_line(out: &mut Vec<u8>, fields: &[String]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let quoted =
-            f == "\\." || f.contains([',', '"', '\r', '\n']) || f.starts_with(char::is_whitespace);
-        if quoted {
+/// One CSV field as Go's encoding/csv writes it: quoted, its quotes
+/// doubled, when it holds `,`, `"`, `\r` or `\n`, begins with a space
+/// character, or is `\.`. Fields are joined by `,`, lines end in `\n`.
+fn write_csv_field(out: &mut Vec<u8>, f: &str) {
+    let quoted =
+        f == "\\." || f.contains([',', '"', '\r', '\n']) || f.starts_with(char::is_whitespace);
+    if !quoted {
+        out.extend_from_slice(f.as_bytes());
+        return;
+    }
+    out.push(b'"');
+    for part in f.split_inclusive('"') {
+        out.extend_from_slice(part.as_bytes());
+        if part.ends_with('"') {
             out.push(b'"');
-            out.extend_from_slice(f.replace('"', "\"\"").as_bytes());
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(f.as_bytes());
         }
     }
-    out.push(b'\n');
+    out.push(b'"');
 }
 
 #[cfg(test)]
