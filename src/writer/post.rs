@@ -22,9 +22,11 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender as Tx};
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::group::Group;
+use crate::cluster::databases::show_databases;
 use crate::cluster::{Backend, Cluster};
 use crate::http_client::{self, BackendError, BackendRequest};
 use crate::log;
+use crate::query::statement::quote_ident;
 use crate::spool::record::Kind;
 
 /// What became of one POST.
@@ -155,10 +157,7 @@ impl Poster {
         if !self.exists_elsewhere(cluster, backend, &g.db) {
             return Outcome::DatabaseNotFound(reason);
         }
-        let create = format!(
-            "CREATE DATABASE \"{}\"",
-            g.db.replace('\\', "\\\\").replace('"', "\\\"")
-        );
+        let create = format!("CREATE DATABASE {}", quote_ident(&g.db));
         match self.query(backend, "", &create) {
             Outcome::Delivered => {
                 log!(
@@ -221,10 +220,7 @@ impl Poster {
             .backends
             .iter()
             .filter(|b| b.id != me.id && b.is_active())
-            .any(|b| {
-                self.databases(b)
-                    .is_some_and(|dbs| dbs.iter().any(|d| d == db))
-            })
+            .any(|b| show_databases(&self.agent, b).is_some_and(|dbs| dbs.contains(db)))
     }
 
     /// POSTs `lines` to `backend`'s `/write` and classifies the answer.
@@ -264,11 +260,6 @@ impl Poster {
             Ok(resp) => answer(resp),
             Err(e) => Outcome::Failed(BackendError::from_ureq(backend, &e)),
         }
-    }
-
-    /// The databases `backend` has (`SHOW DATABASES`), if it answers.
-    fn databases(&mut self, backend: &Backend) -> Option<fxhash::FxHashSet<String>> {
-        crate::cluster::databases::show_databases(&self.agent, backend)
     }
 }
 
