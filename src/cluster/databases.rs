@@ -97,12 +97,12 @@ impl Sources {
     }
 }
 
-/// The miss refreshes started and finished (numbered from 1).
+/// The miss refreshes started and finished (numbered from 1); one runs
+/// while `finished < started`.
 #[derive(Debug, Default)]
 struct Misses {
     started: u64,
     finished: u64,
-    running: bool,
     /// Whether some backend answered the last finished refresh.
     answered: bool,
     /// Set when a refresh found no backend that answers with a list (all
@@ -198,14 +198,12 @@ impl Databases {
             if misses.finished >= wanted {
                 return misses.answered;
             }
-            if !misses.running {
-                misses.running = true;
+            if misses.finished == misses.started {
                 misses.started += 1;
                 let number = misses.started;
                 drop(misses);
                 let answered = self.ask_live();
                 let mut misses = lock(&self.misses);
-                misses.running = false;
                 misses.finished = number;
                 misses.answered = answered;
                 if !answered {
