@@ -3,8 +3,9 @@
 //!
 //! | client | carries | why this one |
 //! |---|---|---|
-//! | [`crate::writer::post::Poster`] (ureq, an agent per poster thread) | `POST /write` (gzipped groups), queued statements (`POST /query`), `SHOW DATABASES` | bodies of megabytes, keep-alive per thread, `https://` backends; a request per group of thousands of points, so ureq's cost per request does not show |
-//! | [`crate::cluster::pinger`] (ureq, an agent per pinger thread) | `GET /ping` every `check_interval` | one small request per interval; `https://` as for writes |
+//! | [`crate::writer::post::Poster`] (ureq, an agent per poster thread) | `POST /write` (gzipped groups), queued statements (`POST /query`), `SHOW DATABASES` of the other backends on a 404 `database not found` | bodies of megabytes, keep-alive per thread, `https://` backends; a request per group of thousands of points, so ureq's cost per request does not show |
+//! | [`crate::cluster::pinger`] (ureq, an agent per pinger thread) | `GET /ping` every `check_interval`, and `SHOW DATABASES` when the backend's list is due ([`crate::cluster::databases`]) | one small request per interval; `https://` as for writes |
+//! | ureq agent of [`crate::cluster::Databases`] | `SHOW DATABASES` of every live backend when a write names an unknown database | rare (one refresh at a time), small answers; `https://` as for writes |
 //! | [`crate::query::http1`] (ours, a keep-alive pool shared by the query threads) | `/query` to `http://` backends | latency-bound: one write per request and usually one read per answer, where ureq took 12 syscalls (see its module doc) |
 //! | ureq agent of [`crate::query::forward::QueryClient`] | `/query` to `https://` backends | TLS, which `query::http1` does not speak |
 //!

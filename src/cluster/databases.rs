@@ -11,10 +11,11 @@
 //! removes the name at once.
 //!
 //! Where the lists come from:
-//! - the health checker, after a successful ping, when the backend was just
-//!   (re)activated or its list is older than [`LIST_AGE`]. Not at every ping:
-//!   influxd logs each query it runs (`query-log-enabled` is on by default),
-//!   and a list that is a few seconds old only errs one way, see next;
+//! - the backend's pinger ([`super::pinger`]), after a successful ping,
+//!   when the backend was just (re)activated or its list is older than
+//!   [`LIST_AGE`]. Not at every ping: influxd logs each query it runs
+//!   (`query-log-enabled` is on by default), and a list that is a few
+//!   seconds old only errs one way, see next;
 //! - a miss: a write naming a database outside the known set asks every live
 //!   backend at once (at most [`MISS_TIMEOUT`] each) before the 404, so a
 //!   database created directly on the backends a moment ago is accepted.
@@ -48,7 +49,7 @@ use fxhash::FxHashSet;
 use super::Backend;
 use crate::http_client::{self, BackendRequest};
 
-/// A backend's list is fetched again by the health checker past this age.
+/// A backend's list is fetched again by its pinger past this age.
 pub const LIST_AGE: Duration = Duration::from_secs(10);
 
 /// How long a miss refresh waits for each live backend's list.
@@ -97,12 +98,12 @@ impl Sources {
     }
 }
 
-/// The miss refreshes started and finished (numbered from 1).
+/// The miss refreshes started and finished (numbered from 1); one runs
+/// while `finished < started`.
 #[derive(Debug, Default)]
 struct Misses {
     started: u64,
     finished: u64,
-    running: bool,
     /// Whether some backend answered the last finished refresh.
     answered: bool,
     /// Set when a refresh found no backend that answers with a list (all
@@ -115,7 +116,7 @@ struct Misses {
 
 impl Databases {
     /// Nothing known yet: the first write of each database refreshes, and
-    /// the health checkers fill the lists within their first ping.
+    /// the pingers fill the lists within their first ping.
     pub fn new(backends: &[Arc<Backend>]) -> Databases {
         Databases {
             known: RwLock::default(),
@@ -153,7 +154,7 @@ impl Databases {
         read(&self.known).contains(db)
     }
 
-    /// The health checker's call after a successful ping of `backend`
+    /// The pinger's call after a successful ping of `backend`
     /// (`was_active`: its previous verdict): fetches the backend's list
     /// when it just came back or its list is older than [`LIST_AGE`].
     pub fn after_ping(&self, backend: &Backend, agent: &ureq::Agent, was_active: bool) {
@@ -198,14 +199,12 @@ impl Databases {
             if misses.finished >= wanted {
                 return misses.answered;
             }
-            if !misses.running {
-                misses.running = true;
+            if misses.finished == misses.started {
                 misses.started += 1;
                 let number = misses.started;
                 drop(misses);
                 let answered = self.ask_live();
                 let mut misses = lock(&self.misses);
-                misses.running = false;
                 misses.finished = number;
                 misses.answered = answered;
                 if !answered {

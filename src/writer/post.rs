@@ -22,9 +22,11 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender as Tx};
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::group::Group;
+use crate::cluster::databases::show_databases;
 use crate::cluster::{Backend, Cluster};
 use crate::http_client::{self, BackendError, BackendRequest};
 use crate::log;
+use crate::query::statement::quote_ident;
 use crate::spool::record::Kind;
 
 /// What became of one POST.
@@ -155,10 +157,7 @@ impl Poster {
         if !self.exists_elsewhere(cluster, backend, &g.db) {
             return Outcome::DatabaseNotFound(reason);
         }
-        let create = format!(
-            "CREATE DATABASE \"{}\"",
-            g.db.replace('\\', "\\\\").replace('"', "\\\"")
-        );
+        let create = format!("CREATE DATABASE {}", quote_ident(&g.db));
         match self.query(backend, "", &create) {
             Outcome::Delivered => {
                 log!(
@@ -172,18 +171,18 @@ impl Poster {
         }
     }
 
-    /// POSTs a packed write group; on 413 splits its lines in halves.
+    /// POSTs a packed write group; on 413 sends its lines in halves.
     fn post_packed(&mut self, backend: &Backend, g: &Group) -> Outcome {
         match self.write_gzipped(backend, &g.db, &g.rp, &g.gz) {
             Outcome::TooLarge if g.points > 1 => {
                 let lines = g.text();
-                self.post_lines(backend, &g.db, &g.rp, &lines, g.points, 0)
+                self.post_halves(backend, &g.db, &g.rp, &lines, g.points, 0)
             }
             other => other,
         }
     }
 
-    /// POSTs lines; on 413 sends the two halves in turn.
+    /// POSTs lines; on 413 sends them in halves.
     fn post_lines(
         &mut self,
         backend: &Backend,
@@ -195,24 +194,37 @@ impl Poster {
     ) -> Outcome {
         match self.write(backend, db, rp, lines) {
             Outcome::TooLarge if points > 1 && depth < 32 => {
-                let half = points / 2;
-                let cut = lines
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &b)| b == b'\n')
-                    .nth(half as usize - 1)
-                    .map_or(lines.len(), |(i, _)| i + 1);
-                let first = self.post_lines(backend, db, rp, &lines[..cut], half, depth + 1);
-                if first != Outcome::Delivered {
-                    return first;
-                }
-                // The first half is stored: a retry of the whole group
-                // resends it, which InfluxDB absorbs (same series and
-                // timestamps).
-                self.post_lines(backend, db, rp, &lines[cut..], points - half, depth + 1)
+                self.post_halves(backend, db, rp, lines, points, depth)
             }
             other => other,
         }
+    }
+
+    /// POSTs the two halves of lines the backend found too large (413),
+    /// cut at a line boundary, in turn.
+    fn post_halves(
+        &mut self,
+        backend: &Backend,
+        db: &str,
+        rp: &str,
+        lines: &[u8],
+        points: u32,
+        depth: u32,
+    ) -> Outcome {
+        let half = points / 2;
+        let cut = lines
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .nth(half as usize - 1)
+            .map_or(lines.len(), |(i, _)| i + 1);
+        let first = self.post_lines(backend, db, rp, &lines[..cut], half, depth + 1);
+        if first != Outcome::Delivered {
+            return first;
+        }
+        // The first half is stored: a retry of the whole group resends it,
+        // which InfluxDB absorbs (same series and timestamps).
+        self.post_lines(backend, db, rp, &lines[cut..], points - half, depth + 1)
     }
 
     /// Whether another active backend has database `db`.
@@ -221,10 +233,7 @@ impl Poster {
             .backends
             .iter()
             .filter(|b| b.id != me.id && b.is_active())
-            .any(|b| {
-                self.databases(b)
-                    .is_some_and(|dbs| dbs.iter().any(|d| d == db))
-            })
+            .any(|b| show_databases(&self.agent, b).is_some_and(|dbs| dbs.contains(db)))
     }
 
     /// POSTs `lines` to `backend`'s `/write` and classifies the answer.
@@ -264,11 +273,6 @@ impl Poster {
             Ok(resp) => answer(resp),
             Err(e) => Outcome::Failed(BackendError::from_ureq(backend, &e)),
         }
-    }
-
-    /// The databases `backend` has (`SHOW DATABASES`), if it answers.
-    fn databases(&mut self, backend: &Backend) -> Option<fxhash::FxHashSet<String>> {
-        crate::cluster::databases::show_databases(&self.agent, backend)
     }
 }
 
