@@ -20,7 +20,7 @@
 //! timeout is set, looks every host up in a new thread so the lookup can be
 //! abandoned: a thread per request, even for `127.0.0.1` and even on a
 //! pooled connection. Backends are nearly always given as IP addresses, so
-//! [`IpFirst`] answers an IP literal at once and hands only real host names
+//! `IpFirst` answers an IP literal at once and hands only real host names
 //! to ureq's resolver.
 //!
 //! `https://` backends are verified: against Mozilla's roots, or the CAs in

@@ -14,7 +14,7 @@
 //!   ask to close; anything else drops it.
 //! - Every read and write is bounded by the deadline of the request
 //!   (`query_timeout` from when it was sent); the socket timeout is moved
-//!   only when it is off by more than 1/64 (see [`keep_timeout`]).
+//!   only when it is off by more than 1/64 (see `keep_timeout`).
 //! - A request on a pooled connection that the backend had closed (nothing
 //!   came back) is sent once more on a new connection, as Go's client does.
 //!

@@ -2,7 +2,7 @@
 //! up to `rewrite_threads` POSTs in flight.
 //!
 //! The sender owns the spool's [`Reader`] and repeats a few steps, each a
-//! method of [`Sender`]: **gather** the next [`Group`] from the spool (a
+//! method of `Sender`: **gather** the next [`Group`] from the spool (a
 //! small one at the head lingers up to `flush_time` after its first record
 //! was written), **compress** it (gzip, one compressor reused), **hand it
 //! out** to a free `poster-<backend>-<i>` thread ([`super::post`]), **act on
@@ -16,7 +16,7 @@
 //! | 404 `database not found` | the poster creates the database when another backend has it, and sends again; else parked |
 //! | `retention policy not found` | parked |
 //! | 413 | the poster splits it in halves, recursively |
-//! | other status | retried with backoff, the group unchanged; once the oldest group has failed [`PROBE_AFTER`] times while a later one went through, it is poison: dead-letter file |
+//! | other status | retried with backoff, the group unchanged; once the oldest group has failed `PROBE_AFTER` times while a later one went through, it is poison: dead-letter file |
 //! | no answer | the backend is marked inactive; retried once it is back |
 //!
 //! The spool cursor only moves past the oldest groups that are done, in
