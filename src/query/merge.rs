@@ -1109,24 +1109,21 @@ mod tests {
     }
 
     fn select(wildcard: bool) -> MergeKind {
-        MergeKind::Series {
-            wildcard,
-            calls: Vec::new(),
-            slimit: None,
-            soffset: None,
-            raw_points: true,
-            descending: false,
-        }
+        select_ordered(wildcard, false)
     }
 
     fn select_desc(wildcard: bool) -> MergeKind {
+        select_ordered(wildcard, true)
+    }
+
+    fn select_ordered(wildcard: bool, descending: bool) -> MergeKind {
         MergeKind::Series {
             wildcard,
             calls: Vec::new(),
             slimit: None,
             soffset: None,
             raw_points: true,
-            descending: true,
+            descending,
         }
     }
 
