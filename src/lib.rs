@@ -40,6 +40,7 @@ pub mod ring;
 pub mod server;
 pub mod signals;
 pub mod spool;
+pub mod transfer;
 pub mod url;
 pub mod write;
 pub mod writer;

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod databases;
+pub mod moves;
 pub mod pinger;
 
 use std::sync::Arc;

@@ -1,0 +1,3 @@
+//! SKELETON (owned by helper B; replace this header): transfer operations.
+
+pub mod copy;
