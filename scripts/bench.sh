@@ -42,6 +42,14 @@ QUERY_CONCURRENCY=4
 QUERY_POINTS=10000 # dataset: measurement q, field v, QUERY_SERIES series
 QUERY_SERIES=10
 QUERY_WARMUP=25 # queries per client before the clock starts (not counted)
+TRANSFER=0
+TRANSFER_POINTS=2000000
+TRANSFER_MEASUREMENTS=16
+TRANSFER_SERIES=1600
+TRANSFER_PARAMS=() # extra rebalance parameters: worker=N, batch=N
+SERIES_SET=0
+ROUNDS_SET=0
+TIMEOUT_SET=0
 
 usage() {
     cat <<EOF
@@ -78,6 +86,33 @@ and a second table gives, per scenario, the median, min and max of latency
 p50 and p99 (microseconds), queries/s and proxy CPU microseconds per query,
 then the latency each proxy adds over direct at p50 and p99 (medians).
 
+With --transfer (alone: no write or query rounds), two real influxd are used
+and each round, per proxy (influx-proxy, then the --proxy-cmd one if given):
+  1. both influxd are emptied and the points ($TRANSFER_POINTS by default, over
+     $TRANSFER_MEASUREMENTS measurements m-<k>, $TRANSFER_SERIES series, fields n (integer) and v
+     (float), one point per series every 10 s from 2024-01-01: the same points
+     every run) are written straight into backend 1 by $CONCURRENCY keep-alive clients
+     in batches of --batch, timed from the first request to the last 204:
+     the direct write speed;
+  2. a proxy whose only circle holds backend 1 must count m-0 as backend 1
+     does; it is stopped;
+  3. the proxy restarts with backends 1 and 2 in the circle; the owners under
+     the new ring are asked from /replica (not timed); then
+     POST /rebalance?circle_id=0&operation=add&dbs=$DB and /transfer/state and
+     /transfer/stats are polled every 100 ms until the transfer is over (no
+     circle transferring, resyncing false, and our extra operation.state done;
+     a proxy without the operation key, such as the Go one: transferring
+     seen and then over);
+  4. backend 2 is counted (not timed): it must hold exactly the points of the
+     measurements /replica gives it.
+The table gives the direct write speed, points moved per second (points moved:
+the sum of points_copied in /transfer/stats, else the count on backend 2,
+divided by the time from the POST until the transfer is over), their ratio,
+proxy CPU seconds (utime+stime) per million points moved (POST to over),
+proxy peak RSS (VmHWM) and the points moved; one line per proxy sums it up
+against the targets (moved >= 0.5 x direct, <= 1 CPU s per M moved). A proxy
+that answers 404 to POST /rebalance stops the run with a message.
+
 Options:
   --backend sink|influxd  null backends (bundled influx-sink, default) or real
                           influxd (/usr/bin/influxd, one temp instance each)
@@ -112,11 +147,21 @@ Options:
                           direct goes to q's owner (default '$QUERY')
   --query-requests N      queries per round (default $QUERY_REQUESTS)
   --query-concurrency N   concurrent query clients (default $QUERY_CONCURRENCY)
+  --transfer              run the transfer benchmark (implies --backend influxd;
+                          --rounds defaults to 1 and --timeout, the limit on
+                          one transfer, to 1800; --series sets its series)
+  --transfer-points N     points written and rebalanced (default $TRANSFER_POINTS)
+  --transfer-measurements M
+                          measurements they are spread over (default $TRANSFER_MEASUREMENTS)
+  --transfer-worker N     sent as worker=N with the POST (default: the proxy's)
+  --transfer-batch N      sent as batch=N with the POST (default: the proxy's)
   -h, --help              this text
 
 Example: ${0##*/} --rounds 3
          ${0##*/} --backend influxd --rounds 3 --points 1000000
          ${0##*/} --backend influxd --queries-only --rounds 3
+         ${0##*/} --transfer --proxy-cmd '/opt/go-proxy/influx-proxy -config {config}'
+         ${0##*/} --transfer --transfer-points 100000 --no-build
 EOF
 }
 
@@ -145,6 +190,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0 ;;
     --queries) [[ "$QUERIES" == only ]] || QUERIES=also ;;
     --queries-only) QUERIES=only ;;
+    --transfer) TRANSFER=1 ;;
     --set)
         [[ $# -ge 2 && "$2" == *=* ]] || die "--set needs KEY=JSON, e.g. --set spool_sync='\"always\"'"
         SET_KEYS+=("$2")
@@ -154,7 +200,7 @@ while [[ $# -gt 0 ]]; do
         set -- "${opt%%=*}" "${opt#*=}" "${@:2}"
         continue
         ;;
-    --backend | --topology | --points | --batch | --concurrency | --measurements | --series | --gzip | --rounds | --proxy-cmd | --timeout | --settle | --query | --query-requests | --query-concurrency)
+    --backend | --topology | --points | --batch | --concurrency | --measurements | --series | --gzip | --rounds | --proxy-cmd | --timeout | --settle | --query | --query-requests | --query-concurrency | --transfer-points | --transfer-measurements | --transfer-worker | --transfer-batch)
         [[ $# -ge 2 ]] || die "$opt needs a value"
         val="$2"
         shift
@@ -168,15 +214,34 @@ while [[ $# -gt 0 ]]; do
         --batch) BATCH="$val" ;;
         --concurrency) CONCURRENCY="$val" ;;
         --measurements) MEASUREMENTS="$val" ;;
-        --series) SERIES="$val" ;;
+        --series)
+            SERIES="$val"
+            SERIES_SET=1
+            ;;
         --gzip) GZIP="$val" ;;
-        --rounds) ROUNDS="$val" ;;
+        --rounds)
+            ROUNDS="$val"
+            ROUNDS_SET=1
+            ;;
         --proxy-cmd) PROXY_CMD="$val" ;;
-        --timeout) WAIT_TIMEOUT="$val" ;;
+        --timeout)
+            WAIT_TIMEOUT="$val"
+            TIMEOUT_SET=1
+            ;;
         --settle) SETTLE="$val" ;;
         --query) QUERY="$val" ;;
         --query-requests) QUERY_REQUESTS="$val" ;;
         --query-concurrency) QUERY_CONCURRENCY="$val" ;;
+        --transfer-points) TRANSFER_POINTS="$val" ;;
+        --transfer-measurements) TRANSFER_MEASUREMENTS="$val" ;;
+        --transfer-worker)
+            need_int "$opt" "$val" 1
+            TRANSFER_PARAMS+=("worker=$val")
+            ;;
+        --transfer-batch)
+            need_int "$opt" "$val" 1
+            TRANSFER_PARAMS+=("batch=$val")
+            ;;
         esac
         ;;
     *)
@@ -188,6 +253,14 @@ while [[ $# -gt 0 ]]; do
 done
 
 case "$BACKEND" in sink | influxd) ;; *) die "--backend must be sink or influxd, got '$BACKEND'" ;; esac
+if [[ $TRANSFER -eq 1 ]]; then
+    # Data must be stored to be moved; the write and query rounds are not run.
+    [[ "$BACKEND" == sink && $BACKEND_SET -eq 1 ]] && die "--transfer needs real backends (sinks store nothing to move)"
+    [[ "$QUERIES" == none ]] || die "--transfer runs alone: leave out --queries/--queries-only"
+    BACKEND=influxd
+    [[ $ROUNDS_SET -eq 1 ]] || ROUNDS=1
+    [[ $TIMEOUT_SET -eq 1 ]] || WAIT_TIMEOUT=1800
+fi
 if [[ "$QUERIES" != none ]]; then
     # The sinks store nothing: there would be nothing to query.
     if [[ "$BACKEND" == sink && $BACKEND_SET -eq 1 ]]; then
@@ -215,6 +288,13 @@ need_int --query-requests "$QUERY_REQUESTS" 1
 need_int --query-concurrency "$QUERY_CONCURRENCY" 1
 [[ -n "${QUERY//[[:space:]]/}" ]] || die "--query needs a query"
 [[ "$SETTLE" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--settle needs a number of seconds, got '$SETTLE'"
+if [[ $TRANSFER -eq 1 ]]; then
+    need_int --transfer-points "$TRANSFER_POINTS" 1
+    need_int --transfer-measurements "$TRANSFER_MEASUREMENTS" 1
+    [[ $SERIES_SET -eq 1 ]] && TRANSFER_SERIES="$SERIES"
+    ((TRANSFER_SERIES >= TRANSFER_MEASUREMENTS)) ||
+        die "--series ($TRANSFER_SERIES) must be at least --transfer-measurements ($TRANSFER_MEASUREMENTS): every measurement needs a series"
+fi
 
 for tool in curl python3 setsid; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
@@ -439,12 +519,15 @@ influxd_count() {
 
 # ---------------------------------------------------------------- proxy
 
-# write_proxy_config FILE PORT DIR: keys the Go influx-proxy also understands.
+# write_proxy_config FILE PORT DIR [TOPOLOGY]: keys the Go influx-proxy also
+# understands; TOPOLOGY (default --topology) may also be 1x1: backend 1 alone.
 write_proxy_config() {
-    local file="$1" port="$2" dir="$3" b1 b2 circles
+    local file="$1" port="$2" dir="$3" topology="${4:-$TOPOLOGY}" b1 b2 circles
     b1="{\"name\": \"backend-1\", \"url\": \"http://127.0.0.1:${BACKEND_PORTS[0]}\", \"username\": \"\", \"password\": \"\", \"auth_encrypt\": false}"
     b2="{\"name\": \"backend-2\", \"url\": \"http://127.0.0.1:${BACKEND_PORTS[1]}\", \"username\": \"\", \"password\": \"\", \"auth_encrypt\": false}"
-    if [[ "$TOPOLOGY" == 1x2 ]]; then
+    if [[ "$topology" == 1x1 ]]; then
+        circles="{\"name\": \"circle-1\", \"backends\": [$b1]}"
+    elif [[ "$topology" == 1x2 ]]; then
         circles="{\"name\": \"circle-1\", \"backends\": [$b1, $b2]}"
     else
         circles="{\"name\": \"circle-1\", \"backends\": [$b1]}, {\"name\": \"circle-2\", \"backends\": [$b2]}"
@@ -478,14 +561,15 @@ write_proxy_config() {
 EOF
 }
 
-# start_proxy KIND DIR: KIND is "ours" or "theirs"; sets PROXY_PID/PORT/LOG.
+# start_proxy KIND DIR [TOPOLOGY]: KIND is "ours" or "theirs"; sets
+# PROXY_PID/PORT/LOG.
 start_proxy() {
-    local kind="$1" dir="$2" cfg cmd
+    local kind="$1" dir="$2" topology="${3:-}" cfg cmd
     mkdir -p "$dir/data" "$dir/log"
     PROXY_PORT="$(free_ports 1)"
     [[ -n "$PROXY_PORT" ]] || die "could not find a free port"
     cfg="$dir/proxy.json"
-    write_proxy_config "$cfg" "$PROXY_PORT" "$dir"
+    write_proxy_config "$cfg" "$PROXY_PORT" "$dir" "$topology"
     PROXY_LOG="$dir/proxy.log"
     if [[ "$kind" == ours ]]; then
         start_bg "proxy" "$PROXY_LOG" "$dir" "$BIN_DIR/influx-proxy" -config "$cfg"
@@ -521,6 +605,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 
 def cmd_ports(n):
@@ -549,17 +634,22 @@ def cmd_ports(n):
     print(" ".join(map(str, found)))
 
 
-def get(port, path, timeout=5.0):
+def request(method, port, path, timeout=5.0, body=None):
+    """(status, body) of one request to 127.0.0.1:port; raises only on transport errors."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request(method, path, body=body)
         resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"GET {path} on {port}: HTTP {resp.status}")
-        return body
+        return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def get(port, path, timeout=5.0):
+    status, body = request("GET", port, path, timeout)
+    if status != 200:
+        raise RuntimeError(f"GET {path} on {port}: HTTP {status}")
+    return body
 
 
 def read_counter(mode, port):
@@ -995,8 +1085,16 @@ def cmd_qsummary(params_json, raw_file, query):
     print("\n".join(out))
 
 
-def cmd_qraw(raw_file):
+def print_raw(raw_file, cols, cell):
+    """The rows of raw_file (JSON lines) as a plain table of columns cols."""
     rows = [json.loads(line) for line in open(raw_file) if line.strip()]
+    table = [cols] + [[cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(row[i].ljust(widths[i]) for i in range(len(cols))).rstrip())
+
+
+def cmd_qraw(raw_file):
     cols = [
         "round", "scenario", "qps", "p50_us", "p90_us", "p99_us", "max_us", "cpu_us_per_query",
         "requests", "errors", "seconds", "ok", "note",
@@ -1009,30 +1107,292 @@ def cmd_qraw(raw_file):
             return f"{v:.1f}"
         return str(v)
 
-    table = [cols] + [[cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    for row in table:
-        print("  ".join(row[i].ljust(widths[i]) for i in range(len(cols))).rstrip())
+    print_raw(raw_file, cols, cell)
+
+
+def cell_pps_or_ratio(v):
+    """Rates as integers, small values (ratios, seconds, CPU) with 3 decimals."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.0f}" if v >= 1000 else f"{v:.3f}"
+    return str(v)
 
 
 def cmd_raw(raw_file):
-    rows = [json.loads(line) for line in open(raw_file) if line.strip()]
     cols = [
         "round", "scenario", "acked_pps", "delivered_pps", "cpu_s_per_mpts", "rss_mb", "elapsed_s",
         "load_s", "p50_ms", "p99_ms", "load_errors", "target", "delivered", "refused", "stored", "ok", "note",
     ]
+    print_raw(raw_file, cols, cell_pps_or_ratio)
 
-    def cell(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.0f}" if v >= 1000 else f"{v:.3f}"
-        return str(v)
 
-    table = [cols] + [[cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    for row in table:
-        print("  ".join(row[i].ljust(widths[i]) for i in range(len(cols))).rstrip())
+# ---------------------------------------------------------------- transfer scenario
+
+# The transfer scenario's points are the same in every run: series s (tag
+# host=h-<s>) belongs to measurement m-<s mod M>; its t-th point has n=<t>i,
+# a float v, and the time T0 + TSTEP * t seconds.
+T0 = 1704067200  # 2024-01-01T00:00:00Z
+TSTEP = 10
+
+
+def transfer_bodies(points, measurements, series, batch):
+    bodies, lines = [], []
+    for i in range(points):
+        t, s = divmod(i, series)
+        lines.append(f"m-{s % measurements},host=h-{s} n={t}i,v={t % 1000}.{s % 10} {T0 + TSTEP * t}")
+        if len(lines) == batch:
+            bodies.append("\n".join(lines).encode())
+            lines = []
+    if lines:
+        bodies.append("\n".join(lines).encode())
+    return bodies
+
+
+def cmd_tload(port, db, points, measurements, series, batch, concurrency):
+    """Write the scenario's points straight into one influxd with `concurrency`
+    keep-alive clients; print the time from the first request to the last 204."""
+    port, points, concurrency = int(port), int(points), int(concurrency)
+    bodies = transfer_bodies(points, int(measurements), int(series), int(batch))
+    lock = threading.Lock()
+    todo = iter(bodies)
+    errors = []
+
+    def writer():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            while not errors:
+                with lock:
+                    body = next(todo, None)
+                if body is None:
+                    return
+                conn.request("POST", f"/write?db={db}&precision=s", body=body)
+                resp = conn.getresponse()
+                answer = resp.read()
+                if resp.status != 204:
+                    errors.append(f"HTTP {resp.status}: {answer[:200].decode(errors='replace')}")
+        except (OSError, http.client.HTTPException) as e:
+            errors.append(f"{type(e).__name__}: {e}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=writer, daemon=True) for _ in range(concurrency)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.monotonic() - t0
+    print(json.dumps({"points": points, "seconds": seconds, "pps": points / seconds, "errors": errors[:3]}))
+
+
+def measurement_counts(port, db):
+    """{measurement: points} of db on one influxd (count of field n)."""
+    q = urllib.parse.urlencode({"db": db, "q": "SELECT count(n) FROM /.*/"})
+    data = json.loads(get(port, f"/query?{q}", timeout=300))
+    counts = {}
+    for res in data.get("results", []):
+        if "error" in res:
+            raise RuntimeError(f"count query on {port}: {res['error']}")
+        for series in res.get("series", []):
+            counts[series["name"]] = sum(int(row[1] or 0) for row in series.get("values", []))
+    return counts
+
+
+def circle0_owner_port(proxy_port, db, mm):
+    """Port of the backend of circle 0 that /replica names for (db, mm)."""
+    q = urllib.parse.urlencode({"db": db, "mm": mm})
+    for entry in json.loads(get(proxy_port, f"/replica?{q}")):
+        if (entry.get("circle") or {}).get("id", 0) == 0:
+            return urllib.parse.urlsplit(entry["backend"]["url"]).port
+    raise RuntimeError(f"/replica names no backend of circle 0 for {mm}")
+
+
+def transfer_finished(state, stats, seen_running):
+    """(finished, failure message) from one /transfer/state and /transfer/stats
+    answer. With our `operation` key: done once no circle transfers, resyncing
+    is false and the operation is done. Without it (the Go proxy): once no
+    circle transfers after one was seen transferring, or every backend's
+    measurements are done (a transfer shorter than one poll)."""
+    busy = any(c.get("transferring") for c in state.get("circles", [])) or bool(state.get("resyncing"))
+    if "operation" in state:
+        op = state.get("operation") or {}
+        if op.get("state") in ("failed", "stopped"):
+            return True, f"the operation is {op['state']}: {op.get('error') or 'no error given'}"
+        return (not busy and op.get("state") == "done"), ""
+    if busy:
+        return False, ""
+    if seen_running:
+        return True, ""
+    totals = [(s.get("measurement_total", 0), s.get("measurement_done", 0)) for s in stats.values() if isinstance(s, dict)]
+    return bool(totals) and sum(t for t, _ in totals) > 0 and all(d >= t for t, d in totals), ""
+
+
+def cmd_transfer(spec_json):
+    """POST /rebalance (add) to the proxy, poll /transfer/state and /transfer/stats
+    until the transfer is over; print what moved, how fast and at what cost."""
+    spec = json.loads(spec_json)
+    proxy, sid, db = spec["proxy_port"], spec["proxy_pid"], spec["db"]
+    src, dst = spec["source_port"], spec["dest_port"]
+
+    def on_term(_sig, _frame):
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    result = {"error": "", "note": ""}
+    # Not timed: what is there and what should move (the owners under the new ring).
+    counts = measurement_counts(src, db)
+    result["source_points"] = sum(counts.values())
+    try:
+        owners = {mm: circle0_owner_port(proxy, db, mm) for mm in counts}
+        result["expected"] = sum(n for mm, n in counts.items() if owners[mm] == dst)
+        result["measurements_moving"] = sum(1 for mm in counts if owners[mm] == dst)
+    except (OSError, RuntimeError, ValueError, KeyError, http.client.HTTPException) as e:
+        result["note"] = f"no owners from /replica ({e})"
+    path = f"/rebalance?circle_id=0&operation=add&dbs={db}" + "".join(f"&{p}" for p in spec["params"])
+    cpu0 = cpu_seconds(sid)
+    t0 = time.monotonic()
+    status, body = request("POST", proxy, path, timeout=30)
+    result["post_status"] = status
+    result["post_body"] = body[:300].decode(errors="replace").strip()
+    if status != 202:
+        print(json.dumps(result))
+        return
+    deadline = t0 + spec["timeout"]
+    seen_running = False
+    state, stats, end = {}, {}, None
+    stats_path = "/transfer/stats?circle_id=0&type=rebalance"
+    while True:
+        try:
+            state = json.loads(get(proxy, "/transfer/state"))
+            stats = json.loads(get(proxy, stats_path))
+        except (OSError, RuntimeError, ValueError, http.client.HTTPException) as e:
+            result["error"] = f"polling: {e}"
+            if not session_procs(sid):
+                result["error"] = "the proxy exited during the transfer"
+                break
+        else:
+            result["error"] = ""
+            finished, failure = transfer_finished(state, stats, seen_running)
+            if finished:
+                end = time.monotonic()
+                result["error"] = failure
+                break
+            seen_running = seen_running or any(c.get("transferring") for c in state.get("circles", []))
+        if time.monotonic() >= deadline:
+            result["error"] = f"not finished after {spec['timeout']} s"
+            break
+        time.sleep(0.1)
+    result["finished"] = end is not None and not result["error"]
+    result["seconds"] = (end or time.monotonic()) - t0
+    result["cpu_s"] = cpu_seconds(sid) - cpu0
+    result["hwm_kb"] = hwm_kb(sid)
+    result["state"], result["stats"] = state, stats
+    copied = [s.get("points_copied") for s in stats.values() if isinstance(s, dict)]
+    result["points_copied"] = sum(copied) if copied and None not in copied else None
+    result["verified"] = sum(s.get("measurements_verified", 0) for s in stats.values() if isinstance(s, dict))
+    # Not timed: what the new backend holds now.
+    result["dest_points"] = sum(measurement_counts(dst, db).values())
+    print(json.dumps(result))
+
+
+def cmd_trecord(load_file, transfer_file, scenario, rnd):
+    """One raw row (JSON line) of a transfer round: the direct load and the transfer."""
+    with open(load_file) as f:
+        ld = json.load(f)
+    with open(transfer_file) as f:
+        tr = json.load(f)
+    # Moved: what the proxy says it copied, else what the new backend holds.
+    moved = tr.get("points_copied")
+    if moved is None:
+        moved = tr.get("dest_points")
+    ok = bool(tr.get("finished"))
+    notes = [n for n in (tr.get("note"), tr.get("error")) if n]
+    if tr.get("expected") is not None and tr.get("dest_points") != tr["expected"]:
+        ok = False
+        notes.append(f"new backend holds {tr.get('dest_points')} points, {tr['expected']} expected")
+    if tr.get("points_copied") is not None and tr["points_copied"] != tr.get("dest_points"):
+        notes.append(f"points_copied {tr['points_copied']} != {tr.get('dest_points')} on the new backend")
+    if not moved:
+        ok = False
+        notes.append("nothing moved")
+    seconds = tr.get("seconds")
+    moved_pps = moved / seconds if ok and seconds else None
+    row = {
+        "round": int(rnd),
+        "scenario": scenario,
+        "direct_pps": ld["pps"],
+        "moved_pps": moved_pps,
+        "ratio": moved_pps / ld["pps"] if moved_pps else None,
+        "cpu_s_per_mmoved": tr["cpu_s"] / (moved / 1e6) if ok and "cpu_s" in tr else None,
+        "rss_mb": tr["hwm_kb"] / 1024 if "hwm_kb" in tr else None,
+        "moved": moved,
+        "expected": tr.get("expected"),
+        "dest_points": tr.get("dest_points"),
+        "seconds": seconds,
+        "cpu_s": tr.get("cpu_s"),
+        "measurements": tr.get("measurements_moving"),
+        "verified": tr.get("verified") if "operation" in (tr.get("state") or {}) else None,
+        "ok": ok,
+        "note": "; ".join(notes),
+    }
+    print(json.dumps(row))
+
+
+def cmd_tline(row_json):
+    r = json.loads(row_json)
+    parts = [
+        f"round {r['round']} {r['scenario']:<13}",
+        f"direct write {fmt(r['direct_pps'], 'pps')} pts/s",
+        f"moved {fmt(r['moved'], 'pps')} pts in {fmt(r['seconds'], 'cpu')} s = {fmt(r['moved_pps'], 'pps')} pts/s",
+        f"cpu {fmt(r['cpu_s_per_mmoved'], 'cpu')} s/M moved",
+        f"rss {fmt(r['rss_mb'], 'mb')} MB",
+    ]
+    if not r["ok"]:
+        parts.append(f"FAILED: {r['note']}")
+    elif r["note"]:
+        parts.append(f"({r['note']})")
+    print("  ".join(parts))
+
+
+def cmd_tsummary(params_json, raw_file):
+    params = json.loads(params_json)
+    metrics = [
+        ("direct_pps", "direct write pts/s", "pps"),
+        ("moved_pps", "moved pts/s", "pps"),
+        ("ratio", "moved / direct", "cpu"),
+        ("cpu_s_per_mmoved", "CPU s/M moved", "cpu"),
+        ("rss_mb", "peak RSS MB", "mb"),
+        ("moved", "points moved", "pps"),
+    ]
+    lines, medians, order, rows = rounds_table(raw_file, metrics, ())
+    out = [
+        "influx-proxy transfer bench: rebalance add, circle of 1 -> 2 influxd; points={points} "
+        "measurements={measurements} series={series} load batch={batch} concurrency={concurrency} "
+        "params={params} rounds={rounds} cores={cores}".format(**params)
+    ]
+    out += lines
+    for sc in order:
+        m = {k: medians.get((sc, k)) for k, _, _ in metrics}
+        if m["moved_pps"] is None:
+            continue
+        out.append(
+            f"{sc}: moved {fmt(m['moved'], 'pps')} points at {fmt(m['moved_pps'], 'pps')} pts/s = "
+            f"{m['ratio']:.2f} x direct write ({fmt(m['direct_pps'], 'pps')} pts/s), "
+            f"{fmt(m['cpu_s_per_mmoved'], 'cpu')} CPU s/M moved, peak RSS {fmt(m['rss_mb'], 'mb')} MB "
+            f"(medians; target >= 0.50 x direct: {'met' if m['ratio'] >= 0.5 else 'NOT met'}, "
+            f"<= 1 CPU s/M: {'met' if m['cpu_s_per_mmoved'] <= 1 else 'NOT met'})"
+        )
+    out += failed_rounds(rows)
+    print("\n".join(out))
+
+
+def cmd_traw(raw_file):
+    cols = [
+        "round", "scenario", "direct_pps", "moved_pps", "ratio", "cpu_s_per_mmoved", "rss_mb", "moved",
+        "expected", "dest_points", "seconds", "cpu_s", "measurements", "verified", "ok", "note",
+    ]
+    print_raw(raw_file, cols, cell_pps_or_ratio)
 
 
 def main():
@@ -1063,6 +1423,18 @@ def main():
         cmd_qsummary(*args)
     elif cmd == "qraw":
         cmd_qraw(args[0])
+    elif cmd == "tload":
+        cmd_tload(*args)
+    elif cmd == "transfer":
+        cmd_transfer(args[0])
+    elif cmd == "trecord":
+        cmd_trecord(*args)
+    elif cmd == "tline":
+        cmd_tline(args[0])
+    elif cmd == "tsummary":
+        cmd_tsummary(*args)
+    elif cmd == "traw":
+        cmd_traw(args[0])
     else:
         raise SystemExit(f"bench.py: unknown command {cmd}")
 
@@ -1257,6 +1629,78 @@ run_query_round() {
     PROXY_LOG=""
 }
 
+# ---------------------------------------------------------------- transfer
+
+# run_transfer_round ROUND SCENARIO: SCENARIO is influx-proxy or proxy-cmd.
+# Empties both influxd, writes the scenario's points straight into backend 1
+# (timed: the direct write speed), checks them through a proxy whose circle
+# has backend 1 alone, restarts the proxy with backends 1 and 2 in the circle,
+# then times POST /rebalance (add) until /transfer/state says it is over.
+run_transfer_round() {
+    local rnd="$1" scenario="$2" kind=ours dir rc row n want out spec params=""
+    [[ "$scenario" == proxy-cmd ]] && kind=theirs
+    dir="$RUN_DIR/transfer-$rnd-$scenario"
+    mkdir -p "$dir"
+    reset_backends
+    sleep "$SETTLE"
+    "$PYTHON" "$RUN_DIR/bench.py" tload "${BACKEND_PORTS[0]}" "$DB" "$TRANSFER_POINTS" "$TRANSFER_MEASUREMENTS" \
+        "$TRANSFER_SERIES" "$BATCH" "$CONCURRENCY" >"$dir/load.json" 2>"$dir/load.err" ||
+        {
+            tail_log "$dir/load.err"
+            die "round $rnd ($scenario): writing the points into backend 1 failed"
+        }
+    [[ "$(cat "$dir/load.json")" == *'"errors": []'* ]] ||
+        die "round $rnd ($scenario): backend 1 refused writes: $(cat "$dir/load.json")"
+    n="$(influxd_count "${BACKEND_PORTS[0]}")" || die "count query on backend 1 failed"
+    [[ "$n" == "$TRANSFER_POINTS" ]] || die "round $rnd ($scenario): backend 1 holds $n points, $TRANSFER_POINTS written"
+
+    # The cluster before: one circle of backend 1; the proxy sees the points.
+    PROXY_PID=""
+    start_proxy "$kind" "$dir" 1x1
+    want="$(influxd_count "${BACKEND_PORTS[0]}" 'SELECT count(n) FROM "m-0"')" || die "count query on backend 1 failed"
+    n="$(influxd_count "$PROXY_PORT" 'SELECT count(n) FROM "m-0"')" || die "count query through the proxy ($scenario) failed"
+    [[ "$n" == "$want" ]] || die "round $rnd ($scenario): the proxy counts $n points of m-0, backend 1 holds $want"
+    stop_proxy
+
+    # The operator's steps: backend 2 joins the circle, restart, POST, watch.
+    start_proxy "$kind" "$dir" 1x2
+    for n in "${TRANSFER_PARAMS[@]}"; do params+="${params:+, }\"$n\""; done
+    spec="$(
+        cat <<EOF
+{"proxy_port": $PROXY_PORT, "proxy_pid": $PROXY_PID, "db": "$DB", "timeout": $WAIT_TIMEOUT,
+ "source_port": ${BACKEND_PORTS[0]}, "dest_port": ${BACKEND_PORTS[1]}, "params": [$params]}
+EOF
+    )"
+    "$PYTHON" "$RUN_DIR/bench.py" transfer "$spec" >"$dir/transfer.json" 2>"$dir/runner.err" &
+    RUNNER_PID=$!
+    rc=0
+    wait "$RUNNER_PID" || rc=$?
+    RUNNER_PID=""
+    if [[ $rc -ne 0 || ! -s "$dir/transfer.json" ]]; then
+        tail_log "$dir/runner.err"
+        tail_log "$PROXY_LOG"
+        die "round $rnd ($scenario): the transfer runner failed (exit $rc)"
+    fi
+    out="$(cat "$dir/transfer.json")"
+    case "$out" in
+    *'"post_status": 202'*) ;;
+    *'"post_status": 404'*)
+        die "round $rnd ($scenario): the proxy answered 404 to POST /rebalance: this binary has no transfer endpoints (issue 13); nothing to measure" ;;
+    *) die "round $rnd ($scenario): POST /rebalance was refused: $(printf '%s' "$out" | "$PYTHON" -c 'import json, sys; d = json.load(sys.stdin); print("HTTP", d.get("post_status"), d.get("post_body"))')" ;;
+    esac
+    if ! group_alive "$PROXY_PID"; then
+        tail_log "$PROXY_LOG"
+        die "round $rnd ($scenario): the proxy exited during the transfer"
+    fi
+    stop_proxy
+    row="$("$PYTHON" "$RUN_DIR/bench.py" trecord "$dir/load.json" "$dir/transfer.json" "$scenario" "$rnd")" ||
+        die "round $rnd ($scenario): cannot read $dir/transfer.json"
+    printf '%s\n' "$row" >>"$RUN_DIR/transfer-rounds.jsonl"
+    "$PYTHON" "$RUN_DIR/bench.py" tline "$row" >&2
+    [[ "$row" == *'"ok": false'* ]] && tail_log "$PROXY_LOG"
+    PROXY_LOG=""
+}
+
 # ---------------------------------------------------------------- main
 
 trap cleanup EXIT
@@ -1282,10 +1726,30 @@ start_backends
 
 scenarios=(influx-proxy)
 [[ -n "$PROXY_CMD" ]] && scenarios+=(proxy-cmd)
+ttable=""
+traw=""
+if [[ $TRANSFER -eq 1 ]]; then
+    : >"$RUN_DIR/transfer-rounds.jsonl"
+    log "transfer rounds: $ROUNDS x (${scenarios[*]}): $TRANSFER_POINTS points over $TRANSFER_MEASUREMENTS measurements ($TRANSFER_SERIES series) written straight into backend 1 (batch $BATCH, $CONCURRENCY clients), then rebalance add of backend 2${TRANSFER_PARAMS[*]:+ (${TRANSFER_PARAMS[*]})}"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for sc in "${scenarios[@]}"; do
+            run_transfer_round "$r" "$sc"
+        done
+    done
+    params="$(
+        cat <<EOF
+{"points": $TRANSFER_POINTS, "measurements": $TRANSFER_MEASUREMENTS, "series": $TRANSFER_SERIES,
+ "batch": $BATCH, "concurrency": $CONCURRENCY, "params": "${TRANSFER_PARAMS[*]:-defaults}",
+ "rounds": $ROUNDS, "cores": $(nproc 2>/dev/null || echo 0)}
+EOF
+    )"
+    ttable="$("$PYTHON" "$RUN_DIR/bench.py" tsummary "$params" "$RUN_DIR/transfer-rounds.jsonl")" || die "transfer summary failed"
+    traw="$("$PYTHON" "$RUN_DIR/bench.py" traw "$RUN_DIR/transfer-rounds.jsonl")" || die "raw transfer table failed"
+fi
 scenarios+=(direct)
 table=""
 raw=""
-if [[ "$QUERIES" != only ]]; then
+if [[ $TRANSFER -eq 0 && "$QUERIES" != only ]]; then
     log "rounds: $ROUNDS x (${scenarios[*]}), $POINTS points each, batch $BATCH, concurrency $CONCURRENCY, $MEASUREMENTS measurements, $SERIES series, client gzip $GZIP, topology $TOPOLOGY"
     for ((r = 1; r <= ROUNDS; r++)); do
         for sc in "${scenarios[@]}"; do
@@ -1334,8 +1798,10 @@ fi
     [[ -n "$table" ]] && printf '%s\n\n# raw rounds\n%s\n' "$table" "$raw"
     [[ -n "$table" && -n "$qtable" ]] && printf '\n'
     [[ -n "$qtable" ]] && printf '%s\n\n# raw query rounds\n%s\n' "$qtable" "$qraw"
+    [[ -n "$ttable" ]] && printf '%s\n\n# raw transfer rounds\n%s\n' "$ttable" "$traw"
     true
 } >"$BENCH_DIR/last.txt"
 [[ -n "$table" ]] && printf '\n%s\n' "$table"
 [[ -n "$qtable" ]] && printf '\n%s\n' "$qtable"
+[[ -n "$ttable" ]] && printf '\n%s\n' "$ttable"
 log "(raw rounds and the table(s): run/bench/last.txt; took $((SECONDS - started)) s)"
