@@ -1208,6 +1208,14 @@ def circle0_owner_port(proxy_port, db, mm):
     raise RuntimeError(f"/replica names no backend of circle 0 for {mm}")
 
 
+def json_object(body):
+    """A JSON object (dict) from body, else ValueError."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object: {body[:200]!r}")
+    return data
+
+
 def transfer_finished(state, stats, seen_running):
     """(finished, failure message) from one /transfer/state and /transfer/stats
     answer. With our `operation` key: done once no circle transfers, resyncing
@@ -1260,12 +1268,15 @@ def cmd_transfer(spec_json):
         return
     deadline = t0 + spec["timeout"]
     seen_running = False
-    state, stats, end = {}, {}, None
+    state, stats, end, polls = {}, {}, None, 0
     stats_path = "/transfer/stats?circle_id=0&type=rebalance"
     while True:
         try:
-            state = json.loads(get(proxy, "/transfer/state"))
-            stats = json.loads(get(proxy, stats_path))
+            # The state every 100 ms, the stats every second (they cost the proxy more).
+            state = json_object(get(proxy, "/transfer/state"))
+            if polls % 10 == 0:
+                stats = json_object(get(proxy, stats_path))
+            polls += 1
         except (OSError, RuntimeError, ValueError, http.client.HTTPException) as e:
             result["error"] = f"polling: {e}"
             if not session_procs(sid):
@@ -1287,12 +1298,20 @@ def cmd_transfer(spec_json):
     result["seconds"] = (end or time.monotonic()) - t0
     result["cpu_s"] = cpu_seconds(sid) - cpu0
     result["hwm_kb"] = hwm_kb(sid)
+    try:
+        stats = json_object(get(proxy, stats_path))
+    except (OSError, RuntimeError, ValueError, http.client.HTTPException) as e:
+        result["note"] = "; ".join(n for n in (result["note"], f"final stats: {e}") if n)
     result["state"], result["stats"] = state, stats
     copied = [s.get("points_copied") for s in stats.values() if isinstance(s, dict)]
     result["points_copied"] = sum(copied) if copied and None not in copied else None
     result["verified"] = sum(s.get("measurements_verified", 0) for s in stats.values() if isinstance(s, dict))
     # Not timed: what the new backend holds now.
-    result["dest_points"] = sum(measurement_counts(dst, db).values())
+    try:
+        result["dest_points"] = sum(measurement_counts(dst, db).values())
+    except (OSError, RuntimeError, ValueError, http.client.HTTPException) as e:
+        result["dest_points"] = None
+        result["note"] = "; ".join(n for n in (result["note"], f"counting the new backend: {e}") if n)
     print(json.dumps(result))
 
 
