@@ -1219,15 +1219,16 @@ def json_object(body):
 def transfer_finished(state, stats, seen_running):
     """(finished, failure message) from one /transfer/state and /transfer/stats
     answer. With our `operation` key: done once no circle transfers, resyncing
-    is false and the operation is done. Without it (the Go proxy): once no
-    circle transfers after one was seen transferring, or every backend's
-    measurements are done (a transfer shorter than one poll)."""
+    is false and the operation is done (or gone after it was seen running).
+    Without it (the Go proxy): once no circle transfers after one was seen
+    transferring, or every backend's measurements are done (a transfer
+    shorter than one poll)."""
     busy = any(c.get("transferring") for c in state.get("circles", [])) or bool(state.get("resyncing"))
     if "operation" in state:
         op = state.get("operation") or {}
         if op.get("state") in ("failed", "stopped"):
             return True, f"the operation is {op['state']}: {op.get('error') or 'no error given'}"
-        return (not busy and op.get("state") == "done"), ""
+        return (not busy and (op.get("state") == "done" or (not op and seen_running))), ""
     if busy:
         return False, ""
     if seen_running:
@@ -1289,7 +1290,12 @@ def cmd_transfer(spec_json):
                 end = time.monotonic()
                 result["error"] = failure
                 break
-            seen_running = seen_running or any(c.get("transferring") for c in state.get("circles", []))
+            op = state.get("operation") or {}
+            seen_running = (
+                seen_running
+                or any(c.get("transferring") for c in state.get("circles", []))
+                or op.get("state") == "running"
+            )
         if time.monotonic() >= deadline:
             result["error"] = f"not finished after {spec['timeout']} s"
             break
@@ -1656,7 +1662,7 @@ run_query_round() {
 # has backend 1 alone, restarts the proxy with backends 1 and 2 in the circle,
 # then times POST /rebalance (add) until /transfer/state says it is over.
 run_transfer_round() {
-    local rnd="$1" scenario="$2" kind=ours dir rc row n want out spec params=""
+    local rnd="$1" scenario="$2" kind=ours dir rc row n want out spec p params=""
     [[ "$scenario" == proxy-cmd ]] && kind=theirs
     dir="$RUN_DIR/transfer-$rnd-$scenario"
     mkdir -p "$dir"
@@ -1683,7 +1689,7 @@ run_transfer_round() {
 
     # The operator's steps: backend 2 joins the circle, restart, POST, watch.
     start_proxy "$kind" "$dir" 1x2
-    for n in "${TRANSFER_PARAMS[@]}"; do params+="${params:+, }\"$n\""; done
+    for p in "${TRANSFER_PARAMS[@]}"; do params+="${params:+, }\"$p\""; done
     spec="$(
         cat <<EOF
 {"proxy_port": $PROXY_PORT, "proxy_pid": $PROXY_PID, "db": "$DB", "timeout": $WAIT_TIMEOUT,
