@@ -5,6 +5,10 @@
 //!
 //! Unlike the Go proxy, `status` is `fail` (still 200) when no circle has all
 //! its backends active, i.e. when reads cannot be served completely.
+//!
+//! A circle a transfer is filling is `write_only` (as in the Go proxy, its
+//! backends too) and carries our extra key `"transferring": true`, in the
+//! circle object and in each of its backends; the key is absent otherwise.
 
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -23,6 +27,7 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
         .circles
         .iter()
         .map(|c| {
+            let transferring = cluster.is_transferring(c.id);
             let backends: Vec<Value> = c
                 .backends
                 .iter()
@@ -37,13 +42,13 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                     } else {
                         now_ms.saturating_sub(oldest) as f64 / 1000.0
                     };
-                    json!({
+                    let mut backend = json!({
                         "name": b.name,
                         "url": b.url,
                         "active": b.is_active(),
                         "backlog": waiting > 0,
                         "rewriting": b.is_rewriting(),
-                        "write_only": b.write_only,
+                        "write_only": b.write_only || transferring,
                         "spool": {
                             "records_waiting": waiting,
                             "bytes_waiting": spool.map_or(0, |sp| load(&sp.waiting_bytes)),
@@ -62,16 +67,24 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                             "parked": load(&s.points_parked),
                             "send_failures": load(&s.send_failures),
                         },
-                    })
+                    });
+                    if transferring {
+                        backend["transferring"] = true.into();
+                    }
+                    backend
                 })
                 .collect();
+            let mut circle = json!({
+                "id": c.id,
+                "name": c.name,
+                "active": c.is_active(),
+                "write_only": c.is_write_only() || transferring,
+            });
+            if transferring {
+                circle["transferring"] = true.into();
+            }
             json!({
-                "circle": {
-                    "id": c.id,
-                    "name": c.name,
-                    "active": c.is_active(),
-                    "write_only": c.is_write_only(),
-                },
+                "circle": circle,
                 "backends": backends,
             })
         })
