@@ -336,7 +336,8 @@ impl QueryService {
             }
             return plan;
         }
-        let exact = merges_exactly(stmt);
+        // DDL must reach every copy: as a read that merges exactly.
+        let exact = is_ddl(&stmt.kind) || merges_exactly(stmt);
         for r in &stmt.source_refs {
             if let Source::Measurement(m) = &r.source {
                 let db = r.database.as_deref().unwrap_or(db);
