@@ -107,3 +107,40 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
     });
     Response::json(200, &body, pretty)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::writer::WriterSettings;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_transferring_circle_is_write_only_and_says_so() {
+        let text = r#"{"circles":[
+            {"name":"c1","backends":[{"name":"a","url":"http://127.0.0.1:1"}]},
+            {"name":"c2","backends":[{"name":"b","url":"http://127.0.0.1:1"}]}]}"#;
+        let cfg = Config::from_json(text).unwrap().0;
+        let cluster = Arc::new(Cluster::new(&cfg));
+        let dir = std::env::temp_dir().join(format!("influx-proxy-health-{}", std::process::id()));
+        let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg), &dir).unwrap();
+        let health = || -> Value {
+            serde_json::from_slice(&handle(&cluster, &writers, false).body).unwrap()
+        };
+        cluster.set_transferring(1, true);
+        let h = health();
+        assert_eq!(h["circles"][0]["circle"].get("transferring"), None);
+        assert_eq!(h["circles"][0]["circle"]["write_only"], false);
+        assert_eq!(h["circles"][0]["backends"][0].get("transferring"), None);
+        assert_eq!(h["circles"][1]["circle"]["transferring"], true);
+        assert_eq!(h["circles"][1]["circle"]["write_only"], true);
+        assert_eq!(h["circles"][1]["backends"][0]["transferring"], true);
+        assert_eq!(h["circles"][1]["backends"][0]["write_only"], true);
+        cluster.set_transferring(1, false);
+        let h = health();
+        assert_eq!(h["circles"][1]["circle"].get("transferring"), None);
+        assert_eq!(h["circles"][1]["circle"]["write_only"], false);
+        writers.stop(std::time::Duration::from_millis(100));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
