@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use influx_proxy::cluster::{Backend, Cluster};
 use influx_proxy::config::{BackendConfig, Config};
+use influx_proxy::query::endpoint::QueryService;
 use influx_proxy::query::forward::QueryClient;
+use influx_proxy::server::http::{Headers, Request};
+use influx_proxy::url::Params;
+use influx_proxy::write::endpoint::{WriteScratch, WriteService};
+use influx_proxy::writer::{WriterSettings, Writers};
 use serde_json::Value;
 
 const DB: &str = "tt";
@@ -59,6 +64,202 @@ fn values_of(answer: &Value) -> Option<Vec<i64>> {
         }
     }
     Some(out)
+}
+
+/// The proxy's write and query services in this process, over a cluster
+/// whose moves the test sets itself (no HTTP endpoint for them yet).
+struct InProcess {
+    cluster: Arc<Cluster>,
+    write: WriteService,
+    scratch: WriteScratch,
+    query: QueryService,
+    _dir: TempDir,
+}
+
+impl InProcess {
+    fn start(urls: &[String]) -> InProcess {
+        let dir = TempDir::new("transfer-traffic");
+        let mut cfg = Config::from_json(&config_for_urls(&[urls.to_vec()]).to_string())
+            .expect("config")
+            .0;
+        cfg.data_dir = dir.path().join("data");
+        let cluster = Arc::new(Cluster::new(&cfg));
+        let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg), &cfg.data_dir)
+            .expect("writers");
+        InProcess {
+            write: WriteService::new(&cfg, Arc::clone(&cluster), writers),
+            scratch: WriteScratch::new(Arc::clone(&cluster)),
+            query: QueryService::new(&cfg, Arc::clone(&cluster)),
+            cluster,
+            _dir: dir,
+        }
+    }
+
+    /// `POST /write?db=tt&precision=s`: the status.
+    fn write(&mut self, lines: &str) -> u16 {
+        let mut body = lines.as_bytes();
+        let mut req = request("POST", "/write", "db=tt&precision=s", &mut body);
+        match self.write.handle(&mut self.scratch, &mut req) {
+            Ok(r) => r.status,
+            Err(e) => panic!("write refused: {e:?}"),
+        }
+    }
+
+    /// `GET /query?db=tt&q=..`, the parsed answer.
+    fn query(&self, q: &str) -> Value {
+        let mut body: &[u8] = b"";
+        let query = format!("db=tt&epoch=s&q={}", encode(q));
+        let mut req = request("GET", "/query", &query, &mut body);
+        let r = match self.query.handle(&self.write.writers, &mut req) {
+            Ok(r) => r,
+            Err(e) => panic!("{q}: {e:?}"),
+        };
+        let mut bytes = r.body;
+        if let Some(mut stream) = r.stream {
+            std::io::Read::read_to_end(&mut stream, &mut bytes).expect("answer");
+        }
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{q}: {e}"))
+    }
+}
+
+fn request<'a>(method: &str, path: &str, query: &str, body: &'a mut &[u8]) -> Request<'a> {
+    Request {
+        method: method.into(),
+        path: path.into(),
+        params: Params::parse(query),
+        headers: Headers::default(),
+        content_length: Some(body.len()),
+        body,
+    }
+}
+
+/// Percent-encodes a query parameter value.
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `count` of a one-statement `SELECT count(v)` answer.
+fn count_of(answer: &Value) -> Option<u64> {
+    answer["results"][0]["series"][0]["values"][0][1].as_u64()
+}
+
+/// `v = 0..n` of `mm`, tag `src`, at seconds `t0 + v`, as line protocol.
+fn points(mm: &str, src: &str, t0: i64, range: std::ops::Range<i64>) -> String {
+    range
+        .map(|v| format!("{mm},src={src} v={v} {}\n", t0 + v))
+        .collect()
+}
+
+/// A measurement whose owner in a circle of two is the second backend.
+fn owned_by_second() -> String {
+    (0..100)
+        .map(|k| format!("m{k}"))
+        .find(|mm| owner(DB, mm, 2) == 1)
+        .expect("some measurement hashes to the second backend")
+}
+
+#[test]
+fn a_one_circle_cluster_reads_a_moving_measurement_whole_and_its_writes_reach_both_copies() {
+    let influxds = Influxd::start_many(2);
+    for d in &influxds {
+        d.create_db(DB);
+    }
+    let urls: Vec<String> = influxds.iter().map(Influxd::url).collect();
+    let mut p = InProcess::start(&urls);
+    let mm = owned_by_second();
+    let t0 = 1_600_000_000;
+    // Written under the old ring (one backend), half copied already.
+    influxds[0].write(DB, Some("s"), points(&mm, "pre", t0, 0..100).as_bytes());
+    influxds[1].write(DB, Some("s"), points(&mm, "pre", t0, 0..50).as_bytes());
+    // A point written to the new owner before the move began.
+    assert_eq!(p.write(&points(&mm, "early", t0, 200..201)), 204);
+    wait_until(
+        Duration::from_secs(10),
+        "the early point on the owner",
+        || influxds[1].count_v(DB, &mm) == 51,
+    );
+
+    p.cluster.set_transferring(0, true);
+    p.cluster
+        .begin_move(0, DB, &mm, Arc::clone(&p.cluster.backends[0]));
+    assert_eq!(p.write(&points(&mm, "load", t0, 300..310)), 204);
+    for (d, want) in [(&influxds[0], 110), (&influxds[1], 61)] {
+        wait_until(
+            Duration::from_secs(10),
+            "writes of the move on owner and source",
+            || d.count_v(DB, &mm) == want,
+        );
+    }
+    // Raw points: owner and source merged, each point once.
+    let raw = p.query(&format!("SELECT v FROM {mm}"));
+    assert_eq!(values_of(&raw).map(|v| v.len()), Some(111), "{raw}");
+    let limited = p.query(&format!("SELECT v FROM {mm} LIMIT 60"));
+    let want: Vec<i64> = (0..60).collect();
+    assert_eq!(values_of(&limited), Some(want), "{limited}");
+    // An aggregate: the source alone (it misses only the early point).
+    let count = p.query(&format!("SELECT count(v) FROM {mm}"));
+    assert_eq!(count_of(&count), Some(110), "{count}");
+
+    // The copy is done: the owner answers alone.
+    influxds[1].write(DB, Some("s"), points(&mm, "pre", t0, 50..100).as_bytes());
+    p.cluster.end_move(0, DB, &mm);
+    p.cluster.set_transferring(0, false);
+    let count = p.query(&format!("SELECT count(v) FROM {mm}"));
+    assert_eq!(count_of(&count), Some(111), "{count}");
+    assert_eq!(p.write(&points(&mm, "after", t0, 400..401)), 204);
+    wait_until(
+        Duration::from_secs(10),
+        "a write after the move on the owner",
+        || influxds[1].count_v(DB, &mm) == 112,
+    );
+    assert_eq!(
+        influxds[0].count_v(DB, &mm),
+        110,
+        "the source gets no more writes"
+    );
+}
+
+#[test]
+fn a_measurement_moving_from_a_removed_backend_is_read_from_both() {
+    // i0 was removed from the circle; i1 is left and owns everything.
+    let influxds = Influxd::start_many(2);
+    for d in &influxds {
+        d.create_db(DB);
+    }
+    let mut p = InProcess::start(&[influxds[1].url()]);
+    let mm = "m0";
+    let t0 = 1_600_000_000;
+    influxds[0].write(DB, Some("s"), points(mm, "pre", t0, 0..100).as_bytes());
+    influxds[1].write(DB, Some("s"), points(mm, "pre", t0, 0..30).as_bytes());
+    let removed = Arc::new(Backend::new(1, 0, &backend_config(&influxds[0].url())));
+    p.cluster.set_transferring(0, true);
+    p.cluster.begin_move(0, DB, mm, removed);
+    assert_eq!(p.write(&points(mm, "load", t0, 300..305)), 204);
+    wait_until(Duration::from_secs(10), "writes on the owner", || {
+        influxds[1].count_v(DB, mm) == 35
+    });
+    assert_eq!(
+        influxds[0].count_v(DB, mm),
+        100,
+        "a removed backend gets no writes"
+    );
+    let raw = p.query(&format!("SELECT v FROM {mm}"));
+    assert_eq!(values_of(&raw).map(|v| v.len()), Some(105), "{raw}");
+    let tags = p.query(&format!("SHOW TAG VALUES FROM {mm} WITH KEY = src"));
+    assert_eq!(
+        tags["results"][0]["series"][0]["values"],
+        serde_json::json!([["src", "load"], ["src", "pre"]]),
+        "{tags}"
+    );
+    // No backend holds every point: an aggregate is an error, not a number.
+    let count = p.query(&format!("SELECT count(v) FROM {mm}"));
+    let error = count["results"][0]["error"].as_str().unwrap_or("");
+    assert!(error.starts_with("cannot combine series"), "{count}");
 }
 
 #[test]
