@@ -5,6 +5,10 @@
 //!
 //! Unlike the Go proxy, `status` is `fail` (still 200) when no circle has all
 //! its backends active, i.e. when reads cannot be served completely.
+//!
+//! A circle a transfer is filling is `write_only` (as in the Go proxy, its
+//! backends too) and carries our extra key `"transferring": true`, in the
+//! circle object and in each of its backends; the key is absent otherwise.
 
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -23,6 +27,7 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
         .circles
         .iter()
         .map(|c| {
+            let transferring = cluster.is_transferring(c.id);
             let backends: Vec<Value> = c
                 .backends
                 .iter()
@@ -37,13 +42,13 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                     } else {
                         now_ms.saturating_sub(oldest) as f64 / 1000.0
                     };
-                    json!({
+                    let mut backend = json!({
                         "name": b.name,
                         "url": b.url,
                         "active": b.is_active(),
                         "backlog": waiting > 0,
                         "rewriting": b.is_rewriting(),
-                        "write_only": b.write_only,
+                        "write_only": b.write_only || transferring,
                         "spool": {
                             "records_waiting": waiting,
                             "bytes_waiting": spool.map_or(0, |sp| load(&sp.waiting_bytes)),
@@ -62,16 +67,24 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                             "parked": load(&s.points_parked),
                             "send_failures": load(&s.send_failures),
                         },
-                    })
+                    });
+                    if transferring {
+                        backend["transferring"] = true.into();
+                    }
+                    backend
                 })
                 .collect();
+            let mut circle = json!({
+                "id": c.id,
+                "name": c.name,
+                "active": c.is_active(),
+                "write_only": c.is_write_only() || transferring,
+            });
+            if transferring {
+                circle["transferring"] = true.into();
+            }
             json!({
-                "circle": {
-                    "id": c.id,
-                    "name": c.name,
-                    "active": c.is_active(),
-                    "write_only": c.is_write_only(),
-                },
+                "circle": circle,
                 "backends": backends,
             })
         })
@@ -93,4 +106,41 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
         "version": VERSION,
     });
     Response::json(200, &body, pretty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::writer::WriterSettings;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_transferring_circle_is_write_only_and_says_so() {
+        let text = r#"{"circles":[
+            {"name":"c1","backends":[{"name":"a","url":"http://127.0.0.1:1"}]},
+            {"name":"c2","backends":[{"name":"b","url":"http://127.0.0.1:1"}]}]}"#;
+        let cfg = Config::from_json(text).unwrap().0;
+        let cluster = Arc::new(Cluster::new(&cfg));
+        let dir = std::env::temp_dir().join(format!("influx-proxy-health-{}", std::process::id()));
+        let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg), &dir).unwrap();
+        let health = || -> Value {
+            serde_json::from_slice(&handle(&cluster, &writers, false).body).unwrap()
+        };
+        cluster.set_transferring(1, true);
+        let h = health();
+        assert_eq!(h["circles"][0]["circle"].get("transferring"), None);
+        assert_eq!(h["circles"][0]["circle"]["write_only"], false);
+        assert_eq!(h["circles"][0]["backends"][0].get("transferring"), None);
+        assert_eq!(h["circles"][1]["circle"]["transferring"], true);
+        assert_eq!(h["circles"][1]["circle"]["write_only"], true);
+        assert_eq!(h["circles"][1]["backends"][0]["transferring"], true);
+        assert_eq!(h["circles"][1]["backends"][0]["write_only"], true);
+        cluster.set_transferring(1, false);
+        let h = health();
+        assert_eq!(h["circles"][1]["circle"].get("transferring"), None);
+        assert_eq!(h["circles"][1]["circle"]["write_only"], false);
+        writers.stop(std::time::Duration::from_millis(100));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -3,8 +3,10 @@
 //! A circle is a full copy of the data; inside it each shard key has exactly
 //! one owner, named by the circle's [`Ring`]. Every point goes to its owner in
 //! every circle. The cluster is built once from the config and shared
-//! read-only; only the backends' flags and counters and the set of known
-//! databases ([`databases`]) change.
+//! read-only; only the backends' flags and counters, the set of known
+//! databases ([`databases`]) and the transfer state ([`moves`]: circles
+//! being filled, measurements being copied, whose sources also get writes
+//! and answer reads until copied) change.
 
 pub mod backend;
 pub mod databases;
@@ -56,6 +58,8 @@ pub struct Cluster {
     pub shard_key: ShardKey,
     /// The databases the backends have (writes to others get a 404).
     pub databases: Arc<Databases>,
+    /// Circles under transfer and their moving measurements (see [`moves`]).
+    transfers: moves::Transfers,
 }
 
 impl Cluster {
@@ -80,15 +84,27 @@ impl Cluster {
         }
         Cluster {
             databases: Arc::new(Databases::new(&backends)),
+            transfers: moves::Transfers::new(circles.len()),
             circles,
             backends,
             shard_key: cfg.shard_key.clone(),
         }
     }
 
-    /// Appends to `out` the id of the owner of `key` in every circle.
+    /// Appends to `out` the ids of the backends that get the writes of
+    /// `key`: its owner in every circle, in circle order, then the source of
+    /// each move of `key` that is a backend of the cluster (see [`moves`]).
+    /// Without moves, exactly one id per circle.
     pub fn owners_into(&self, key: &[u8], out: &mut Vec<u32>) {
+        let start = out.len();
         out.extend(self.circles.iter().map(|c| c.owner(key).id as u32));
+        let mut sources = Vec::new();
+        self.moving_sources_into(key, &mut sources);
+        for id in sources {
+            if !out[start..].contains(&id) {
+                out.push(id);
+            }
+        }
     }
 
     /// The owner of (`db`, `measurement`) in every circle, in circle order.

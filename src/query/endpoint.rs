@@ -14,6 +14,10 @@
 //!   circle. `SHOW` without `FROM` is answered by every backend of one whole
 //!   circle, or, when no circle is whole, by the live backends of all
 //!   circles, merged and de-duplicated.
+//! - A circle a transfer is filling is read only when no other circle can
+//!   answer. Inside it, a measurement being moved is read from its source
+//!   (see [`readers_of`]), the old owner, alone or with the new owner when
+//!   their answers merge exactly; repeated rows are dropped then.
 //! - DDL (`CREATE/DROP DATABASE`, retention policies, `DROP MEASUREMENT`,
 //!   `DROP SERIES`, `DELETE`) goes to every backend that should get it: a
 //!   live backend runs it once the writes acknowledged before it are
@@ -31,6 +35,7 @@ use super::lexer;
 use super::merge::{self, MergeKind, Part};
 use super::render::{self, Format};
 use super::statement::{self, ShowKind, Source, Statement, StatementKind};
+use crate::cluster::moves::Move;
 use crate::cluster::{Backend, Cluster};
 use crate::config::Config;
 use crate::log;
@@ -62,6 +67,15 @@ pub struct QueryService {
 
 /// Which backends of which circle answer a statement.
 type Targets = Vec<Arc<Backend>>;
+
+/// The backends of one circle that answer a statement.
+#[derive(Debug)]
+struct Plan {
+    targets: Targets,
+    /// Two of them may hold the same points (a measurement being moved
+    /// between them): repeated rows are dropped after merging.
+    overlapping: bool,
+}
 
 impl QueryService {
     pub fn new(cfg: &Config, cluster: Arc<Cluster>) -> QueryService {
@@ -172,7 +186,7 @@ impl QueryService {
         accept_gzip: bool,
     ) -> Result<Option<Response>, ApiError> {
         let plans = self.read_plans(stmt, db);
-        if plans.is_empty() || plans.iter().any(|t| t.len() != 1) {
+        if plans.is_empty() || plans.iter().any(|p| p.targets.len() != 1) {
             return Ok(None);
         }
         let forwarded: Vec<(&str, &str)> = FORWARDED
@@ -182,8 +196,8 @@ impl QueryService {
             .collect();
         let post = req.method == "POST";
         let mut last = String::from("backends unavailable");
-        for targets in plans {
-            let backend = &targets[0];
+        for plan in plans {
+            let backend = &plan.targets[0];
             let mut answer = match self.client.send(backend, post, &forwarded, accept_gzip) {
                 Ok(a) => a,
                 Err(e) => {
@@ -247,10 +261,11 @@ impl QueryService {
 
     /// The candidate backend sets for a read, one per circle, best first:
     /// whole circles (all needed backends up, none write-only or catching
-    /// up) in turn, then circles that are up but catching up or
-    /// write-only. A `SHOW` without `FROM` with no circle whole gets the
-    /// live backends of all circles as its only set.
-    fn read_plans(&self, stmt: &Statement, db: &str) -> Vec<Targets> {
+    /// up, circle not being filled by a transfer) in turn, then circles
+    /// that are up but catching up, write-only or transferring. A `SHOW`
+    /// without `FROM` with no circle whole gets the live backends of all
+    /// circles as its only set.
+    fn read_plans(&self, stmt: &Statement, db: &str) -> Vec<Plan> {
         let circles = &self.cluster.circles;
         let n = circles.len();
         let start = self.next_circle.fetch_add(1, Ordering::Relaxed) % n.max(1);
@@ -258,14 +273,19 @@ impl QueryService {
         let mut second = Vec::new();
         for k in 0..n {
             let circle = &circles[(start + k) % n];
-            let targets = self.circle_targets(circle.id, stmt, db);
-            if targets.iter().any(|b| !b.is_active()) {
+            let plan = self.circle_targets(circle.id, stmt, db);
+            if plan.targets.iter().any(|b| !b.is_active()) {
                 continue;
             }
-            if targets.iter().any(|b| b.write_only || b.is_rewriting()) {
-                second.push(targets);
+            if self.cluster.is_transferring(circle.id)
+                || plan
+                    .targets
+                    .iter()
+                    .any(|b| b.write_only || b.is_rewriting())
+            {
+                second.push(plan);
             } else {
-                best.push(targets);
+                best.push(plan);
             }
         }
         best.extend(second);
@@ -278,36 +298,60 @@ impl QueryService {
                 .cloned()
                 .collect();
             if !live.is_empty() {
-                best.push(live);
+                best.push(Plan {
+                    targets: live,
+                    overlapping: false,
+                });
             }
         }
         best
     }
 
     /// The backends of circle `c` that hold what a statement reads. Each
-    /// source is placed with its own database (`FROM a, db2.rp.b`).
-    fn circle_targets(&self, c: usize, stmt: &Statement, db: &str) -> Targets {
+    /// source is placed with its own database (`FROM a, db2.rp.b`); a
+    /// measurement the circle is moving is read as [`readers_of`] says.
+    /// Without `FROM` or with a regex source, every backend of the circle
+    /// and every removed backend it is still moving data from.
+    fn circle_targets(&self, c: usize, stmt: &Statement, db: &str) -> Plan {
         let circle = &self.cluster.circles[c];
+        // One atomic load when the circle moves nothing, else one read
+        // lock for the whole statement.
+        let moves = self.cluster.moves_in(c);
+        let mut plan = Plan {
+            targets: Vec::new(),
+            overlapping: false,
+        };
         if stmt.source_refs.is_empty()
             || stmt
                 .source_refs
                 .iter()
                 .any(|r| matches!(r.source, Source::Regex(_)))
         {
-            return circle.backends.clone();
+            plan.targets = circle.backends.clone();
+            if let Some(moves) = &moves {
+                plan.overlapping = true;
+                for m in moves.iter().filter(|m| !m.member) {
+                    add_target(&mut plan.targets, &m.source);
+                }
+            }
+            return plan;
         }
-        let mut out: Targets = Vec::new();
+        // DDL must reach every copy: as a read that merges exactly.
+        let exact = is_ddl(&stmt.kind) || merges_exactly(stmt);
         for r in &stmt.source_refs {
             if let Source::Measurement(m) = &r.source {
                 let db = r.database.as_deref().unwrap_or(db);
                 let key = self.cluster.shard_key.render(db, m);
                 let owner = circle.owner(&key);
-                if !out.iter().any(|b| b.id == owner.id) {
-                    out.push(Arc::clone(owner));
+                let moving = moves.as_ref().and_then(|moves| moves.get(&key));
+                let (readers, overlapping) = readers_of(owner, moving, exact);
+                plan.overlapping |= overlapping;
+                for b in readers {
+                    add_target(&mut plan.targets, b);
                 }
             }
         }
-        out
+        plan
     }
 
     /// Answers a read statement from the first plan that works; the result
@@ -343,13 +387,18 @@ impl QueryService {
             _ => {}
         }
         let mut last = String::from("backends unavailable");
-        for targets in plans {
-            match self.fan_out(&targets, &sent) {
+        for plan in plans {
+            let targets = &plan.targets;
+            match self.fan_out(targets, &sent) {
                 Ok(mut parts) => {
                     if (stmt.wildcard || stmt.group_by_all) && targets.len() > 1 {
-                        self.complete_silent_parts(stmt, &targets, &mut parts, &sent);
+                        self.complete_silent_parts(stmt, targets, &mut parts, &sent);
                     }
-                    return Ok(merge::merge(&kind, statement_id, parts));
+                    let mut result = merge::merge(&kind, statement_id, parts);
+                    if plan.overlapping && matches!(stmt.kind, StatementKind::Select) {
+                        drop_repeated_rows(&mut result, stmt.limit);
+                    }
+                    return Ok(result);
                 }
                 Err(e) => last = e,
             }
@@ -497,17 +546,91 @@ impl QueryService {
             | StatementKind::Delete
                 if !stmt.source_refs.is_empty() =>
             {
+                // A measurement being moved is changed on its source too,
+                // when the source is a backend of the cluster (a removed
+                // one has no spool to queue the statement in).
                 let mut out: Targets = Vec::new();
                 for c in 0..self.cluster.circles.len() {
-                    for b in self.circle_targets(c, stmt, db) {
-                        if !out.iter().any(|o| o.id == b.id) {
-                            out.push(b);
+                    for b in self.circle_targets(c, stmt, db).targets {
+                        if self
+                            .cluster
+                            .backends
+                            .get(b.id)
+                            .is_some_and(|m| Arc::ptr_eq(m, &b))
+                        {
+                            add_target(&mut out, &b);
                         }
                     }
                 }
                 out
             }
             _ => all(),
+        }
+    }
+}
+
+/// Appends `b` to `targets` unless it is there already.
+fn add_target(targets: &mut Targets, b: &Arc<Backend>) {
+    if !targets.iter().any(|t| t.id == b.id && t.url == b.url) {
+        targets.push(Arc::clone(b));
+    }
+}
+
+/// Who answers, in one circle, a statement's reads of a measurement owned
+/// by `owner`, and whether two of them may hold the same points:
+/// - not moving: its owner;
+/// - moving from a backend of the cluster: the source holds all of it (it
+///   gets the writes of the move too). When the answers of two backends
+///   merge `exact`ly, the owner is asked as well, for points written to it
+///   before the move began; otherwise the source alone answers;
+/// - moving from a removed backend (`rebalance rm`): no backend holds all
+///   of it, so both are asked and merged. Raw points then answer right;
+///   an aggregate over the measurement gets merge's "cannot combine
+///   series" error rather than a wrong number.
+fn readers_of<'a>(
+    owner: &'a Arc<Backend>,
+    moving: Option<&'a Move>,
+    exact: bool,
+) -> (Vec<&'a Arc<Backend>>, bool) {
+    match moving {
+        Some(m) if m.source.id != owner.id || m.source.url != owner.url => {
+            if m.member && !exact {
+                (vec![&m.source], false)
+            } else {
+                (vec![owner, &m.source], true)
+            }
+        }
+        _ => (vec![owner], false),
+    }
+}
+
+/// Whether the answers of two backends holding overlapping copies of a
+/// measurement merge into the answer of one holding their union: raw points
+/// (repeated rows dropped, `LIMIT` applied again) without `OFFSET` or
+/// `SOFFSET`, and `SHOW` listings (deduplicated, limits applied after the
+/// merge), not counts.
+fn merges_exactly(stmt: &Statement) -> bool {
+    match &stmt.kind {
+        StatementKind::Select => stmt.raw_points && stmt.offset.is_none() && stmt.soffset.is_none(),
+        StatementKind::Show(kind) => !kind.is_cardinality(),
+        _ => false,
+    }
+}
+
+/// Drops the rows of each series that repeat the row before them (a point
+/// answered by both the old and the new owner of a moving measurement:
+/// merged by time, the two copies are next to each other) and cuts each
+/// series to `limit` rows again.
+fn drop_repeated_rows(result: &mut serde_json::Value, limit: Option<u64>) {
+    let Some(series) = result.get_mut("series").and_then(|s| s.as_array_mut()) else {
+        return;
+    };
+    for s in series {
+        if let Some(rows) = s.get_mut("values").and_then(|v| v.as_array_mut()) {
+            rows.dedup();
+            if let Some(limit) = limit {
+                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            }
         }
     }
 }
@@ -789,6 +912,133 @@ mod tests {
             show_tag_keys_of(&stmt("SELECT * FROM d.r.m GROUP BY *").source_refs),
             r#"SHOW TAG KEYS FROM "d"."r"."m""#
         );
+    }
+
+    /// Two circles of two backends (`db1,cpu` -> a / c, `db1,mem` -> b / d).
+    fn service() -> QueryService {
+        let text = r#"{"circles":[
+            {"name":"c1","backends":[{"name":"a","url":"http://h:1"},{"name":"b","url":"http://h:2"}]},
+            {"name":"c2","backends":[{"name":"c","url":"http://h:3"},{"name":"d","url":"http://h:4"}]}]}"#;
+        let cfg = Config::from_json(text).unwrap().0;
+        let cluster = Arc::new(Cluster::new(&cfg));
+        QueryService::new(&cfg, cluster)
+    }
+
+    /// Backend names of each plan of `q` (db1), and whether it overlaps.
+    fn plans(s: &QueryService, q: &str) -> Vec<(Vec<String>, bool)> {
+        let stmt = statement::parse(q).unwrap().remove(0);
+        s.read_plans(&stmt, "db1")
+            .into_iter()
+            .map(|p| {
+                (
+                    p.targets.iter().map(|b| b.name.clone()).collect(),
+                    p.overlapping,
+                )
+            })
+            .collect()
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_transferring_circle_answers_only_when_no_other_can() {
+        let s = service();
+        s.cluster.set_transferring(0, true);
+        for _ in 0..2 {
+            let p = plans(&s, "SELECT * FROM cpu");
+            assert_eq!(p, [(names(&["c"]), false), (names(&["a"]), false)]);
+        }
+        s.cluster.set_transferring(0, false);
+        let mut firsts: Vec<Vec<String>> = (0..2)
+            .map(|_| plans(&s, "SELECT * FROM cpu").remove(0).0)
+            .collect();
+        firsts.sort();
+        assert_eq!(firsts, [names(&["a"]), names(&["c"])]);
+    }
+
+    #[test]
+    fn a_moving_measurement_is_read_from_its_source() {
+        let s = service();
+        let c = &s.cluster;
+        c.set_transferring(0, true);
+        // Circle c1 copies db1,cpu from b to its owner a.
+        c.begin_move(0, "db1", "cpu", Arc::clone(&c.backends[1]));
+        let in_c1 = |q: &str| {
+            plans(&s, q)
+                .into_iter()
+                .find(|p| p.0.iter().all(|n| n == "a" || n == "b"))
+                .unwrap()
+        };
+        // Raw points: owner and source, merged and deduplicated.
+        assert_eq!(in_c1("SELECT v FROM cpu"), (names(&["a", "b"]), true));
+        assert_eq!(in_c1("SHOW TAG KEYS FROM cpu"), (names(&["a", "b"]), true));
+        // An aggregate, an OFFSET or a count: the source alone holds it all.
+        assert_eq!(in_c1("SELECT count(v) FROM cpu"), (names(&["b"]), false));
+        assert_eq!(
+            in_c1("SELECT v FROM cpu LIMIT 1 OFFSET 2"),
+            (names(&["b"]), false)
+        );
+        assert_eq!(
+            in_c1("SHOW SERIES CARDINALITY FROM cpu"),
+            (names(&["b"]), false)
+        );
+        // Other measurements and the other circle are untouched.
+        assert_eq!(in_c1("SELECT count(v) FROM mem"), (names(&["b"]), false));
+        assert_eq!(plans(&s, "SELECT v FROM cpu")[0], (names(&["c"]), false));
+        // DDL changes the source's copy too.
+        let stmt = statement::parse("DELETE FROM cpu").unwrap().remove(0);
+        let ddl: Vec<String> = s
+            .ddl_targets(&stmt, "db1")
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        assert_eq!(ddl, names(&["a", "b", "c"]));
+        c.end_move(0, "db1", "cpu");
+        assert_eq!(in_c1("SELECT count(v) FROM cpu"), (names(&["a"]), false));
+    }
+
+    #[test]
+    fn a_measurement_moving_from_a_removed_backend_is_read_from_both() {
+        let s = service();
+        let c = &s.cluster;
+        let gone = crate::cluster::moves::tests::removed(4, "http://h:9");
+        c.begin_move(0, "db1", "cpu", gone);
+        let c1 = |q: &str| {
+            plans(&s, q)
+                .into_iter()
+                .find(|p| p.0.contains(&"a".to_string()))
+                .unwrap()
+        };
+        assert_eq!(
+            c1("SELECT count(v) FROM cpu"),
+            (names(&["a", "gone"]), true)
+        );
+        // Whole-circle reads reach it too.
+        assert_eq!(c1("SHOW MEASUREMENTS"), (names(&["a", "b", "gone"]), true));
+        // DDL never goes to a backend without a spool.
+        let stmt = statement::parse("DELETE FROM cpu").unwrap().remove(0);
+        let ddl: Vec<String> = s
+            .ddl_targets(&stmt, "db1")
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        assert_eq!(ddl, names(&["a", "c"]));
+    }
+
+    #[test]
+    fn rows_of_both_copies_count_once_and_the_limit_holds_again() {
+        let mut result = serde_json::json!({"statement_id":0,"series":[
+            {"name":"cpu","columns":["time","v"],"values":[[1,1],[1,1],[2,2],[2,3],[3,3],[3,3]]}]});
+        drop_repeated_rows(&mut result, Some(3));
+        assert_eq!(
+            result["series"][0]["values"],
+            serde_json::json!([[1, 1], [2, 2], [2, 3]])
+        );
+        let mut error = serde_json::json!({"statement_id":0,"error":"x"});
+        drop_repeated_rows(&mut error, None);
+        assert_eq!(error, serde_json::json!({"statement_id":0,"error":"x"}));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Sending a query to one backend, with the backend's own credentials.
 //!
-//! Plain `http://` backends are reached through [`super::http1`], pooled
-//! per backend; `https://` ones through one shared ureq agent (why two:
+//! Plain `http://` backends of the cluster are reached through
+//! [`super::http1`], pooled per backend; `https://` ones, and a backend the
+//! client was not built with (a backend removed from its circle that a
+//! transfer still reads from), through one shared ureq agent (why two:
 //! [`crate::http_client`]). Both send the same [`BackendRequest`]. The
 //! client's `Authorization` header and its `u`/`p` parameters are never
 //! passed on. Every call is bounded by `query_timeout`. A call that brings
@@ -37,8 +39,9 @@ impl Answer {
 
 /// The HTTP client of the query path.
 pub struct QueryClient {
-    /// `http://` origins by backend id (`None`: https, through ureq).
-    origins: Vec<Option<Origin>>,
+    /// `http://` origins by backend id, with the backend's URL (`None`:
+    /// https, through ureq).
+    origins: Vec<Option<(String, Origin)>>,
     pool: Arc<http1::Pool>,
     agent: ureq::Agent,
     timeout: Duration,
@@ -61,7 +64,7 @@ impl QueryClient {
         let mut origins = vec![None; backends.len()];
         for b in backends {
             if let Some(slot) = origins.get_mut(b.id) {
-                *slot = Origin::parse(&b.url);
+                *slot = Origin::parse(&b.url).map(|o| (b.url.clone(), o));
             }
         }
         QueryClient {
@@ -91,7 +94,13 @@ impl QueryClient {
         if accept_gzip {
             req = req.header("Accept-Encoding", "gzip");
         }
-        if let Some(Some(origin)) = self.origins.get(backend.id) {
+        // A backend with another id or URL than the cluster's (a removed
+        // one) has no pooled origin: ureq.
+        if let Some(Some((_, origin))) = self
+            .origins
+            .get(backend.id)
+            .filter(|o| o.as_ref().is_some_and(|(url, _)| *url == backend.url))
+        {
             let mut answer = http1::send(&self.pool, backend.id, origin, &req, self.timeout)
                 .map_err(|e| BackendError::from_io(backend, &e))?;
             return Ok(Answer {

@@ -5,6 +5,10 @@
 //! each valid line it finds the owner in every circle (by the shard key of
 //! the request's database and the line's unescaped measurement) and appends
 //! the line, timestamp normalised to nanoseconds, to that backend's buffer.
+//! While a transfer moves the line's measurement, its source backend gets
+//! the line too ([`Cluster::owners_into`]); the cache of placements is
+//! dropped whenever the moves change ([`Cluster::placement_generation`],
+//! checked once per request).
 
 use std::sync::Arc;
 
@@ -50,11 +54,14 @@ const RECENT: usize = 16;
 /// Per-worker routing state.
 pub struct Batcher {
     cluster: Arc<Cluster>,
-    /// Rendered shard key -> offset in `owner_table`. Bounded by
+    /// Rendered shard key -> its range in `owner_table`. Bounded by
     /// `CACHE_LIMIT`; cleared together with `owner_table`.
-    cache: FxHashMap<Box<[u8]>, u32>,
-    /// Owner ids, one per circle, for each cached key, back to back.
+    cache: FxHashMap<Box<[u8]>, Owners>,
+    /// For each cached key, back to back: the owner id in every circle,
+    /// then the moving sources that also get its writes (usually none).
     owner_table: Vec<u32>,
+    /// The cluster's placement generation the cache was filled under.
+    generation: u64,
     key: Vec<u8>,
     /// Per backend id: lines and point count of the current request.
     buffers: Vec<(Vec<u8>, u32)>,
@@ -63,10 +70,12 @@ pub struct Batcher {
 impl Batcher {
     pub fn new(cluster: Arc<Cluster>) -> Batcher {
         let n = cluster.backends.len();
+        let generation = cluster.placement_generation();
         Batcher {
             cluster,
             cache: FxHashMap::default(),
             owner_table: Vec::new(),
+            generation,
             key: Vec::with_capacity(128),
             buffers: vec![(Vec::new(), 0); n],
         }
@@ -84,9 +93,16 @@ impl Batcher {
         body: &[u8],
     ) -> Routed {
         let mut routed = Routed::default();
-        let circles = self.cluster.circles.len();
-        // (measurement as written, offset of its owners), this request only.
-        let mut recent: Vec<(&[u8], u32)> = Vec::with_capacity(RECENT);
+        // A transfer began or ended a move since the last request: the
+        // cached placements may miss (or still name) a moving source.
+        let generation = self.cluster.placement_generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.cache.clear();
+            self.owner_table.clear();
+        }
+        // (measurement as written, range of its owners), this request only.
+        let mut recent: Vec<(&[u8], Owners)> = Vec::with_capacity(RECENT);
         let mut pos = 0;
         while pos < body.len() {
             let (raw, next, quoted) = next_line_quoted(body, pos);
@@ -104,19 +120,20 @@ impl Batcher {
             };
             // A measurement seen in this request is found by comparing its
             // bytes, without unescaping, rendering or hashing the key.
-            let offset = match recent.iter().find(|(m, _)| *m == line.measurement) {
-                Some(&(_, offset)) => offset,
+            let owners = match recent.iter().find(|(m, _)| *m == line.measurement) {
+                Some(&(_, owners)) => owners,
                 None => {
-                    let (offset, cleared) = self.owners(db, line.measurement);
+                    let (owners, cleared) = self.owners(db, line.measurement);
                     if cleared || recent.len() == RECENT {
                         recent.clear();
                     }
-                    recent.push((line.measurement, offset));
-                    offset
+                    recent.push((line.measurement, owners));
+                    owners
                 }
-            } as usize;
+            };
+            let offset = owners.start as usize;
             let mut failed = None;
-            for k in offset..offset + circles {
+            for k in offset..owners.end as usize {
                 let id = self.owner_table[k];
                 let (buf, count) = &mut self.buffers[id as usize];
                 let start = buf.len();
@@ -134,7 +151,7 @@ impl Batcher {
                 *count += 1;
             }
             if let Some(error) = failed {
-                // Only the first circle can fail (an overflowing timestamp,
+                // Only the first backend can fail (an overflowing timestamp,
                 // ambiguous quotes), and nothing of the line is kept then.
                 routed.errors.push(format!(
                     "unable to parse '{}': {error}",
@@ -174,28 +191,39 @@ impl Batcher {
         }
     }
 
-    /// The offset in `owner_table` of the owners of (db, measurement), one
-    /// per circle, through the cache; `true` when the cache was just
-    /// cleared (offsets handed out before are no longer valid).
-    fn owners(&mut self, db: &str, measurement: &[u8]) -> (u32, bool) {
+    /// The range in `owner_table` of the backends that get (db,
+    /// measurement), through the cache; `true` when the cache was just
+    /// cleared (ranges handed out before are no longer valid).
+    fn owners(&mut self, db: &str, measurement: &[u8]) -> (Owners, bool) {
         let unescaped = unescape_measurement(measurement);
         self.cluster
             .shard_key
             .render_into(db.as_bytes(), &unescaped, &mut self.key);
-        if let Some(&offset) = self.cache.get(self.key.as_slice()) {
-            return (offset, false);
+        if let Some(&owners) = self.cache.get(self.key.as_slice()) {
+            return (owners, false);
         }
         let cleared = self.cache.len() >= CACHE_LIMIT;
         if cleared {
             self.cache.clear();
             self.owner_table.clear();
         }
-        let offset = self.owner_table.len() as u32;
+        let start = self.owner_table.len() as u32;
         self.cluster.owners_into(&self.key, &mut self.owner_table);
+        let owners = Owners {
+            start,
+            end: self.owner_table.len() as u32,
+        };
         self.cache
-            .insert(self.key.clone().into_boxed_slice(), offset);
-        (offset, cleared)
+            .insert(self.key.clone().into_boxed_slice(), owners);
+        (owners, cleared)
     }
+}
+
+/// Where the backends of one shard key are in `owner_table`.
+#[derive(Debug, Clone, Copy)]
+struct Owners {
+    start: u32,
+    end: u32,
 }
 
 #[cfg(test)]
@@ -266,5 +294,55 @@ mod tests {
         let want = c.replicas("db1", "cpu load");
         let ids: Vec<usize> = r.batches.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, want.iter().map(|b| b.id).collect::<Vec<_>>());
+    }
+
+    /// `(backend id, lines)` of each batch of a request.
+    fn sent(r: &Routed) -> Vec<(usize, String)> {
+        r.batches
+            .iter()
+            .map(|(id, b)| (*id, String::from_utf8(b.lines.clone()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_moving_measurement_also_goes_to_its_source_until_the_move_ends() {
+        let c = cluster();
+        let mut b = Batcher::new(Arc::clone(&c));
+        let body = b"cpu v=1 1\nmem v=2 2\n";
+        // Cached before the move: the move must still be seen.
+        let before = b.route("db1", "", Precision::Nanosecond, 0, body);
+        assert_eq!(before.batches.len(), 4);
+        // db1,cpu is owned by a (0) and c (2); circle c2 copies it from d (3).
+        c.begin_move(1, "db1", "cpu", Arc::clone(&c.backends[3]));
+        let during = b.route("db1", "", Precision::Nanosecond, 0, body);
+        assert_eq!(during.points, 2);
+        assert_eq!(
+            sent(&during),
+            [
+                (0, "cpu v=1 1\n".to_string()),
+                (1, "mem v=2 2\n".to_string()),
+                (2, "cpu v=1 1\n".to_string()),
+                (3, "cpu v=1 1\nmem v=2 2\n".to_string()),
+            ]
+        );
+        // A source that is the owner, or a removed backend, adds nothing.
+        c.begin_move(0, "db1", "cpu", Arc::clone(&c.backends[0]));
+        c.begin_move(
+            1,
+            "db1",
+            "mem",
+            crate::cluster::moves::tests::removed(4, "http://h:9"),
+        );
+        let owners_only = b.route("db1", "", Precision::Nanosecond, 0, b"mem v=2 2\n");
+        assert_eq!(
+            sent(&owners_only),
+            [
+                (1, "mem v=2 2\n".to_string()),
+                (3, "mem v=2 2\n".to_string())
+            ]
+        );
+        c.end_move(1, "db1", "cpu");
+        let after = b.route("db1", "", Precision::Nanosecond, 0, body);
+        assert_eq!(sent(&after), sent(&before));
     }
 }
