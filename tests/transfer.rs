@@ -1,0 +1,525 @@
+//! Transfer operations end to end on real influxd: `rebalance` (add and
+//! rm), `recovery`, `resync` and `cleanup` leave every measurement on its
+//! owner only, with exactly the points a single reference influxd that got
+//! the same writes holds, and the proxy answering a differential corpus as
+//! the reference does; a proxy killed mid-transfer resumes by itself; writes
+//! during a rebalance all land on their owners; `cleanup` drops nothing
+//! unverified; a target that dies mid-copy fails the transfer, which a new
+//! POST resumes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::transfer::*;
+use common::*;
+
+/// How long a transfer of a test's data may take.
+const TRANSFER: Duration = Duration::from_secs(90);
+/// How long a cleanup may take.
+const CLEANUP: Duration = Duration::from_secs(30);
+
+/// The corpus through a proxy of 2 backends lands on its owners, equal to
+/// the reference, and the proxy answers the differential corpus like the
+/// reference; an influxd restarted empty has nothing; a proxy restarted on
+/// a 3-backend config answers with 3 backends. (The ground the transfer
+/// tests stand on, without a transfer.)
+#[test]
+fn fixtures_corpus_lands_on_owners_and_answers_like_the_reference() {
+    let t = Instant::now();
+    let mut all = Influxd::start_many(4);
+    let reference = all.pop().unwrap();
+    let corpus = Corpus::mixed();
+    let (circle, spare) = all.split_at_mut(2);
+    let mut proxy = Proxy::start(one_circle(&[&circle[0], &circle[1]]));
+    load_through_proxy(&proxy, &reference, &corpus);
+    let two = [&circle[0], &circle[1]];
+    wait_on_owners(&two, &corpus, Duration::from_secs(30));
+    eprintln!(
+        "{} measurements, {} points loaded in {:?}",
+        corpus.points().len(),
+        corpus.points().values().sum::<usize>(),
+        t.elapsed()
+    );
+    assert!(corpus.points().len() >= 40, "at least 40 measurements");
+    assert_circle_matches("2 backends, no transfer", &two, &reference, &corpus);
+    assert_proxy_answers_like_reference("2 backends, no transfer", &proxy, &reference, &corpus);
+    for db in DBS {
+        assert_eq!(
+            retention_policies(&circle[1], db),
+            retention_policies(&reference, db),
+            "{db}: the proxy's CREATE RETENTION POLICY reached the backend"
+        );
+    }
+    let moving = corpus.moving(2, 3);
+    assert!(
+        moving.len() >= 5 && moving.len() < corpus.points().len(),
+        "adding a third backend moves some measurements: {moving:?}"
+    );
+
+    spare[0].restart_empty();
+    assert!(
+        spare[0].measurements(DBS[0]).is_empty() && circle[0].measurements(DBS[0]).len() > 1,
+        "only the wiped influxd is empty"
+    );
+    circle[1].restart_empty();
+    assert!(
+        circle[1].measurements(DBS[0]).is_empty(),
+        "restart_empty wipes the data"
+    );
+
+    restart_with_config(&mut proxy, one_circle(&[&circle[0], &circle[1], &spare[0]]));
+    let h = proxy.health();
+    assert_eq!(
+        h["circles"][0]["backends"].as_array().map(|b| b.len()),
+        Some(3),
+        "the restarted proxy has 3 backends: {h}"
+    );
+    eprintln!("fixtures checked in {:?}", t.elapsed());
+}
+
+/// A circle of 2 backends gets a third: after `rebalance` and `cleanup`
+/// every measurement lives only on its owner among 3, the new backend has
+/// the source's retention policies, and the proxy answers like the reference.
+#[test]
+fn rebalance_add_moves_every_measurement_to_its_owner() {
+    let mut all = Influxd::start_many(4);
+    let reference = all.pop().unwrap();
+    let corpus = Corpus::mixed();
+    let backends: Vec<&Influxd> = all.iter().collect();
+    let mut proxy = Proxy::start(one_circle(&backends[..2]));
+    load_through_proxy(&proxy, &reference, &corpus);
+    wait_on_owners(&backends[..2], &corpus, Duration::from_secs(30));
+    let moving = corpus.moving(2, 3);
+    assert!(!moving.is_empty(), "nothing would move");
+
+    restart_with_config(&mut proxy, one_circle(&backends));
+    let t = Instant::now();
+    let stats = rebalance_add(&proxy, &[], TRANSFER);
+    eprintln!(
+        "rebalance of {} measurements took {:?}: {stats}",
+        moving.len(),
+        t.elapsed()
+    );
+    let urls: Vec<String> = backends.iter().map(|d| d.url()).collect();
+    assert_stats_shape(&stats, &urls);
+    assert_eq!(
+        stats_errors(&stats),
+        Vec::<String>::new(),
+        "errors: {stats}"
+    );
+    assert_eq!(
+        stats_sum(&stats, "measurement_done"),
+        stats_sum(&stats, "measurement_total"),
+        "every measurement done: {stats}"
+    );
+    assert_eq!(
+        stats_sum(&stats, "database_done"),
+        stats_sum(&stats, "database_total"),
+        "every database done: {stats}"
+    );
+    assert!(stats_sum(&stats, "transfer_count") >= 1, "{stats}");
+    let moved_points: usize = corpus
+        .points()
+        .iter()
+        .filter(|(k, _)| moving.contains(&(k.db, k.mm.clone())))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        stats_sum(&stats, "points_copied") >= moved_points as u64,
+        "at least the {moved_points} points of the moving measurements copied: {stats}"
+    );
+    assert!(stats_sum(&stats, "measurements_verified") >= 1, "{stats}");
+
+    let stats = cleanup(&proxy, 0, &[], CLEANUP);
+    assert_stats_shape(&stats, &urls);
+    assert_eq!(stats_sum(&stats, "measurements_unverified"), 0, "{stats}");
+
+    assert_circle_matches(
+        "after rebalance add and cleanup",
+        &backends,
+        &reference,
+        &corpus,
+    );
+    for db in corpus.dbs() {
+        if moving
+            .iter()
+            .any(|(d, mm)| *d == db && owner(d, mm, 3) == 2)
+        {
+            assert_eq!(
+                retention_policies(backends[2], db),
+                retention_policies(&reference, db),
+                "{db}: the new backend's retention policies are the source's (durations too)"
+            );
+        }
+    }
+    assert_proxy_answers_like_reference("after rebalance add", &proxy, &reference, &corpus);
+}
+
+/// 3 backends down to 2: `rebalance` with the removed one in the body, then
+/// `cleanup`: the 2 left hold everything, each on its owner.
+#[test]
+fn rebalance_rm_moves_the_removed_backends_measurements() {
+    let mut all = Influxd::start_many(4);
+    let reference = all.pop().unwrap();
+    let corpus = Corpus::mixed();
+    let backends: Vec<&Influxd> = all.iter().collect();
+    let mut proxy = Proxy::start(one_circle(&backends));
+    load_through_proxy(&proxy, &reference, &corpus);
+    wait_on_owners(&backends, &corpus, Duration::from_secs(30));
+    assert!(
+        corpus
+            .parts
+            .iter()
+            .any(|p| owner(p.key.db, &p.key.mm, 3) == 2),
+        "the removed backend holds something"
+    );
+
+    restart_with_config(&mut proxy, one_circle(&backends[..2]));
+    let body =
+        serde_json::json!({"backends": [{"name": backend_name(0, 2), "url": backends[2].url()}]});
+    start_transfer(
+        &proxy,
+        "/rebalance",
+        &[("circle_id", "0"), ("operation", "rm")],
+        body.to_string().as_bytes(),
+    );
+    wait_transfer(&proxy, "rebalance", "done", TRANSFER);
+    let stats = transfer_stats(&proxy, 0, "rebalance");
+    assert_eq!(
+        stats_errors(&stats),
+        Vec::<String>::new(),
+        "errors: {stats}"
+    );
+    cleanup(&proxy, 0, &[], CLEANUP);
+
+    assert_circle_matches(
+        "after rebalance rm and cleanup",
+        &backends[..2],
+        &reference,
+        &corpus,
+    );
+    assert_proxy_answers_like_reference("after rebalance rm", &proxy, &reference, &corpus);
+}
+
+/// Two circles; one backend of circle 2 loses its disk (restarted empty):
+/// `recovery` from circle 1 makes both circles equal to the reference.
+#[test]
+fn recovery_refills_a_wiped_backend_from_the_other_circle() {
+    let mut all = Influxd::start_many(5);
+    let reference = all.pop().unwrap();
+    let corpus = Corpus::mixed();
+    let proxy = {
+        let b: Vec<&Influxd> = all.iter().collect();
+        Proxy::start(circles_config(&[&b[..2], &b[2..]]))
+    };
+    load_through_proxy(&proxy, &reference, &corpus);
+    {
+        let b: Vec<&Influxd> = all.iter().collect();
+        wait_on_owners(&b[..2], &corpus, Duration::from_secs(30));
+        wait_on_owners(&b[2..], &corpus, Duration::from_secs(30));
+    }
+    all[2].restart_empty();
+    let b: Vec<&Influxd> = all.iter().collect();
+    assert!(
+        !circle_differences(&b[2..], &reference, &corpus).is_empty(),
+        "the wiped backend lost data"
+    );
+
+    start_transfer(
+        &proxy,
+        "/recovery",
+        &[("from_circle_id", "0"), ("to_circle_id", "1")],
+        b"",
+    );
+    wait_transfer(&proxy, "recovery", "done", TRANSFER);
+    assert_circle_matches("circle 1 after recovery", &b[..2], &reference, &corpus);
+    assert_circle_matches("circle 2 after recovery", &b[2..], &reference, &corpus);
+    assert_proxy_answers_like_reference("after recovery", &proxy, &reference, &corpus);
+}
+
+/// Two circles made to differ (points only one circle got, as if an
+/// incident lost them on the other): `resync` makes them equal to each
+/// other and to the reference.
+#[test]
+fn resync_makes_two_differing_circles_equal() {
+    let mut all = Influxd::start_many(5);
+    let reference = all.pop().unwrap();
+    let mut corpus = Corpus::mixed();
+    let b: Vec<&Influxd> = all.iter().collect();
+    let proxy = Proxy::start(circles_config(&[&b[..2], &b[2..]]));
+    load_through_proxy(&proxy, &reference, &corpus);
+    wait_on_owners(&b[..2], &corpus, Duration::from_secs(30));
+    wait_on_owners(&b[2..], &corpus, Duration::from_secs(30));
+
+    // Lost by circle 2: more points of an existing measurement; lost by
+    // circle 1: a whole measurement of the month policy.
+    let base = corpus.base_s + 3600;
+    let only_c1: String = (0..30)
+        .map(|j| {
+            format!(
+                "load_3,host=x f={j}.5,i={j}i,s=\"c1\",b=true {}\n",
+                base + j
+            )
+        })
+        .collect();
+    let only_c2: String = (0..25)
+        .map(|j| {
+            format!(
+                "lost,host=y f={j}.25,i={j}i,s=\"c2\",b=false {}\n",
+                base + j
+            )
+        })
+        .collect();
+    corpus.push(DBS[0], None, "load_3", only_c1, 30);
+    corpus.push(DBS[1], Some(RP_MONTH), "lost", only_c2, 25);
+    for (circle, p) in [
+        (&b[..2], &corpus.parts[corpus.parts.len() - 2]),
+        (&b[2..], &corpus.parts[corpus.parts.len() - 1]),
+    ] {
+        write_part(circle[owner(p.key.db, &p.key.mm, 2)], &p.batch);
+        write_part(&reference, &p.batch);
+    }
+    assert!(!circle_differences(&b[..2], &reference, &corpus).is_empty());
+    assert!(!circle_differences(&b[2..], &reference, &corpus).is_empty());
+
+    start_transfer(&proxy, "/resync", &[], b"");
+    wait_transfer(&proxy, "resync", "done", TRANSFER);
+    assert_circle_matches("circle 1 after resync", &b[..2], &reference, &corpus);
+    assert_circle_matches("circle 2 after resync", &b[2..], &reference, &corpus);
+    assert_proxy_answers_like_reference("after resync", &proxy, &reference, &corpus);
+}
+
+/// Bulk data (20 measurements x 5000 points) written straight to the owners
+/// among backends 0 and 1 and to the reference; backend 2 starts empty.
+fn bulk_setup(all: &[&Influxd], reference: &Influxd) -> Corpus {
+    let corpus = Corpus::bulk("bk", "bulk_", 20, 5000);
+    create_schema(&[all[0], all[1], reference], &corpus);
+    load_on_owners(&all[..2], reference, &corpus);
+    assert!(
+        corpus.moving(2, 3).len() >= 3,
+        "a few bulk measurements move"
+    );
+    corpus
+}
+
+/// The proxy killed with SIGKILL in the middle of a rebalance and started
+/// again (same `data_dir` and `tlog_dir`, no new POST) resumes it, and ends
+/// as an uninterrupted run would; its progress file and log show the way.
+#[test]
+fn kill9_mid_rebalance_resumes_on_restart() {
+    let mut all = Influxd::start_many(4);
+    let reference = all.pop().unwrap();
+    let b: Vec<&Influxd> = all.iter().collect();
+    let corpus = bulk_setup(&b, &reference);
+    let mut proxy = Proxy::start(one_circle(&b));
+    let progress = tlog_dir(&proxy).join("transfer.json");
+
+    start_transfer(
+        &proxy,
+        "/rebalance",
+        &[
+            ("circle_id", "0"),
+            ("operation", "add"),
+            ("worker", "1"),
+            ("batch", "500"),
+        ],
+        b"",
+    );
+    let mut seen_progress_file = false;
+    let stats = poll_for(Duration::from_secs(60), "the rebalance under way", || {
+        seen_progress_file |= progress.exists();
+        let s = transfer_stats(&proxy, 0, "rebalance");
+        partly_done(&s).then_some(s)
+    });
+    seen_progress_file |= progress.exists();
+    proxy.kill9();
+    eprintln!("killed at {stats}");
+    assert!(
+        seen_progress_file,
+        "{} existed during the run",
+        progress.display()
+    );
+    assert!(
+        progress.exists(),
+        "{} survives the kill",
+        progress.display()
+    );
+
+    proxy.restart();
+    let t = Instant::now();
+    wait_transfer(&proxy, "rebalance", "done", TRANSFER);
+    eprintln!(
+        "resumed rebalance finished {:?} after the restart",
+        t.elapsed()
+    );
+    let log = std::fs::read_to_string(tlog_dir(&proxy).join("rebalance.log")).unwrap_or_default();
+    for word in ["started", "finished", "verified"] {
+        assert!(
+            log.to_ascii_lowercase().contains(word),
+            "rebalance.log has {word:?} lines:\n{log}"
+        );
+    }
+    cleanup(&proxy, 0, &[], CLEANUP);
+    assert_circle_matches("after a resumed rebalance", &b, &reference, &corpus);
+}
+
+/// A client writes through the proxy during the whole rebalance (into the
+/// measurements being moved among others): every acknowledged point ends on
+/// its owner, and the circle equals the reference.
+#[test]
+fn writes_during_rebalance_all_land_on_their_owners() {
+    let mut all = Influxd::start_many(4);
+    let reference = all.pop().unwrap();
+    let b: Vec<&Influxd> = all.iter().collect();
+    let corpus = bulk_setup(&b, &reference);
+    let proxy = Proxy::start(one_circle(&b));
+    let mms: Vec<String> = corpus.parts.iter().map(|p| p.key.mm.clone()).collect();
+    let writer = LiveWriter::start(&proxy, &reference, "bk", mms, 20_000);
+
+    rebalance_add(&proxy, &[("worker", "2"), ("batch", "1000")], TRANSFER);
+    let report = writer.finish();
+    eprintln!(
+        "{} batches written during the rebalance, {} points acknowledged",
+        report.batches,
+        report.acked.len()
+    );
+    assert!(report.batches >= 10, "the writer ran during the rebalance");
+    wait_acked_on_owners(&b, &report.acked, Duration::from_secs(30));
+    cleanup(&proxy, 0, &[], CLEANUP);
+    wait_acked_on_owners(&b, &report.acked, Duration::from_secs(5));
+    assert_eq!(
+        report.refused,
+        Vec::<String>::new(),
+        "writes refused during the rebalance"
+    );
+    // The live points went to the reference too, into the same measurements.
+    assert_circle_matches("after a rebalance under writes", &b, &reference, &corpus);
+}
+
+/// Measurements a backend holds but does not own, never copied: `cleanup`
+/// drops one whose owner holds at least as many points, keeps (and lists,
+/// and logs) those whose owner lacks them or has fewer; `force=true` drops
+/// them too.
+#[test]
+fn cleanup_drops_nothing_unverified_unless_forced() {
+    let all = Influxd::start_many(2);
+    let b: Vec<&Influxd> = all.iter().collect();
+    let db = "cl";
+    for d in &b {
+        d.create_db(db);
+    }
+    let line = |mm: &str, j: i64| format!("{mm},host=a f={j}.5 {}\n", recent_base_s() + j);
+    let points = |mm: &str, n: i64| -> String { (0..n).map(|j| line(mm, j)).collect() };
+    // absent: the owner lacks it; fewer: the owner has 5 of 10; covered:
+    // the owner has the 5 and 5 more.
+    for (mm, stray, owned) in [("absent", 10, 0), ("fewer", 10, 5), ("covered", 5, 10)] {
+        let o = owner(db, mm, 2);
+        let r = b[1 - o].write(db, Some("s"), points(mm, stray).as_bytes());
+        assert_eq!(r.status, 204, "{}", r.body);
+        if owned > 0 {
+            let r = b[o].write(db, Some("s"), points(mm, owned).as_bytes());
+            assert_eq!(r.status, 204, "{}", r.body);
+        }
+    }
+    let proxy = Proxy::start(one_circle(&b));
+    let (status, body) = proxy.write(db, Some("s"), &points("placed", 7));
+    assert_eq!(status, 204, "{body}");
+    wait_until(Duration::from_secs(10), "placed on its owner", || {
+        b[owner(db, "placed", 2)]
+            .measurements(db)
+            .contains("placed")
+    });
+    let holds = |mm: &str, on_owner: bool| {
+        let o = owner(db, mm, 2);
+        b[if on_owner { o } else { 1 - o }]
+            .measurements(db)
+            .contains(mm)
+    };
+
+    let stats = cleanup(&proxy, 0, &[], CLEANUP);
+    eprintln!("cleanup stats: {stats}");
+    assert!(
+        holds("absent", false) && holds("fewer", false),
+        "nothing unverified dropped"
+    );
+    assert!(
+        !holds("covered", false),
+        "a measurement its owner covers is dropped"
+    );
+    assert!(holds("placed", true) && holds("fewer", true) && holds("covered", true));
+    assert!(
+        stats_sum(&stats, "measurements_unverified") >= 2,
+        "unverified listed: {stats}"
+    );
+    let log = std::fs::read_to_string(tlog_dir(&proxy).join("cleanup.log")).unwrap_or_default();
+    assert!(
+        log.contains("absent") && log.contains("fewer"),
+        "cleanup.log names what it kept:\n{log}"
+    );
+
+    cleanup(&proxy, 0, &[("force", "true")], CLEANUP);
+    assert!(
+        !holds("absent", false) && !holds("fewer", false),
+        "force drops them"
+    );
+    assert!(holds("placed", true) && holds("fewer", true) && holds("covered", true));
+    let fewer = Key {
+        db,
+        rp: None,
+        mm: "fewer".into(),
+    };
+    assert_eq!(
+        count_points(b[owner(db, "fewer", 2)], &fewer),
+        5,
+        "the owner's points kept"
+    );
+}
+
+/// The new backend's influxd stops in the middle of a rebalance: the
+/// transfer ends `failed` with the error in the stats; once it is back, a
+/// new POST resumes and completes it.
+#[test]
+fn target_dying_mid_copy_fails_the_transfer_and_a_new_post_resumes_it() {
+    let mut all = Influxd::start_many(4);
+    let reference = all.pop().unwrap();
+    let corpus = {
+        let b: Vec<&Influxd> = all.iter().collect();
+        bulk_setup(&b, &reference)
+    };
+    let proxy = {
+        let b: Vec<&Influxd> = all.iter().collect();
+        Proxy::start(one_circle(&b))
+    };
+    let params = [
+        ("circle_id", "0"),
+        ("operation", "add"),
+        ("worker", "1"),
+        ("batch", "500"),
+    ];
+    start_transfer(&proxy, "/rebalance", &params, b"");
+    poll_for(Duration::from_secs(60), "the rebalance under way", || {
+        partly_done(&transfer_stats(&proxy, 0, "rebalance")).then_some(())
+    });
+    all[2].stop();
+    let t = Instant::now();
+    wait_transfer(&proxy, "rebalance", "failed", Duration::from_secs(120));
+    let stats = transfer_stats(&proxy, 0, "rebalance");
+    eprintln!("failed {:?} after the target stopped: {stats}", t.elapsed());
+    assert!(
+        !stats_errors(&stats).is_empty(),
+        "the error is in the stats: {stats}"
+    );
+
+    all[2].restart();
+    start_transfer(&proxy, "/rebalance", &params, b"");
+    wait_transfer(&proxy, "rebalance", "done", TRANSFER);
+    cleanup(&proxy, 0, &[], CLEANUP);
+    let b: Vec<&Influxd> = all.iter().collect();
+    assert_circle_matches(
+        "after a failed and resumed rebalance",
+        &b,
+        &reference,
+        &corpus,
+    );
+}
