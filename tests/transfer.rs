@@ -11,6 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::query;
 use common::transfer::*;
 use common::*;
 
@@ -21,20 +22,19 @@ const CLEANUP: Duration = Duration::from_secs(30);
 
 /// The corpus through a proxy of 2 backends lands on its owners, equal to
 /// the reference, and the proxy answers the differential corpus like the
-/// reference; an influxd restarted empty has nothing; a proxy restarted on
-/// a 3-backend config answers with 3 backends. (The ground the transfer
-/// tests stand on, without a transfer.)
+/// reference. Restarted on a 3-backend config without a transfer, the same
+/// checks fail (they are what the transfer tests rely on). An influxd
+/// restarted empty has nothing left.
 #[test]
-fn fixtures_corpus_lands_on_owners_and_answers_like_the_reference() {
+fn fixtures_corpus_lands_on_owners_and_the_checks_fail_without_a_transfer() {
     let t = Instant::now();
     let mut all = Influxd::start_many(4);
     let reference = all.pop().unwrap();
     let corpus = Corpus::mixed();
-    let (circle, spare) = all.split_at_mut(2);
-    let mut proxy = Proxy::start(one_circle(&[&circle[0], &circle[1]]));
+    let mut proxy = Proxy::start(one_circle(&[&all[0], &all[1]]));
     load_through_proxy(&proxy, &reference, &corpus);
-    let two = [&circle[0], &circle[1]];
-    wait_on_owners(&two, &corpus, Duration::from_secs(30));
+    let b: Vec<&Influxd> = all.iter().collect();
+    wait_on_owners(&b[..2], &corpus, Duration::from_secs(30));
     eprintln!(
         "{} measurements, {} points loaded in {:?}",
         corpus.points().len(),
@@ -42,11 +42,11 @@ fn fixtures_corpus_lands_on_owners_and_answers_like_the_reference() {
         t.elapsed()
     );
     assert!(corpus.points().len() >= 40, "at least 40 measurements");
-    assert_circle_matches("2 backends, no transfer", &two, &reference, &corpus);
+    assert_circle_matches("2 backends, no transfer", &b[..2], &reference, &corpus);
     assert_proxy_answers_like_reference("2 backends, no transfer", &proxy, &reference, &corpus);
     for db in DBS {
         assert_eq!(
-            retention_policies(&circle[1], db),
+            retention_policies(b[1], db),
             retention_policies(&reference, db),
             "{db}: the proxy's CREATE RETENTION POLICY reached the backend"
         );
@@ -57,23 +57,36 @@ fn fixtures_corpus_lands_on_owners_and_answers_like_the_reference() {
         "adding a third backend moves some measurements: {moving:?}"
     );
 
-    spare[0].restart_empty();
-    assert!(
-        spare[0].measurements(DBS[0]).is_empty() && circle[0].measurements(DBS[0]).len() > 1,
-        "only the wiped influxd is empty"
-    );
-    circle[1].restart_empty();
-    assert!(
-        circle[1].measurements(DBS[0]).is_empty(),
-        "restart_empty wipes the data"
-    );
-
-    restart_with_config(&mut proxy, one_circle(&[&circle[0], &circle[1], &spare[0]]));
+    restart_with_config(&mut proxy, one_circle(&b));
     let h = proxy.health();
     assert_eq!(
         h["circles"][0]["backends"].as_array().map(|b| b.len()),
         Some(3),
         "the restarted proxy has 3 backends: {h}"
+    );
+    let misplaced = circle_differences(&b, &reference, &corpus);
+    assert!(
+        misplaced.len() >= moving.len(),
+        "without a transfer every moving measurement is misplaced: {misplaced:?}"
+    );
+    let differing = corpus_cases(&corpus)
+        .iter()
+        .filter(|c| query::compare_case(&proxy.url(), &reference.url(), c).is_some())
+        .count();
+    assert!(
+        differing >= moving.len(),
+        "without a transfer, queries of moving measurements differ ({differing} do)"
+    );
+    eprintln!(
+        "without a transfer: {} misplaced, {differing} queries differ",
+        misplaced.len()
+    );
+
+    drop(b);
+    all[1].restart_empty();
+    assert!(
+        all[1].measurements(DBS[0]).is_empty() && all[0].measurements(DBS[0]).len() > 1,
+        "only the influxd restarted empty lost its data"
     );
     eprintln!("fixtures checked in {:?}", t.elapsed());
 }
@@ -100,6 +113,23 @@ fn rebalance_add_moves_every_measurement_to_its_owner() {
         "rebalance of {} measurements took {:?}: {stats}",
         moving.len(),
         t.elapsed()
+    );
+    let state = transfer_state(&proxy);
+    let want = serde_json::json!({
+        "circles": [{"id": 0, "name": "circle-1", "transferring": false}],
+        "resyncing": false,
+    });
+    assert_eq!(
+        (&state["circles"], &state["resyncing"]),
+        (&want["circles"], &want["resyncing"]),
+        "/transfer/state after the rebalance: {state}"
+    );
+    for (key, value) in [("type", "rebalance"), ("state", "done"), ("error", "")] {
+        assert_eq!(state["operation"][key], value, "/transfer/state: {state}");
+    }
+    assert_eq!(
+        state["operation"]["circle_id"], 0,
+        "/transfer/state: {state}"
     );
     let urls: Vec<String> = backends.iter().map(|d| d.url()).collect();
     assert_stats_shape(&stats, &urls);
@@ -220,6 +250,7 @@ fn recovery_refills_a_wiped_backend_from_the_other_circle() {
         wait_on_owners(&b[2..], &corpus, Duration::from_secs(30));
     }
     all[2].restart_empty();
+    wait_active(&proxy, &backend_name(1, 0));
     let b: Vec<&Influxd> = all.iter().collect();
     assert!(
         !circle_differences(&b[2..], &reference, &corpus).is_empty(),
@@ -235,6 +266,19 @@ fn recovery_refills_a_wiped_backend_from_the_other_circle() {
     wait_transfer(&proxy, "recovery", "done", TRANSFER);
     assert_circle_matches("circle 1 after recovery", &b[..2], &reference, &corpus);
     assert_circle_matches("circle 2 after recovery", &b[2..], &reference, &corpus);
+    for db in DBS {
+        if corpus
+            .measurements(db)
+            .iter()
+            .any(|mm| owner(db, mm, 2) == 0)
+        {
+            assert_eq!(
+                retention_policies(b[2], db),
+                retention_policies(&reference, db),
+                "{db}: the recovered backend's retention policies are the source's"
+            );
+        }
+    }
     assert_proxy_answers_like_reference("after recovery", &proxy, &reference, &corpus);
 }
 
@@ -307,7 +351,7 @@ fn bulk_setup(all: &[&Influxd], reference: &Influxd) -> Corpus {
 /// again (same `data_dir` and `tlog_dir`, no new POST) resumes it, and ends
 /// as an uninterrupted run would; its progress file and log show the way.
 #[test]
-fn kill9_mid_rebalance_resumes_on_restart() {
+fn kill9_resume_finishes_the_rebalance_after_restart() {
     let mut all = Influxd::start_many(4);
     let reference = all.pop().unwrap();
     let b: Vec<&Influxd> = all.iter().collect();
@@ -402,7 +446,7 @@ fn writes_during_rebalance_all_land_on_their_owners() {
 /// and logs) those whose owner lacks them or has fewer; `force=true` drops
 /// them too.
 #[test]
-fn cleanup_drops_nothing_unverified_unless_forced() {
+fn cleanup_unverified_drops_nothing_unless_forced() {
     let all = Influxd::start_many(2);
     let b: Vec<&Influxd> = all.iter().collect();
     let db = "cl";
@@ -512,6 +556,7 @@ fn target_dying_mid_copy_fails_the_transfer_and_a_new_post_resumes_it() {
     );
 
     all[2].restart();
+    wait_active(&proxy, &backend_name(0, 2));
     start_transfer(&proxy, "/rebalance", &params, b"");
     wait_transfer(&proxy, "rebalance", "done", TRANSFER);
     cleanup(&proxy, 0, &[], CLEANUP);

@@ -39,7 +39,7 @@ pub struct Key {
 
 impl Key {
     /// `"rp"."mm"` or `"mm"`, for a `FROM` clause.
-    pub fn from_clause(&self) -> String {
+    pub fn qualified(&self) -> String {
         match self.rp {
             Some(rp) => format!("{}.{}", quote_ident(rp), quote_ident(&self.mm)),
             None => quote_ident(&self.mm),
@@ -352,10 +352,7 @@ pub fn write_part(d: &Influxd, b: &Batch) {
 
 /// `count(f)` of a measurement on `d`, 0 when it (or its database) is missing.
 pub fn count_points(d: &Influxd, key: &Key) -> u64 {
-    let v = d.query(
-        key.db,
-        &format!("SELECT count(f) FROM {}", key.from_clause()),
-    );
+    let v = d.query(key.db, &format!("SELECT count(f) FROM {}", key.qualified()));
     v["results"][0]["series"][0]["values"][0][1]
         .as_u64()
         .unwrap_or(0)
@@ -384,7 +381,7 @@ pub fn wait_on_owners(backends: &[&Influxd], corpus: &Corpus, timeout: Duration)
 pub fn stored_rows(d: &Influxd, key: &Key) -> Result<Vec<Row>, String> {
     let v = d.query(
         key.db,
-        &format!("SELECT * FROM {} GROUP BY *", key.from_clause()),
+        &format!("SELECT * FROM {} GROUP BY *", key.qualified()),
     );
     if let Some(err) = v["results"][0]["error"].as_str() {
         return Err(err.to_string());
@@ -497,7 +494,7 @@ pub fn corpus_cases(corpus: &Corpus) -> Vec<Case> {
     }
     for key in corpus.points().keys() {
         let d = Some(key.db);
-        let from = key.from_clause();
+        let from = key.qualified();
         cases.extend([
             Case::get(d, format!("SELECT * FROM {from} GROUP BY *")).param("epoch", "ns"),
             Case::get(d, format!("SELECT count(*) FROM {from} GROUP BY *")),
@@ -602,6 +599,16 @@ pub fn restart_with_config(proxy: &mut Proxy, mut config: Value) {
     )
     .expect("write proxy config");
     proxy.restart();
+}
+
+/// Waits until `/health` shows backend `name` active (a restarted influxd
+/// seen by the proxy's pinger).
+pub fn wait_active(proxy: &Proxy, name: &str) {
+    wait_until(
+        Duration::from_secs(15),
+        &format!("{name} active in /health"),
+        || proxy.backend_active(name) == Some(true),
+    );
 }
 
 // ---------------------------------------------------------------------------
