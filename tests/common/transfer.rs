@@ -350,6 +350,24 @@ pub fn write_part(d: &Influxd, b: &Batch) {
     );
 }
 
+/// `DROP MEASUREMENT` of `mm` in `db`, straight on `d`.
+pub fn drop_measurement(d: &Influxd, db: &str, mm: &str) {
+    let q = format!("DROP MEASUREMENT {}", quote_ident(mm));
+    let r = http_post(
+        &format!("{}/query", d.url()),
+        &[("db", db), ("q", &q)],
+        &[],
+        b"",
+    );
+    assert!(
+        r.status == 200 && !r.body.contains("\"error\""),
+        "{}: {q:?} on {db} answered {} {}",
+        d.url(),
+        r.status,
+        r.body
+    );
+}
+
 /// `count(f)` of a measurement on `d`, 0 when it (or its database) is missing.
 pub fn count_points(d: &Influxd, key: &Key) -> u64 {
     let v = d.query(key.db, &format!("SELECT count(f) FROM {}", key.qualified()));
