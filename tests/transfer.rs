@@ -20,6 +20,67 @@ const TRANSFER: Duration = Duration::from_secs(90);
 /// How long a cleanup may take.
 const CLEANUP: Duration = Duration::from_secs(30);
 
+/// A test's influxd processes, its reference and its proxy, with the
+/// corpus loaded.
+struct Loaded {
+    all: Vec<Influxd>,
+    reference: Influxd,
+    corpus: Corpus,
+    proxy: Proxy,
+}
+
+/// `n` influxd and a reference; a proxy whose circles are the first
+/// `sizes[0]` of them, the next `sizes[1]`...; the mixed corpus written
+/// through it, on every circle's owners.
+fn load_mixed(n: usize, sizes: &[usize]) -> Loaded {
+    let mut all = Influxd::start_many(n + 1);
+    let reference = all.pop().unwrap();
+    let corpus = Corpus::mixed();
+    let b: Vec<&Influxd> = all.iter().collect();
+    let mut groups: Vec<&[&Influxd]> = Vec::new();
+    let mut first = 0;
+    for size in sizes {
+        groups.push(&b[first..first + size]);
+        first += size;
+    }
+    let proxy = Proxy::start(circles_config(&groups));
+    load_through_proxy(&proxy, &reference, &corpus);
+    for g in &groups {
+        wait_on_owners(g, &corpus, Duration::from_secs(30));
+    }
+    drop(groups);
+    drop(b);
+    Loaded {
+        all,
+        reference,
+        corpus,
+        proxy,
+    }
+}
+
+/// 3 influxd, a reference and a proxy of one circle of the 3; bulk data
+/// (20 measurements x 5000 points) written straight to the owners among
+/// the first 2 (as a circle of 2 placed it) and to the reference; the third
+/// starts empty, so a rebalance has work.
+fn load_bulk() -> Loaded {
+    let mut all = Influxd::start_many(4);
+    let reference = all.pop().unwrap();
+    let corpus = Corpus::bulk("bk", "bulk_", 20, 5000);
+    create_schema(&[&all[0], &all[1], &reference], &corpus);
+    load_on_owners(&[&all[0], &all[1]], &reference, &corpus);
+    assert!(
+        corpus.moving(2, 3).len() >= 3,
+        "a few bulk measurements move"
+    );
+    let proxy = Proxy::start(one_circle(&[&all[0], &all[1], &all[2]]));
+    Loaded {
+        all,
+        reference,
+        corpus,
+        proxy,
+    }
+}
+
 /// The ground the transfer tests stand on. The corpus through a proxy of 2
 /// backends lands on its owners, equal to the reference, and the proxy
 /// answers the differential corpus like the reference. Restarted on a
@@ -29,13 +90,13 @@ const CLEANUP: Duration = Duration::from_secs(30);
 #[test]
 fn fixtures_checks_fail_without_a_transfer_and_pass_after_a_hand_made_one() {
     let t = Instant::now();
-    let mut all = Influxd::start_many(4);
-    let reference = all.pop().unwrap();
-    let corpus = Corpus::mixed();
-    let mut proxy = Proxy::start(one_circle(&[&all[0], &all[1]]));
-    load_through_proxy(&proxy, &reference, &corpus);
+    let Loaded {
+        mut all,
+        reference,
+        corpus,
+        mut proxy,
+    } = load_mixed(3, &[2]);
     let b: Vec<&Influxd> = all.iter().collect();
-    wait_on_owners(&b[..2], &corpus, Duration::from_secs(30));
     eprintln!(
         "{} measurements, {} points loaded in {:?}",
         corpus.points().len(),
@@ -45,13 +106,12 @@ fn fixtures_checks_fail_without_a_transfer_and_pass_after_a_hand_made_one() {
     assert!(corpus.points().len() >= 40, "at least 40 measurements");
     assert_circle_matches("2 backends, no transfer", &b[..2], &reference, &corpus);
     assert_proxy_answers_like_reference("2 backends, no transfer", &proxy, &reference, &corpus);
-    for db in DBS {
-        assert_eq!(
-            retention_policies(b[1], db),
-            retention_policies(&reference, db),
-            "{db}: the proxy's CREATE RETENTION POLICY reached the backend"
-        );
-    }
+    assert_same_retention_policies(
+        "CREATE RETENTION POLICY through the proxy",
+        b[1],
+        &reference,
+        DBS,
+    );
     let moving = corpus.moving(2, 3);
     assert!(
         moving.len() >= 5 && moving.len() < corpus.points().len(),
@@ -87,7 +147,7 @@ fn fixtures_checks_fail_without_a_transfer_and_pass_after_a_hand_made_one() {
     create_schema(&[b[2]], &corpus);
     for p in &corpus.parts {
         if moving.contains(&(p.key.db, p.key.mm.clone())) {
-            write_part(b[owner(p.key.db, &p.key.mm, 3)], &p.batch);
+            query::write_batch(b[owner(p.key.db, &p.key.mm, 3)], &p.batch);
         }
     }
     for (db, mm) in &moving {
@@ -110,13 +170,13 @@ fn fixtures_checks_fail_without_a_transfer_and_pass_after_a_hand_made_one() {
 /// the source's retention policies, and the proxy answers like the reference.
 #[test]
 fn rebalance_add_moves_every_measurement_to_its_owner() {
-    let mut all = Influxd::start_many(4);
-    let reference = all.pop().unwrap();
-    let corpus = Corpus::mixed();
+    let Loaded {
+        all,
+        reference,
+        corpus,
+        mut proxy,
+    } = load_mixed(3, &[2]);
     let backends: Vec<&Influxd> = all.iter().collect();
-    let mut proxy = Proxy::start(one_circle(&backends[..2]));
-    load_through_proxy(&proxy, &reference, &corpus);
-    wait_on_owners(&backends[..2], &corpus, Duration::from_secs(30));
     let moving = corpus.moving(2, 3);
     assert!(!moving.is_empty(), "nothing would move");
 
@@ -185,18 +245,12 @@ fn rebalance_add_moves_every_measurement_to_its_owner() {
         &reference,
         &corpus,
     );
-    for db in corpus.dbs() {
-        if moving
-            .iter()
-            .any(|(d, mm)| *d == db && owner(d, mm, 3) == 2)
-        {
-            assert_eq!(
-                retention_policies(backends[2], db),
-                retention_policies(&reference, db),
-                "{db}: the new backend's retention policies are the source's (durations too)"
-            );
-        }
-    }
+    // The new backend has the source's policies (durations too) where it
+    // got measurements.
+    let filled = DBS
+        .into_iter()
+        .filter(|db| moving.iter().any(|(d, mm)| d == db && owner(d, mm, 3) == 2));
+    assert_same_retention_policies("the new backend", backends[2], &reference, filled);
     assert_proxy_answers_like_reference("after rebalance add", &proxy, &reference, &corpus);
 }
 
@@ -204,13 +258,13 @@ fn rebalance_add_moves_every_measurement_to_its_owner() {
 /// `cleanup`: the 2 left hold everything, each on its owner.
 #[test]
 fn rebalance_rm_moves_the_removed_backends_measurements() {
-    let mut all = Influxd::start_many(4);
-    let reference = all.pop().unwrap();
-    let corpus = Corpus::mixed();
+    let Loaded {
+        all,
+        reference,
+        corpus,
+        mut proxy,
+    } = load_mixed(3, &[3]);
     let backends: Vec<&Influxd> = all.iter().collect();
-    let mut proxy = Proxy::start(one_circle(&backends));
-    load_through_proxy(&proxy, &reference, &corpus);
-    wait_on_owners(&backends, &corpus, Duration::from_secs(30));
     assert!(
         corpus
             .parts
@@ -250,19 +304,12 @@ fn rebalance_rm_moves_the_removed_backends_measurements() {
 /// `recovery` from circle 1 makes both circles equal to the reference.
 #[test]
 fn recovery_refills_a_wiped_backend_from_the_other_circle() {
-    let mut all = Influxd::start_many(5);
-    let reference = all.pop().unwrap();
-    let corpus = Corpus::mixed();
-    let proxy = {
-        let b: Vec<&Influxd> = all.iter().collect();
-        Proxy::start(circles_config(&[&b[..2], &b[2..]]))
-    };
-    load_through_proxy(&proxy, &reference, &corpus);
-    {
-        let b: Vec<&Influxd> = all.iter().collect();
-        wait_on_owners(&b[..2], &corpus, Duration::from_secs(30));
-        wait_on_owners(&b[2..], &corpus, Duration::from_secs(30));
-    }
+    let Loaded {
+        mut all,
+        reference,
+        corpus,
+        proxy,
+    } = load_mixed(4, &[2, 2]);
     all[2].restart_empty();
     wait_active(&proxy, &backend_name(1, 0));
     let b: Vec<&Influxd> = all.iter().collect();
@@ -280,19 +327,13 @@ fn recovery_refills_a_wiped_backend_from_the_other_circle() {
     wait_transfer(&proxy, "recovery", "done", TRANSFER);
     assert_circle_matches("circle 1 after recovery", &b[..2], &reference, &corpus);
     assert_circle_matches("circle 2 after recovery", &b[2..], &reference, &corpus);
-    for db in DBS {
-        if corpus
+    let filled = DBS.into_iter().filter(|db| {
+        corpus
             .measurements(db)
             .iter()
             .any(|mm| owner(db, mm, 2) == 0)
-        {
-            assert_eq!(
-                retention_policies(b[2], db),
-                retention_policies(&reference, db),
-                "{db}: the recovered backend's retention policies are the source's"
-            );
-        }
-    }
+    });
+    assert_same_retention_policies("the recovered backend", b[2], &reference, filled);
     assert_proxy_answers_like_reference("after recovery", &proxy, &reference, &corpus);
 }
 
@@ -301,14 +342,13 @@ fn recovery_refills_a_wiped_backend_from_the_other_circle() {
 /// other and to the reference.
 #[test]
 fn resync_makes_two_differing_circles_equal() {
-    let mut all = Influxd::start_many(5);
-    let reference = all.pop().unwrap();
-    let mut corpus = Corpus::mixed();
+    let Loaded {
+        all,
+        reference,
+        mut corpus,
+        proxy,
+    } = load_mixed(4, &[2, 2]);
     let b: Vec<&Influxd> = all.iter().collect();
-    let proxy = Proxy::start(circles_config(&[&b[..2], &b[2..]]));
-    load_through_proxy(&proxy, &reference, &corpus);
-    wait_on_owners(&b[..2], &corpus, Duration::from_secs(30));
-    wait_on_owners(&b[2..], &corpus, Duration::from_secs(30));
 
     // Lost by circle 2: more points of an existing measurement; lost by
     // circle 1: a whole measurement of the month policy.
@@ -335,8 +375,8 @@ fn resync_makes_two_differing_circles_equal() {
         (&b[..2], &corpus.parts[corpus.parts.len() - 2]),
         (&b[2..], &corpus.parts[corpus.parts.len() - 1]),
     ] {
-        write_part(circle[owner(p.key.db, &p.key.mm, 2)], &p.batch);
-        write_part(&reference, &p.batch);
+        query::write_batch(circle[owner(p.key.db, &p.key.mm, 2)], &p.batch);
+        query::write_batch(&reference, &p.batch);
     }
     assert!(!circle_differences(&b[..2], &reference, &corpus).is_empty());
     assert!(!circle_differences(&b[2..], &reference, &corpus).is_empty());
@@ -348,29 +388,18 @@ fn resync_makes_two_differing_circles_equal() {
     assert_proxy_answers_like_reference("after resync", &proxy, &reference, &corpus);
 }
 
-/// Bulk data (20 measurements x 5000 points) written straight to the owners
-/// among backends 0 and 1 and to the reference; backend 2 starts empty.
-fn bulk_setup(all: &[&Influxd], reference: &Influxd) -> Corpus {
-    let corpus = Corpus::bulk("bk", "bulk_", 20, 5000);
-    create_schema(&[all[0], all[1], reference], &corpus);
-    load_on_owners(&all[..2], reference, &corpus);
-    assert!(
-        corpus.moving(2, 3).len() >= 3,
-        "a few bulk measurements move"
-    );
-    corpus
-}
-
 /// The proxy killed with SIGKILL in the middle of a rebalance and started
 /// again (same `data_dir` and `tlog_dir`, no new POST) resumes it, and ends
 /// as an uninterrupted run would; its progress file and log show the way.
 #[test]
 fn kill9_resume_finishes_the_rebalance_after_restart() {
-    let mut all = Influxd::start_many(4);
-    let reference = all.pop().unwrap();
+    let Loaded {
+        all,
+        reference,
+        corpus,
+        mut proxy,
+    } = load_bulk();
     let b: Vec<&Influxd> = all.iter().collect();
-    let corpus = bulk_setup(&b, &reference);
-    let mut proxy = Proxy::start(one_circle(&b));
     let progress = tlog_dir(&proxy).join("transfer.json");
 
     start_transfer(
@@ -427,11 +456,13 @@ fn kill9_resume_finishes_the_rebalance_after_restart() {
 /// its owner, and the circle equals the reference.
 #[test]
 fn writes_during_rebalance_all_land_on_their_owners() {
-    let mut all = Influxd::start_many(4);
-    let reference = all.pop().unwrap();
+    let Loaded {
+        all,
+        reference,
+        corpus,
+        proxy,
+    } = load_bulk();
     let b: Vec<&Influxd> = all.iter().collect();
-    let corpus = bulk_setup(&b, &reference);
-    let proxy = Proxy::start(one_circle(&b));
     let mms: Vec<String> = corpus.parts.iter().map(|p| p.key.mm.clone()).collect();
     let writer = LiveWriter::start(&proxy, &reference, "bk", mms, 20_000);
 
@@ -539,16 +570,12 @@ fn cleanup_unverified_drops_nothing_unless_forced() {
 /// new POST resumes and completes it.
 #[test]
 fn target_dying_mid_copy_fails_the_transfer_and_a_new_post_resumes_it() {
-    let mut all = Influxd::start_many(4);
-    let reference = all.pop().unwrap();
-    let corpus = {
-        let b: Vec<&Influxd> = all.iter().collect();
-        bulk_setup(&b, &reference)
-    };
-    let proxy = {
-        let b: Vec<&Influxd> = all.iter().collect();
-        Proxy::start(one_circle(&b))
-    };
+    let Loaded {
+        mut all,
+        reference,
+        corpus,
+        proxy,
+    } = load_bulk();
     let params = [
         ("circle_id", "0"),
         ("operation", "add"),

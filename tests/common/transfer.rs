@@ -322,32 +322,9 @@ pub fn load_on_owners(backends: &[&Influxd], reference: &Influxd, corpus: &Corpu
     for p in &corpus.parts {
         let d = backends[owner(p.key.db, &p.key.mm, backends.len())];
         for target in [d, reference] {
-            write_part(target, &p.batch);
+            query::write_batch(target, &p.batch);
         }
     }
-}
-
-/// Writes one batch (precision s) straight to `d`.
-pub fn write_part(d: &Influxd, b: &Batch) {
-    let mut params = vec![("db", b.db), ("precision", "s")];
-    if let Some(rp) = b.rp {
-        params.push(("rp", rp));
-    }
-    let r = http_post(
-        &format!("{}/write", d.url()),
-        &params,
-        &[],
-        b.body.as_bytes(),
-    );
-    assert_eq!(
-        r.status,
-        204,
-        "write to {} ({}/{:?}): {}",
-        d.url(),
-        b.db,
-        b.rp,
-        r.body
-    );
 }
 
 /// `DROP MEASUREMENT` of `mm` in `db`, straight on `d`.
@@ -534,6 +511,24 @@ pub fn assert_proxy_answers_like_reference(
     corpus: &Corpus,
 ) {
     query::assert_corpus(what, &proxy.url(), &reference.url(), &corpus_cases(corpus));
+}
+
+/// Asserts that `d` has the reference's retention policies (durations,
+/// shard durations, default flag) in every database of `dbs`.
+pub fn assert_same_retention_policies<'a>(
+    what: &str,
+    d: &Influxd,
+    reference: &Influxd,
+    dbs: impl IntoIterator<Item = &'a str>,
+) {
+    for db in dbs {
+        assert_eq!(
+            retention_policies(d, db),
+            retention_policies(reference, db),
+            "{what}: retention policies of {db} on {}",
+            d.url()
+        );
+    }
 }
 
 /// `SHOW RETENTION POLICIES ON db` of `d`, rows as a set (name, duration,
