@@ -787,10 +787,11 @@ pub fn cleanup(proxy: &Proxy, circle: usize, extra: &[(&str, &str)], timeout: Du
     transfer_stats(proxy, circle, "cleanup")
 }
 
-/// Whether `stats` show a transfer under way: something copied, not everything done.
+/// Whether `stats` show a copy under way: points copied, not every
+/// measurement done.
 pub fn partly_done(stats: &Value) -> bool {
-    let copied = stats_sum(stats, "points_copied") > 0 || stats_sum(stats, "measurement_done") > 0;
-    copied && stats_sum(stats, "measurement_done") < stats_sum(stats, "measurement_total")
+    stats_sum(stats, "points_copied") > 0
+        && stats_sum(stats, "measurement_done") < stats_sum(stats, "measurement_total")
 }
 
 // ---------------------------------------------------------------------------
