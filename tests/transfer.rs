@@ -466,7 +466,7 @@ fn writes_during_rebalance_all_land_on_their_owners() {
     let mms: Vec<String> = corpus.parts.iter().map(|p| p.key.mm.clone()).collect();
     let writer = LiveWriter::start(&proxy, &reference, "bk", mms, 20_000);
 
-    rebalance_add(&proxy, &[("worker", "2"), ("batch", "1000")], TRANSFER);
+    rebalance_add(&proxy, &[("worker", "1"), ("batch", "500")], TRANSFER);
     let report = writer.finish();
     eprintln!(
         "{} batches written during the rebalance, {} points acknowledged",
