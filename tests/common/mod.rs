@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 
 /// Helpers for the `/query` tests (data set, query cases, comparison).
 pub mod query;
+pub mod transfer;
 
 // ---------------------------------------------------------------------------
 // Small OS helpers (no libc crate: these symbols are in the C library std links).

@@ -177,22 +177,31 @@ pub fn prepare(d: &Influxd) {
 /// Writes the data set straight to `d`.
 pub fn load_direct(d: &Influxd, ds: &DataSet) {
     for b in &ds.batches {
-        let mut params = vec![("db", b.db), ("precision", "s")];
-        if let Some(rp) = b.rp {
-            params.push(("rp", rp));
-        }
-        let r = http_post(
-            &format!("{}/write", d.url()),
-            &params,
-            &[],
-            b.body.as_bytes(),
-        );
-        assert_eq!(
-            r.status, 204,
-            "reference write {}/{:?}: {}",
-            b.db, b.rp, r.body
-        );
+        write_batch(d, b);
     }
+}
+
+/// Writes one batch (precision s) straight to `d`.
+pub fn write_batch(d: &Influxd, b: &Batch) {
+    let mut params = vec![("db", b.db), ("precision", "s")];
+    if let Some(rp) = b.rp {
+        params.push(("rp", rp));
+    }
+    let r = http_post(
+        &format!("{}/write", d.url()),
+        &params,
+        &[],
+        b.body.as_bytes(),
+    );
+    assert_eq!(
+        r.status,
+        204,
+        "write to {} {}/{:?}: {}",
+        d.url(),
+        b.db,
+        b.rp,
+        r.body
+    );
 }
 
 /// Writes the data set through the proxy.
