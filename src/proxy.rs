@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::log;
 use crate::server::{self, State};
 use crate::signals;
+use crate::transfer::{self, Transfers};
 use crate::write::endpoint::WriteService;
 use crate::writer::{WriterSettings, Writers};
 
@@ -51,8 +52,18 @@ pub fn run(cfg: Config) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot start the pingers: {e}"))?;
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
+    let transfer = Arc::new(Transfers::new(
+        Arc::clone(&cluster),
+        transfer::Settings::from_config(&cfg),
+    ));
     let (listener, listen) = server::bind(&cfg)?;
-    let state = Arc::new(State::new(&cfg, cluster, write, listen));
+    let state = Arc::new(State::new(
+        &cfg,
+        cluster,
+        write,
+        Arc::clone(&transfer),
+        listen,
+    ));
     let janitor = server::connections::start_janitor(Arc::clone(&state.conns), health_stop.clone())
         .map_err(|e| format!("cannot start the connection janitor: {e}"))?;
     let workers = server::start_workers(&listener, &state, cfg.worker_threads, cfg.query_threads)
@@ -62,8 +73,13 @@ pub fn run(cfg: Config) -> Result<(), String> {
         cfg.listen_addr,
         cfg.worker_threads
     );
+    // The writers are up, so a resumed transfer's moves can route writes.
+    transfer.resume();
     let signal = signals::wait();
     log!("{signal} received, stopping: no new requests, finishing the ones in flight");
+    // The transfer's progress is saved for the resume at the next start.
+    transfer.stop(Duration::from_secs(2));
+    drop(transfer);
     workers.stop(&listener);
     drop(listener);
     drop(stop_health);
