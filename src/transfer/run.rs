@@ -20,6 +20,7 @@
 //! the file is saved as `stopped`.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -172,7 +173,12 @@ pub fn spawn(svc: &Arc<Transfers>, file: TransferFile) -> std::io::Result<Arc<Jo
     let spawned = std::thread::Builder::new()
         .name("transfer".into())
         .spawn(move || {
-            coordinate(&svc2, &job2);
+            // A bug must not leave the operation "running" for ever (every
+            // later one would be refused as busy).
+            if catch_unwind(AssertUnwindSafe(|| coordinate(&svc2, &job2))).is_err() {
+                job2.fail("internal error: the transfer thread panicked".into());
+                let _ = catch_unwind(AssertUnwindSafe(|| finish(&svc2, &job2)));
+            }
             drop(end_tx);
         });
     if let Err(e) = spawned {
@@ -275,7 +281,11 @@ fn copy_all(svc: &Arc<Transfers>, job: &Arc<Job>) -> Result<(), String> {
                     if job.halted() {
                         break;
                     }
-                    run_task(&svc, &job, task);
+                    if catch_unwind(AssertUnwindSafe(|| run_task(&svc, &job, task))).is_err() {
+                        let error = "internal error: the copy panicked".to_string();
+                        job.oplog.line(&format!("failed task {task}: {error}"));
+                        job.update(task, |t| t.state = TaskState::Failed { error });
+                    }
                 }
                 drop(done);
             });
@@ -792,8 +802,16 @@ fn finish(svc: &Transfers, job: &Job) {
                     _ => None,
                 })
                 .collect();
+            let left = p
+                .file
+                .tasks
+                .iter()
+                .filter(|t| !t.state.is_finished())
+                .count();
             if let Some(first) = failed.first() {
                 p.file.error = format!("{} measurements failed, first {first}", failed.len());
+            } else if left > 0 {
+                p.file.error = format!("{left} measurements were not copied");
             }
         }
         let state = if p.file.error.is_empty() {
