@@ -66,6 +66,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
     ));
     let janitor = server::connections::start_janitor(Arc::clone(&state.conns), health_stop.clone())
         .map_err(|e| format!("cannot start the connection janitor: {e}"))?;
+    // The writers are up, so a resumed transfer's moves can route writes;
+    // its moves are known before the first request is served.
+    transfer.resume();
     let workers = server::start_workers(&listener, &state, cfg.worker_threads, cfg.query_threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     log!(
@@ -73,8 +76,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
         cfg.listen_addr,
         cfg.worker_threads
     );
-    // The writers are up, so a resumed transfer's moves can route writes.
-    transfer.resume();
     let signal = signals::wait();
     log!("{signal} received, stopping: no new requests, finishing the ones in flight");
     // The transfer's progress is saved for the resume at the next start.

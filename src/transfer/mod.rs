@@ -47,6 +47,11 @@ use tlog::{RemovedBackend, TransferFile};
 pub const DEFAULT_WORKER: usize = 5;
 pub const DEFAULT_BATCH: usize = 20_000;
 
+/// How long starting an operation waits for its plan: once the cluster
+/// knows which measurements move, reads of them are answered from their
+/// sources (a cluster of one circle has no other copy to read).
+const PLAN_WAIT: Duration = Duration::from_secs(10);
+
 /// How an operation runs; fixed at start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -201,7 +206,11 @@ impl Transfers {
                 TransferFile::new(op, removed)
             }
         };
-        *job = Some(run::spawn(self, file).map_err(|e| format!("cannot start the transfer: {e}"))?);
+        let started =
+            run::spawn(self, file).map_err(|e| format!("cannot start the transfer: {e}"))?;
+        *job = Some(Arc::clone(&started));
+        drop(job);
+        started.wait_announced(PLAN_WAIT);
         Ok(())
     }
 
@@ -223,11 +232,15 @@ impl Transfers {
             self.settings.tlog_dir.display()
         );
         file.reopen();
-        let mut job = lock(&self.job);
-        match run::spawn(self, file) {
-            Ok(j) => *job = Some(j),
-            Err(e) => log!("transfer: cannot resume: {e}"),
-        }
+        let started = match run::spawn(self, file) {
+            Ok(j) => j,
+            Err(e) => {
+                log!("transfer: cannot resume: {e}");
+                return;
+            }
+        };
+        *lock(&self.job) = Some(Arc::clone(&started));
+        started.wait_announced(PLAN_WAIT);
     }
 
     /// At shutdown: the running operation stops between batches; waits at

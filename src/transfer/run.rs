@@ -80,9 +80,18 @@ pub struct Job {
     oplog: OpLog,
     /// Disconnected once the coordinator is done.
     ended: Receiver<()>,
+    /// Disconnected once the moves are announced to the cluster (or the
+    /// coordinator gave up before).
+    announced: Receiver<()>,
 }
 
 impl Job {
+    /// Waits at most `limit` until the cluster knows which measurements
+    /// move, so that reads of them are answered from their sources.
+    pub fn wait_announced(&self, limit: Duration) {
+        let _ = self.announced.recv_timeout(limit);
+    }
+
     pub fn is_running(&self) -> bool {
         lock(&self.progress).state == "running"
     }
@@ -150,6 +159,7 @@ pub fn spawn(svc: &Arc<Transfers>, file: TransferFile) -> std::io::Result<Arc<Jo
         })
         .collect();
     let (end_tx, ended) = crossbeam_channel::bounded::<()>(0);
+    let (announce_tx, announced) = crossbeam_channel::bounded::<()>(0);
     let job = Arc::new(Job {
         op: file.operation.clone(),
         removed,
@@ -167,6 +177,7 @@ pub fn spawn(svc: &Arc<Transfers>, file: TransferFile) -> std::io::Result<Arc<Jo
         shutdown: AtomicBool::new(false),
         started: Instant::now(),
         ended,
+        announced,
     });
     mark(svc, &job.op, true);
     let (svc2, job2) = (Arc::clone(svc), Arc::clone(&job));
@@ -175,7 +186,8 @@ pub fn spawn(svc: &Arc<Transfers>, file: TransferFile) -> std::io::Result<Arc<Jo
         .spawn(move || {
             // A bug must not leave the operation "running" for ever (every
             // later one would be refused as busy).
-            if catch_unwind(AssertUnwindSafe(|| coordinate(&svc2, &job2))).is_err() {
+            let mut announce = Some(announce_tx);
+            if catch_unwind(AssertUnwindSafe(|| coordinate(&svc2, &job2, &mut announce))).is_err() {
                 job2.fail("internal error: the transfer thread panicked".into());
                 let _ = catch_unwind(AssertUnwindSafe(|| finish(&svc2, &job2)));
             }
@@ -204,7 +216,12 @@ fn peer_query(op: &plan::Operation, on: bool) -> String {
     }
 }
 
-fn coordinate(svc: &Arc<Transfers>, job: &Arc<Job>) {
+/// `announce` is dropped once the moves are known to the cluster.
+fn coordinate(
+    svc: &Arc<Transfers>,
+    job: &Arc<Job>,
+    announce: &mut Option<crossbeam_channel::Sender<()>>,
+) {
     let kind = job.op.kind.as_str();
     job.oplog.line(&format!(
         "{kind} started: {}",
@@ -214,8 +231,9 @@ fn coordinate(svc: &Arc<Transfers>, job: &Arc<Job>) {
     svc.notify_peers(&peer_query(&job.op, true), &job.oplog);
     let outcome = match job.op.kind {
         Kind::Cleanup => cleanup(svc, job),
-        _ => copy_all(svc, job),
+        _ => copy_all(svc, job, announce),
     };
+    announce.take();
     if let Err(e) = outcome {
         job.fail(e);
     }
@@ -245,14 +263,19 @@ fn save(svc: &Transfers, job: &Job, force: bool) {
     }
 }
 
-fn copy_all(svc: &Arc<Transfers>, job: &Arc<Job>) -> Result<(), String> {
+fn copy_all(
+    svc: &Arc<Transfers>,
+    job: &Arc<Job>,
+    announce: &mut Option<crossbeam_channel::Sender<()>>,
+) -> Result<(), String> {
     let planned = lock(&job.progress).file.planned;
     if !planned {
         make_plan(svc, job)?;
     }
     save(svc, job, true);
-    make_schema(svc, job)?;
     announce_moves(svc, job);
+    announce.take();
+    make_schema(svc, job)?;
     let todo: Vec<usize> = {
         let p = lock(&job.progress);
         (0..p.file.tasks.len())
@@ -649,7 +672,8 @@ fn verify_task(svc: &Transfers, job: &Job, i: usize, cj: &CopyJob, name: &str) {
             "unverified {name}: source {source_points} points, destination {dest_points}"
         ));
     }
-    if let Some(t) = lock(&job.progress).file.tasks.get(i).cloned() {
+    let rec = lock(&job.progress).file.tasks.get(i).cloned();
+    if let Some(t) = rec {
         task_over(svc, job, &t);
     }
 }
