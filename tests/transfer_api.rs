@@ -116,10 +116,18 @@ fn transfer_endpoints_check_the_method_before_the_credentials() {
     );
 }
 
+/// A path, its parameters, a body and the error message it must get.
+type Case = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'static [u8],
+    &'static str,
+);
+
 #[test]
 fn transfer_parameter_errors_answer_the_go_texts() {
     let (_d, p) = start(|_| {});
-    let cases: Vec<(&str, Vec<(&str, &str)>, &[u8], &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("/rebalance", vec![], b"", "invalid circle_id"),
         (
             "/rebalance",

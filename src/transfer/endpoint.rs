@@ -37,10 +37,10 @@ pub fn rebalance(svc: &Arc<Transfers>, req: &mut Request) -> Result<Response, Ap
     } else {
         Vec::new()
     };
-    let mut op = common(svc, &params, Kind::Rebalance)?;
+    let (mut op, addrs) = parse_common(&params, Kind::Rebalance)?;
     op.circle_id = Some(circle);
     op.operation = operation.to_string();
-    start(svc, op, removed)
+    start(svc, (op, addrs), removed)
 }
 
 /// `POST /recovery?from_circle_id=&to_circle_id=[&backend_urls=]`.
@@ -54,20 +54,20 @@ pub fn recovery(svc: &Arc<Transfers>, req: &mut Request) -> Result<Response, Api
             "from_circle_id and to_circle_id cannot be same",
         ));
     }
-    let mut op = common(svc, &params, Kind::Recovery)?;
+    let (mut op, addrs) = parse_common(&params, Kind::Recovery)?;
     op.from_circle_id = Some(from);
     op.to_circle_id = Some(to);
     op.backend_urls = list(params.get("backend_urls"))
         .into_iter()
         .map(|u| u.trim_end_matches('/').to_string())
         .collect();
-    start(svc, op, Vec::new())
+    start(svc, (op, addrs), Vec::new())
 }
 
 /// `POST /resync`.
 pub fn resync(svc: &Arc<Transfers>, req: &mut Request) -> Result<Response, ApiError> {
     let (params, _) = read(req)?;
-    let op = common(svc, &params, Kind::Resync)?;
+    let op = parse_common(&params, Kind::Resync)?;
     start(svc, op, Vec::new())
 }
 
@@ -75,23 +75,24 @@ pub fn resync(svc: &Arc<Transfers>, req: &mut Request) -> Result<Response, ApiEr
 pub fn cleanup(svc: &Arc<Transfers>, req: &mut Request) -> Result<Response, ApiError> {
     let (params, _) = read(req)?;
     let circle = circle_id(&params, "circle_id", svc.cluster().circles.len())?;
-    let mut op = common(svc, &params, Kind::Cleanup)?;
+    let (mut op, addrs) = parse_common(&params, Kind::Cleanup)?;
     op.circle_id = Some(circle);
     op.force = match params.get("force").trim() {
         "" => false,
         v => parse_bool(v)
             .ok_or_else(|| ApiError::bad_request("invalid force, require a boolean"))?,
     };
-    start(svc, op, Vec::new())
+    start(svc, (op, addrs), Vec::new())
 }
 
-/// Starts `op`: 202 `accepted`, or the busy text.
+/// Starts `op` (with the peers of `ha_addrs` when given): 202
+/// `accepted`, or the busy text.
 fn start(
     svc: &Arc<Transfers>,
-    op: Operation,
+    (op, ha_addrs): (Operation, Option<Vec<String>>),
     removed: Vec<RemovedBackend>,
 ) -> Result<Response, ApiError> {
-    match svc.start(op, removed) {
+    match svc.start(op, removed, ha_addrs) {
         Ok(()) => Ok(Response::text(202, "accepted")),
         Err(busy) => Ok(Response::text(400, &busy)),
     }
@@ -172,17 +173,8 @@ pub fn circle_id(params: &Params, key: &str, circles: usize) -> Result<usize, Ap
         .ok_or_else(|| ApiError::bad_request(format!("invalid {key}")))
 }
 
-/// `worker`, `batch`, `since` (alias `tick`), `ha_addrs` (kept for later
-/// operations once valid) and `dbs`, with the Go defaults.
-pub fn common(svc: &Transfers, params: &Params, kind: Kind) -> Result<Operation, ApiError> {
-    let (op, addrs) = parse_common(params, kind)?;
-    if let Some(addrs) = addrs {
-        svc.set_ha_addrs(addrs);
-    }
-    Ok(op)
-}
-
-/// The pure part of [`common`]: the operation and a new `ha_addrs`.
+/// `worker`, `batch`, `since` (alias `tick`), `ha_addrs` and `dbs`, with
+/// the Go defaults: the operation, and the new `ha_addrs` if given.
 pub fn parse_common(
     params: &Params,
     kind: Kind,

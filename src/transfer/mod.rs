@@ -120,7 +120,7 @@ impl Transfers {
     }
 
     /// Keeps `addrs` as the peers of every later operation.
-    pub fn set_ha_addrs(&self, addrs: Vec<String>) {
+    fn set_ha_addrs(&self, addrs: Vec<String>) {
         *lock(&self.ha_addrs) = addrs;
     }
 
@@ -164,25 +164,34 @@ impl Transfers {
     }
 
     /// Starts `op` in the background unless something runs (then the busy
-    /// text). An unfinished `transfer.json` of the same work is resumed
-    /// (its progress kept, this request's `worker`, `batch` and `force`
-    /// used); one of other work is replaced.
+    /// text); `ha_addrs`, when given, are the peers from now on. An
+    /// unfinished `transfer.json` of the same work is resumed (its progress
+    /// kept, this request's `worker`, `batch` and `force` used); one of
+    /// other work is replaced. A cleanup leaves it alone.
     pub fn start(
         self: &Arc<Self>,
         op: Operation,
         removed: Vec<RemovedBackend>,
+        ha_addrs: Option<Vec<String>>,
     ) -> Result<(), String> {
         let mut job = lock(&self.job);
         if let Some(busy) = self.busy_locked(&op, job.as_ref()) {
             return Err(busy);
         }
-        let file = match (op.kind, tlog::load(&self.settings.tlog_dir)) {
-            (Kind::Cleanup, _) => TransferFile::new(op, removed),
-            (_, Ok(Some(mut old))) if old.operation.same_work(&op) => {
+        if let Some(addrs) = ha_addrs {
+            *lock(&self.ha_addrs) = addrs;
+        }
+        let dir = &self.settings.tlog_dir;
+        let previous = match op.kind {
+            Kind::Cleanup => Ok(None),
+            _ => tlog::load(dir),
+        };
+        let mut file = match previous {
+            Ok(Some(mut old)) if old.operation.same_work(&op) => {
                 log!(
                     "transfer: resuming the unfinished {} in {}",
                     op.kind.as_str(),
-                    self.settings.tlog_dir.display()
+                    dir.display()
                 );
                 old.reopen();
                 old.operation = op;
@@ -191,21 +200,22 @@ impl Transfers {
                 }
                 old
             }
-            (_, Ok(Some(old))) => {
+            Ok(Some(old)) => {
                 log!(
                     "transfer: the unfinished {} in {} is replaced by a {}",
                     old.operation.kind.as_str(),
-                    self.settings.tlog_dir.display(),
+                    dir.display(),
                     op.kind.as_str()
                 );
                 TransferFile::new(op, removed)
             }
-            (_, Ok(None)) => TransferFile::new(op, removed),
-            (_, Err(e)) => {
+            Ok(None) => TransferFile::new(op, removed),
+            Err(e) => {
                 log!("transfer: {e}");
                 TransferFile::new(op, removed)
             }
         };
+        file.ha_addrs = lock(&self.ha_addrs).clone();
         let started =
             run::spawn(self, file).map_err(|e| format!("cannot start the transfer: {e}"))?;
         *job = Some(Arc::clone(&started));
@@ -232,6 +242,9 @@ impl Transfers {
             self.settings.tlog_dir.display()
         );
         file.reopen();
+        if !file.ha_addrs.is_empty() {
+            self.set_ha_addrs(file.ha_addrs.clone());
+        }
         let started = match run::spawn(self, file) {
             Ok(j) => j,
             Err(e) => {

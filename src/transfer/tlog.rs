@@ -169,6 +169,9 @@ pub struct TransferFile {
     pub operation: Operation,
     #[serde(default)]
     pub removed: Vec<RemovedBackend>,
+    /// The peers told of the operation (`ha_addrs`), told again by a resume.
+    #[serde(default)]
+    pub ha_addrs: Vec<String>,
     /// `running`, `failed` or `stopped`.
     pub state: String,
     #[serde(default)]
@@ -190,6 +193,7 @@ impl TransferFile {
             version: VERSION,
             operation,
             removed,
+            ha_addrs: Vec::new(),
             state: "running".into(),
             error: String::new(),
             planned: false,
