@@ -567,3 +567,96 @@ fn peers_are_told_with_our_credentials_and_an_unreachable_one_is_reported() {
         json!(false)
     );
 }
+
+#[test]
+fn a_proxy_stopped_mid_transfer_saves_its_progress_and_finishes_after_restart() {
+    const DB: &str = "stopdb";
+    const MEASUREMENTS: usize = 8;
+    const POINTS: usize = 50_000;
+    let influxds = Influxd::start_many(2);
+    influxds[0].create_db(DB);
+    for k in 0..MEASUREMENTS {
+        let body: String = (0..POINTS)
+            .map(|i| format!("m{k},t=a v={i}i {}\n", 1_600_000_000 + i))
+            .collect();
+        let w = influxds[0].write(DB, Some("s"), body.as_bytes());
+        assert_eq!(w.status, 204, "{}", w.body);
+    }
+    let mut p = Proxy::start(config_for_urls(&[vec![
+        influxds[0].url(),
+        influxds[1].url(),
+    ]]));
+    let tlog = p.log_path().parent().unwrap().join("tlog");
+    let r = post(
+        &p,
+        "/rebalance",
+        &[
+            ("circle_id", "0"),
+            ("operation", "add"),
+            ("worker", "1"),
+            ("batch", "500"),
+        ],
+        &[],
+        b"",
+    );
+    assert_text(&r, "POST /rebalance", 202, "accepted");
+    poll_for(Duration::from_secs(60), "a copy under way", || {
+        let s = get(
+            &p,
+            "/transfer/stats",
+            &[("circle_id", "0"), ("type", "rebalance")],
+        )
+        .json();
+        let copied = s[influxds[0].url()]["points_copied"].as_u64().unwrap_or(0);
+        assert_eq!(
+            s[influxds[0].url()]["state"],
+            "running",
+            "the rebalance ended before the stop: {s}"
+        );
+        (copied > 0).then_some(())
+    });
+    let status = p.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM exit: {status:?}"
+    );
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(tlog.join("transfer.json")).expect("transfer.json kept"),
+    )
+    .expect("transfer.json is JSON");
+    assert_eq!(saved["state"], "stopped", "{saved}");
+    let tasks = saved["tasks"].as_array().expect("tasks");
+    assert!(
+        tasks.iter().any(|t| t["state"] != "verified"),
+        "some work is left for the resume: {saved}"
+    );
+    let log = std::fs::read_to_string(tlog.join("rebalance.log")).unwrap_or_default();
+    assert!(
+        log.contains("stopped by the proxy's shutdown"),
+        "op log: {log}"
+    );
+
+    // Started again: the proxy resumes by itself and finishes.
+    p.restart();
+    poll_for(
+        Duration::from_secs(120),
+        "the resumed rebalance to end",
+        || {
+            let s = get(&p, "/transfer/state", &[]).json();
+            match s["operation"]["state"].as_str() {
+                Some("done") if s["circles"][0]["transferring"] == false => Some(()),
+                Some("failed") => panic!("the resumed rebalance failed: {s}"),
+                _ => None,
+            }
+        },
+    );
+    assert!(
+        !tlog.join("transfer.json").exists(),
+        "a done transfer leaves no transfer.json"
+    );
+    for k in 0..MEASUREMENTS {
+        let mm = format!("m{k}");
+        let owner = &influxds[owner(DB, &mm, 2)];
+        assert_eq!(owner.count_v(DB, &mm), POINTS as u64, "{mm} on its owner");
+    }
+}
