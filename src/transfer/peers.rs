@@ -5,7 +5,9 @@
 //! Unlike the Go proxy (always `http://`, no credentials), a peer is asked
 //! with our own scheme (`https` when `https_enabled`) and our own proxy
 //! credentials as Basic auth (peers of a group share them); each answer is
-//! kept: an unreachable peer or a non-2xx is reported, not ignored.
+//! kept: an unreachable peer or a non-2xx is reported, not ignored. An
+//! `https` peer's certificate is checked as a backend's is
+//! (`backend_ca_file`, `backend_insecure_skip_verify`).
 
 use std::time::Duration;
 
