@@ -21,6 +21,8 @@
 //! - [`http_client`]: the clients towards backends, which carries what, and
 //!   the request building they share; [`http_client::BackendError`].
 //! - [`admin`]: `/health` and `/replica`.
+//! - [`transfer`]: rebalance, recovery, resync and cleanup: what to copy
+//!   where, the copy itself, progress kept in `tlog_dir` across crashes.
 //! - [`log`](mod@log): log lines in the Go proxy's format (ours and dependencies').
 //! - [`alloc`]: the global allocator of the binary (huge blocks mapped
 //!   lazily, for tiny_http's body drain).

@@ -75,21 +75,26 @@ impl std::fmt::Display for Dependency<'_, '_> {
 
 /// Writes `text` after the timestamp, as one line.
 fn emit(text: std::fmt::Arguments) {
+    let line = format!("{} {text}\n", timestamp());
+    // A closed stderr must not take the proxy down.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The current time as our lines start: `2006/01/02 15:04:05.000000` (UTC).
+pub fn timestamp() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    let line = format!(
-        "{y:04}/{mo:02}/{d:02} {:02}:{:02}:{:02}.{:06} {text}\n",
+    format!(
+        "{y:04}/{mo:02}/{d:02} {:02}:{:02}:{:02}.{:06}",
         s / 3600,
         s / 60 % 60,
         s % 60,
         now.subsec_micros()
-    );
-    // A closed stderr must not take the proxy down.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.

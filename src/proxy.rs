@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::log;
 use crate::server::{self, State};
 use crate::signals;
+use crate::transfer::{self, Transfers};
 use crate::write::endpoint::WriteService;
 use crate::writer::{WriterSettings, Writers};
 
@@ -51,10 +52,23 @@ pub fn run(cfg: Config) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot start the pingers: {e}"))?;
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
+    let transfer = Arc::new(Transfers::new(
+        Arc::clone(&cluster),
+        transfer::Settings::from_config(&cfg),
+    ));
     let (listener, listen) = server::bind(&cfg)?;
-    let state = Arc::new(State::new(&cfg, cluster, write, listen));
+    let state = Arc::new(State::new(
+        &cfg,
+        cluster,
+        write,
+        Arc::clone(&transfer),
+        listen,
+    ));
     let janitor = server::connections::start_janitor(Arc::clone(&state.conns), health_stop.clone())
         .map_err(|e| format!("cannot start the connection janitor: {e}"))?;
+    // The writers are up, so a resumed transfer's moves can route writes;
+    // its moves are known before the first request is served.
+    transfer.resume();
     let workers = server::start_workers(&listener, &state, cfg.worker_threads, cfg.query_threads)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     log!(
@@ -64,6 +78,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
     );
     let signal = signals::wait();
     log!("{signal} received, stopping: no new requests, finishing the ones in flight");
+    // The transfer's progress is saved for the resume at the next start.
+    transfer.stop(Duration::from_secs(2));
+    drop(transfer);
     workers.stop(&listener);
     drop(listener);
     drop(stop_health);

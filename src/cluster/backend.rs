@@ -53,24 +53,7 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(id: usize, circle: usize, cfg: &BackendConfig) -> Backend {
-        let authorization = if cfg.username.is_empty() && cfg.password.is_empty() {
-            None
-        } else {
-            // With `auth_encrypt` the config holds the Go proxy's cipher text.
-            let (user, pass) = if cfg.auth_encrypt {
-                (
-                    crate::cipher::decrypt(&cfg.username).unwrap_or_default(),
-                    crate::cipher::decrypt(&cfg.password).unwrap_or_default(),
-                )
-            } else {
-                (cfg.username.clone(), cfg.password.clone())
-            };
-            let pair = format!("{user}:{pass}");
-            Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            ))
-        };
+        let authorization = basic_authorization(&cfg.username, &cfg.password, cfg.auth_encrypt);
         Backend {
             id,
             circle,
@@ -103,4 +86,25 @@ impl Backend {
     pub fn set_rewriting(&self, rewriting: bool) {
         self.rewriting.store(rewriting, Ordering::Release);
     }
+}
+
+/// The `Authorization` value (Basic) of a user and password, `None` when
+/// both are empty; with `auth_encrypt` they are the Go proxy's cipher text.
+pub fn basic_authorization(username: &str, password: &str, auth_encrypt: bool) -> Option<String> {
+    if username.is_empty() && password.is_empty() {
+        return None;
+    }
+    let (user, pass) = if auth_encrypt {
+        (
+            crate::cipher::decrypt(username).unwrap_or_default(),
+            crate::cipher::decrypt(password).unwrap_or_default(),
+        )
+    } else {
+        (username.to_string(), password.to_string())
+    };
+    let pair = format!("{user}:{pass}");
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
 }

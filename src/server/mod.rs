@@ -29,6 +29,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::log;
 use crate::query::endpoint::QueryService;
+use crate::transfer::Transfers;
 use crate::url::Params;
 use crate::write::endpoint::{WriteScratch, WriteService};
 use crate::VERSION;
@@ -41,6 +42,8 @@ pub struct State {
     pub cluster: Arc<Cluster>,
     pub write: WriteService,
     pub query: QueryService,
+    /// Rebalance, recovery, resync and cleanup ([`crate::transfer`]).
+    pub transfer: Arc<Transfers>,
     pub auth: Option<Auth>,
     pub ping_auth: bool,
     /// Who is being served; puts timeouts on a socket before a body read.
@@ -59,8 +62,15 @@ pub struct Listen {
 
 impl State {
     /// `listen`: where tiny_http listens.
-    pub fn new(cfg: &Config, cluster: Arc<Cluster>, write: WriteService, listen: Listen) -> State {
+    pub fn new(
+        cfg: &Config,
+        cluster: Arc<Cluster>,
+        write: WriteService,
+        transfer: Arc<Transfers>,
+        listen: Listen,
+    ) -> State {
         State {
+            transfer,
             auth: Auth::new(&cfg.username, &cfg.password, cfg.auth_encrypt),
             ping_auth: cfg.ping_auth_enabled,
             query: QueryService::new(cfg, Arc::clone(&cluster)),

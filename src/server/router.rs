@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::http::{Request, Response};
 use super::State;
 use crate::admin;
+use crate::transfer::endpoint;
 use crate::write::endpoint::WriteScratch;
 
 /// Answers one request; never panics on input.
@@ -21,6 +22,21 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
         "/replica" => {
             get_only(state, req).and_then(|()| admin::replica::handle(&state.cluster, req))
         }
+        "/rebalance" => {
+            post_only(state, req).and_then(|()| endpoint::rebalance(&state.transfer, req))
+        }
+        "/recovery" => {
+            post_only(state, req).and_then(|()| endpoint::recovery(&state.transfer, req))
+        }
+        "/resync" => post_only(state, req).and_then(|()| endpoint::resync(&state.transfer, req)),
+        "/cleanup" | "/clear" => {
+            post_only(state, req).and_then(|()| endpoint::cleanup(&state.transfer, req))
+        }
+        "/transfer/state" | "/migrate/state" => {
+            get_or_post(state, req).and_then(|()| endpoint::state(&state.transfer, req, pretty))
+        }
+        "/transfer/stats" | "/migrate/stats" => get_only(state, req)
+            .and_then(|()| endpoint::transfer_stats(&state.transfer, req, pretty)),
         _ => Ok(Response::not_found()),
     };
     result.unwrap_or_else(|e| e.into_response(pretty))
@@ -38,18 +54,12 @@ fn write(
     scratch: &mut WriteScratch,
     req: &mut Request,
 ) -> Result<Response, ApiError> {
-    if req.method != "POST" {
-        return Err(ApiError::method_not_allowed());
-    }
-    authenticate(state, req)?;
+    post_only(state, req)?;
     Ok(state.write.handle(scratch, req)?)
 }
 
 fn query(state: &State, req: &mut Request) -> Result<Response, ApiError> {
-    if req.method != "GET" && req.method != "POST" {
-        return Err(ApiError::method_not_allowed());
-    }
-    authenticate(state, req)?;
+    get_or_post(state, req)?;
     state.query.handle(&state.write.writers, req)
 }
 
@@ -76,6 +86,20 @@ fn cipher_text(req: &Request, encrypt: bool) -> Result<Response, ApiError> {
 
 fn get_only(state: &State, req: &Request) -> Result<(), ApiError> {
     if req.method != "GET" {
+        return Err(ApiError::method_not_allowed());
+    }
+    authenticate(state, req)
+}
+
+fn post_only(state: &State, req: &Request) -> Result<(), ApiError> {
+    if req.method != "POST" {
+        return Err(ApiError::method_not_allowed());
+    }
+    authenticate(state, req)
+}
+
+fn get_or_post(state: &State, req: &Request) -> Result<(), ApiError> {
+    if req.method != "GET" && req.method != "POST" {
         return Err(ApiError::method_not_allowed());
     }
     authenticate(state, req)

@@ -92,7 +92,11 @@ pub struct Client {
 pub fn databases(_c: &Client, _b: &Backend) -> Result<Vec<String>, CopyError> {
     unimplemented!()
 }
-pub fn retention_policies(_c: &Client, _b: &Backend, _db: &str) -> Result<Vec<RetentionPolicy>, CopyError> {
+pub fn retention_policies(
+    _c: &Client,
+    _b: &Backend,
+    _db: &str,
+) -> Result<Vec<RetentionPolicy>, CopyError> {
     unimplemented!()
 }
 pub fn measurements(_c: &Client, _b: &Backend, _db: &str) -> Result<Vec<String>, CopyError> {
@@ -100,7 +104,12 @@ pub fn measurements(_c: &Client, _b: &Backend, _db: &str) -> Result<Vec<String>,
 }
 /// Creates `db` and every policy of `rps` (same duration, shard duration,
 /// default flag) on `b`; existing ones are left as they are.
-pub fn ensure_database(_c: &Client, _b: &Backend, _db: &str, _rps: &[RetentionPolicy]) -> Result<(), CopyError> {
+pub fn ensure_database(
+    _c: &Client,
+    _b: &Backend,
+    _db: &str,
+    _rps: &[RetentionPolicy],
+) -> Result<(), CopyError> {
     unimplemented!()
 }
 /// Streams the job; `on_batch` runs after each batch the destination
@@ -119,10 +128,21 @@ pub fn verify(_c: &Client, _job: &CopyJob) -> Result<Verification, CopyError> {
     unimplemented!()
 }
 /// Largest per-field count of `db`.`rp`.`measurement` (all time) on `b`.
-pub fn count_points(_c: &Client, _b: &Backend, _db: &str, _rp: &str, _measurement: &str) -> Result<u64, CopyError> {
+pub fn count_points(
+    _c: &Client,
+    _b: &Backend,
+    _db: &str,
+    _rp: &str,
+    _measurement: &str,
+) -> Result<u64, CopyError> {
     unimplemented!()
 }
 /// `DROP MEASUREMENT` of `measurement` in `db` on `b`.
-pub fn drop_measurement(_c: &Client, _b: &Backend, _db: &str, _measurement: &str) -> Result<(), CopyError> {
+pub fn drop_measurement(
+    _c: &Client,
+    _b: &Backend,
+    _db: &str,
+    _measurement: &str,
+) -> Result<(), CopyError> {
     unimplemented!()
 }
