@@ -140,6 +140,29 @@ impl<'a> BackendRequest<'a> {
         agent: &ureq::Agent,
         base_url: &str,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.send_with(agent, base_url, None)
+    }
+
+    /// Sends it as [`send`](Self::send) does, for an answer read as a
+    /// stream (a chunked `GET /query` of a whole measurement): the agent's
+    /// overall timeout is lifted, and connecting, the answer's head and
+    /// each read of its body must each come within `per_read` instead. A
+    /// POST is sent as by `send`.
+    pub fn send_streaming(
+        &self,
+        agent: &ureq::Agent,
+        base_url: &str,
+        per_read: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.send_with(agent, base_url, Some(per_read))
+    }
+
+    fn send_with(
+        &self,
+        agent: &ureq::Agent,
+        base_url: &str,
+        per_read: Option<Duration>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let uri = format!("{base_url}{}", self.target);
         if self.post {
             let mut req = agent.post(uri);
@@ -151,6 +174,16 @@ impl<'a> BackendRequest<'a> {
             let mut req = agent.get(uri);
             for &(name, value) in &self.headers {
                 req = req.header(name, value);
+            }
+            if let Some(t) = per_read {
+                // No bound on the whole call, a bound on each step and read.
+                req = req
+                    .config()
+                    .timeout_global(None)
+                    .timeout_connect(Some(t))
+                    .timeout_recv_response(Some(t))
+                    .timeout_per_read(Some(t))
+                    .build();
             }
             req.call()
         }

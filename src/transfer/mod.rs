@@ -1,3 +1,4 @@
 //! SKELETON (owned by helper B; replace this header): transfer operations.
 
 pub mod copy;
+pub mod lines;
