@@ -514,7 +514,7 @@ mod tests {
              m,host=h2 f=1e-300 4\n\
              m,host=h2 f=-0 5\n\
              m,host=h2 f=0.1 6\n\
-             m,host=h2 f=123456789012345680000 7\n"
+             m,host=h2 f=1.2345678901234568e20 7\n"
         );
     }
 
