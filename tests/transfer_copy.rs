@@ -126,7 +126,9 @@ fn fill_source(src: &Influxd, db: &str) -> Vec<(String, String)> {
         let host = ["h1", "h 2", "h,3=x"][i as usize % 3];
         recent.push_str(&format!(
             "types,host={},dc=eu f={},i={}i,s=\"q\\\"x\\\\y {i}\",b={} {t}\n",
-            host.replace(' ', "\\ ").replace(',', "\\,").replace('=', "\\="),
+            host.replace(' ', "\\ ")
+                .replace(',', "\\,")
+                .replace('=', "\\="),
             [1.0, 0.1, -2.5e-300, 1e300, 123456789.125][i as usize % 5],
             i64::MAX - i,
             i % 2 == 0,
@@ -185,7 +187,10 @@ fn copied_measurements_read_back_exactly_as_on_the_source() {
     let rps = retention_policies(&c, &sb, db).unwrap();
     let two_weeks = rps.iter().find(|r| r.name == "two weeks").unwrap();
     assert_eq!(
-        (two_weeks.duration.as_str(), two_weeks.shard_group_duration.as_str()),
+        (
+            two_weeks.duration.as_str(),
+            two_weeks.shard_group_duration.as_str()
+        ),
         ("336h0m0s", "24h0m0s")
     );
     assert!(two_weeks.default);
@@ -225,8 +230,14 @@ fn copied_measurements_read_back_exactly_as_on_the_source() {
             },
             "field types of {rp}.{mm}"
         );
-        assert!(done.points >= want.len() as u64 && done.bytes > 0, "{done:?}");
-        assert!(seen.len() >= 2, "{rp}.{mm}: one progress per batch: {seen:?}");
+        assert!(
+            done.points >= want.len() as u64 && done.bytes > 0,
+            "{done:?}"
+        );
+        assert!(
+            seen.len() >= 2,
+            "{rp}.{mm}: one progress per batch: {seen:?}"
+        );
         assert!(
             seen.windows(2).all(|w| w[0].last_time <= w[1].last_time),
             "the watermark never goes back: {seen:?}"
@@ -294,7 +305,10 @@ fn a_resumed_or_repeated_copy_ends_in_the_same_state() {
 
     j.since_ns = last.last_time;
     let (resumed, _) = copy(&c, &j).unwrap();
-    assert!(resumed.points >= 450 && resumed.points <= 453, "{resumed:?}");
+    assert!(
+        resumed.points >= 450 && resumed.points <= 453,
+        "{resumed:?}"
+    );
     let want = src.rows("r", None, "m");
     assert_eq!(want.len(), 600);
     assert_eq!(dst.rows("r", None, "m"), want);
@@ -313,7 +327,10 @@ fn a_resumed_or_repeated_copy_ends_in_the_same_state() {
 
     // A stop asked for between batches.
     stop.store(true, std::sync::atomic::Ordering::Release);
-    assert_eq!(copy_measurement(&c, &j, &stop, &mut |_| Ok(())), Err(CopyError::Stopped));
+    assert_eq!(
+        copy_measurement(&c, &j, &stop, &mut |_| Ok(())),
+        Err(CopyError::Stopped)
+    );
 
     // Dropped on the destination: nothing left, and a verify says so.
     drop_measurement(&c, &j.dest, "r", "m").unwrap();
@@ -322,7 +339,10 @@ fn a_resumed_or_repeated_copy_ends_in_the_same_state() {
     j.since_ns = i64::MIN;
     j.until_ns = None;
     let v = verify(&c, &j).unwrap();
-    assert_eq!((v.source_points, v.dest_points, v.complete), (600, 0, false));
+    assert_eq!(
+        (v.source_points, v.dest_points, v.complete),
+        (600, 0, false)
+    );
 }
 
 #[test]
@@ -338,7 +358,11 @@ fn a_destination_that_is_down_is_unreachable_after_the_retries() {
     let start = Instant::now();
     let e = copy(&c, &j).unwrap_err();
     // Backoffs of 20 and 40 ms between the three attempts.
-    assert!(start.elapsed() >= Duration::from_millis(60), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(60),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(
         matches!(&e, CopyError::Unreachable { backend, .. } if *backend == down),
         "{e:?}"
@@ -380,4 +404,65 @@ fn refusals_are_refused_at_once_with_influxds_message() {
     let missing = job(src, &empty, "d", "autogen", "m", 10);
     let v = verify(&c, &missing).unwrap();
     assert_eq!((v.source_points, v.dest_points, v.complete), (1, 0, false));
+}
+
+/// CPU seconds the calling thread has used.
+fn thread_cpu() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Not a test: the cost of a copy, printed (run it with `--release
+/// --ignored --nocapture`). 1M points (100 series, two fields each) are
+/// written to one influxd, timed, then copied to another; the copy runs in
+/// this thread, so its CPU time is the proxy's cost.
+#[test]
+#[ignore]
+fn copy_cost_per_million_points() {
+    let ds = Influxd::start_many(2);
+    let (src, dst) = (&ds[0], &ds[1]);
+    src.create_db("bench");
+    let rows: i64 = std::env::var("COPY_BENCH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let t0 = now_ns() - rows * 1_000_000;
+    let start = Instant::now();
+    let mut body = String::new();
+    for i in 0..rows {
+        body.push_str(&format!(
+            "cpu,host=server-{:03},region=eu-{} usage={}.{},count={}i {}\n",
+            i % 100,
+            i % 7,
+            i % 1000,
+            i % 97,
+            i,
+            t0 + (i / 100) * 100_000_000 + i % 100
+        ));
+        if (i + 1) % 10_000 == 0 || i + 1 == rows {
+            assert_eq!(src.write("bench", None, body.as_bytes()).status, 204);
+            body.clear();
+        }
+    }
+    let fill = start.elapsed().as_secs_f64();
+    let c = client(3);
+    let rps = retention_policies(&c, &backend(0, &src.url()), "bench").unwrap();
+    ensure_database(&c, &backend(1, &dst.url()), "bench", &rps).unwrap();
+    let j = job(src, dst, "bench", "autogen", "cpu", 20_000);
+    let (cpu0, start) = (thread_cpu(), Instant::now());
+    let (done, _) = copy(&c, &j).unwrap();
+    let (cpu, wall) = (thread_cpu() - cpu0, start.elapsed().as_secs_f64());
+    let v = verify(&c, &j).unwrap();
+    assert!(v.complete && v.dest_points == rows as u64, "{v:?}");
+    println!(
+        "copy of {} points: {wall:.2} s wall, {:.0} points/s; proxy CPU {cpu:.2} s = {:.2} s per million points; \
+         direct write of the same points (one thread, 10k per POST): {fill:.2} s, {:.0} points/s",
+        done.points,
+        done.points as f64 / wall,
+        cpu * 1e6 / done.points as f64,
+        rows as f64 / fill
+    );
 }

@@ -122,7 +122,6 @@ pub struct Client {
     pub backoff: Duration,
 }
 
-
 /// Longest answer read whole (an error body, a statement's answer).
 const MAX_ANSWER: u64 = 16 << 20;
 /// Longest backoff between two attempts.
@@ -150,7 +149,12 @@ pub fn retention_policies(
 ) -> Result<Vec<RetentionPolicy>, CopyError> {
     let q = format!("SHOW RETENTION POLICIES ON {}", quote_ident(db));
     show(c, b, db, &q, |columns, row| {
-        let cell = |name: &str| columns.iter().position(|c| c == name).and_then(|i| row.get(i));
+        let cell = |name: &str| {
+            columns
+                .iter()
+                .position(|c| c == name)
+                .and_then(|i| row.get(i))
+        };
         Some(RetentionPolicy {
             name: cell("name")?.as_str()?.to_string(),
             duration: cell("duration")?.as_str()?.to_string(),
@@ -163,7 +167,9 @@ pub fn retention_policies(
 
 pub fn measurements(c: &Client, b: &Backend, db: &str) -> Result<Vec<String>, CopyError> {
     let q = format!("SHOW MEASUREMENTS ON {}", quote_ident(db));
-    show(c, b, db, &q, |_, row| row.first()?.as_str().map(String::from))
+    show(c, b, db, &q, |_, row| {
+        row.first()?.as_str().map(String::from)
+    })
 }
 
 /// Tag keys and field types of `db`.`rp`.`measurement` on `b`.
@@ -296,11 +302,7 @@ pub fn verify(c: &Client, job: &CopyJob) -> Result<Verification, CopyError> {
     );
     let source = counts(c, &job.source, &job.db, &q)?;
     let dest = counts(c, &job.dest, &job.db, &q)?;
-    let on_dest = |field: &str| {
-        dest.iter()
-            .find(|(f, _)| f == field)
-            .map_or(0, |&(_, n)| n)
-    };
+    let on_dest = |field: &str| dest.iter().find(|(f, _)| f == field).map_or(0, |&(_, n)| n);
     Ok(Verification {
         source_points: largest(&source),
         dest_points: largest(&dest),
@@ -327,7 +329,12 @@ pub fn drop_measurement(
     db: &str,
     measurement: &str,
 ) -> Result<(), CopyError> {
-    exec(c, b, db, &format!("DROP MEASUREMENT {}", quote_ident(measurement)))
+    exec(
+        c,
+        b,
+        db,
+        &format!("DROP MEASUREMENT {}", quote_ident(measurement)),
+    )
 }
 
 /// `"db"."rp"."mm"`.
@@ -361,7 +368,9 @@ fn counts(c: &Client, b: &Backend, db: &str, q: &str) -> Result<Vec<(String, u64
         let counts: Vec<(String, u64)> = columns
             .iter()
             .zip(row)
-            .filter_map(|(col, cell)| Some((col.strip_prefix("count_")?.to_string(), cell.as_u64()?)))
+            .filter_map(|(col, cell)| {
+                Some((col.strip_prefix("count_")?.to_string(), cell.as_u64()?))
+            })
             .collect();
         Some(counts)
     });
@@ -506,13 +515,12 @@ impl Copier<'_> {
                 continue;
             };
             for row in &series.values {
-                let written = self
-                    .lines
-                    .push_row(l, row, &mut self.body)
-                    .map_err(|e| CopyError::Refused {
+                let written = self.lines.push_row(l, row, &mut self.body).map_err(|e| {
+                    CopyError::Refused {
                         backend: source.url.clone(),
                         message: format!("measurement {:?}: {}", self.job.measurement, e.0),
-                    })?;
+                    }
+                })?;
                 if let Some(time) = written {
                     self.rows += 1;
                     self.pass_last = time;
@@ -537,13 +545,13 @@ impl Copier<'_> {
     fn flush(&mut self, pass: Pass<'_>) -> Result<(), CopyError> {
         if self.rows > 0 {
             let gzipped = std::mem::take(&mut self.gzipped);
-            self.gzipped = self
-                .gzipper
-                .gzip(&self.body, gzipped)
-                .map_err(|e| CopyError::Refused {
-                    backend: self.job.dest.url.clone(),
-                    message: format!("gzip: {e}"),
-                })?;
+            self.gzipped =
+                self.gzipper
+                    .gzip(&self.body, gzipped)
+                    .map_err(|e| CopyError::Refused {
+                        backend: self.job.dest.url.clone(),
+                        message: format!("gzip: {e}"),
+                    })?;
             post_write(&self.write, self.c, self.job, &self.gzipped, self.stop)?;
             self.progress.points += self.rows as u64;
             self.progress.bytes += self.body.len() as u64;
@@ -591,7 +599,10 @@ fn post_write(
             Outcome::Failed(e) => Err(refused(b, e.to_string())),
             Outcome::TooLarge => Err(refused(
                 b,
-                format!("a batch of {} bytes is too large; lower `batch`", gzipped.len()),
+                format!(
+                    "a batch of {} bytes is too large; lower `batch`",
+                    gzipped.len()
+                ),
             )),
             Outcome::Rejected(m)
             | Outcome::DatabaseNotFound(m)
@@ -667,7 +678,11 @@ fn open_query(
     if !db.is_empty() {
         params.push(("db", db));
     }
-    params.extend([("epoch", "ns"), ("chunked", "true"), ("chunk_size", chunk_size)]);
+    params.extend([
+        ("epoch", "ns"),
+        ("chunked", "true"),
+        ("chunk_size", chunk_size),
+    ]);
     let req = BackendRequest::get(b, "/query", &params);
     let mut resp = req
         .send_streaming(agent, &b.url, c.timeout)
@@ -713,7 +728,10 @@ fn parse_chunk<'a>(b: &Backend, bytes: &'a [u8]) -> Result<Chunk<'a>, CopyError>
 }
 
 /// The body of an answer that is not a stream, bounded.
-fn read_small(b: &Backend, resp: &mut ureq::http::Response<ureq::Body>) -> Result<String, CopyError> {
+fn read_small(
+    b: &Backend,
+    resp: &mut ureq::http::Response<ureq::Body>,
+) -> Result<String, CopyError> {
     resp.body_mut()
         .with_config()
         .limit(MAX_ANSWER)
@@ -725,7 +743,9 @@ fn read_small(b: &Backend, resp: &mut ureq::http::Response<ureq::Body>) -> Resul
 fn status_error(b: &Backend, status: u16, body: &str) -> CopyError {
     let message = match classify(status, body) {
         Outcome::Failed(e) => e.to_string(),
-        Outcome::Rejected(m) | Outcome::DatabaseNotFound(m) | Outcome::RetentionPolicyNotFound(m) => m,
+        Outcome::Rejected(m)
+        | Outcome::DatabaseNotFound(m)
+        | Outcome::RetentionPolicyNotFound(m) => m,
         _ => format!("status {status}"),
     };
     if status >= 500 {
@@ -758,10 +778,7 @@ fn with_retries<T>(
 /// Sleeps the backoff after failure `n` (0 first): `c.backoff * 2^n`, at
 /// most [`MAX_BACKOFF`], waking to return `Stopped` once `stop` is set.
 fn backoff(c: &Client, n: u32, stop: Option<&AtomicBool>) -> Result<(), CopyError> {
-    let delay = c
-        .backoff
-        .saturating_mul(1u32 << n.min(16))
-        .min(MAX_BACKOFF);
+    let delay = c.backoff.saturating_mul(1u32 << n.min(16)).min(MAX_BACKOFF);
     let end = Instant::now() + delay;
     loop {
         if stop.is_some_and(|s| s.load(Ordering::Acquire)) {

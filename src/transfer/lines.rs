@@ -535,7 +535,11 @@ mod tests {
             out.clear();
             push_f64(&mut out, f);
             let text = std::str::from_utf8(&out).unwrap();
-            assert_eq!(text.parse::<f64>().unwrap().to_bits(), f.to_bits(), "{text}");
+            assert_eq!(
+                text.parse::<f64>().unwrap().to_bits(),
+                f.to_bits(),
+                "{text}"
+            );
             assert!(text.len() <= 24, "{text}");
         }
     }
@@ -604,9 +608,11 @@ mod tests {
     #[test]
     fn a_value_of_another_type_than_its_column_is_an_error() {
         let s = schema(&[], &[("v", &[FieldType::Integer])]);
-        let chunk = r#"{"results":[{"series":[{"name":"m","columns":["time","v"],"values":[[1,"x"]]}]}]}"#;
+        let chunk =
+            r#"{"results":[{"series":[{"name":"m","columns":["time","v"],"values":[[1,"x"]]}]}]}"#;
         assert!(lines(&s, "m", chunk).is_err());
-        let chunk = r#"{"results":[{"series":[{"name":"m","columns":["time","v"],"values":[[1,1,2]]}]}]}"#;
+        let chunk =
+            r#"{"results":[{"series":[{"name":"m","columns":["time","v"],"values":[[1,1,2]]}]}]}"#;
         assert!(lines(&s, "m", chunk).is_err());
     }
 
