@@ -43,6 +43,7 @@ use crate::cluster::Backend;
 use crate::http_client::{self, BackendError, BackendRequest};
 use crate::query::statement::quote_ident;
 use crate::writer::post::{classify, Gzipper, Outcome};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 /// Why a transfer step failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,34 +264,50 @@ pub fn copy_measurement(
         return Err(CopyError::Stopped);
     }
     let schema = schema(c, &job.source, &job.db, &job.rp, &job.measurement)?;
-    let mut copier = Copier {
-        c,
-        job,
-        stop,
-        on_batch,
-        read: http_client::agent(c.timeout, IO_BUFFER, 4 << 10),
-        write: http_client::agent(c.timeout, 4 << 10, IO_BUFFER),
-        batch: job.batch.max(1),
-        lines: LineWriter::new(&job.measurement),
-        chunk: Vec::with_capacity(IO_BUFFER),
-        body: Vec::with_capacity(IO_BUFFER),
-        gzipper: Gzipper::new(),
-        gzipped: Vec::with_capacity(IO_BUFFER),
-        rows: 0,
-        pass_last: i64::MIN,
-        progress: Progress {
-            points: 0,
-            bytes: 0,
-            last_time: i64::MIN,
-        },
-        schema,
-    };
-    for (field, t) in copier.schema.hidden_types() {
-        let select = format!("SELECT {}::{},*::tag", quote_ident(&field), t.cast());
-        copier.pass(&select, Pass::OneField(&field, t))?;
-    }
-    copier.pass("SELECT *", Pass::All)?;
-    Ok(copier.progress)
+    // The destination's POSTs run on a thread of their own, so that the
+    // next batch is read and built while the last one is written: one
+    // batch in flight, one being built.
+    let (batches, poster_in) = bounded::<Batch>(1);
+    let (poster_out, posted) = bounded::<Posted>(1);
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("transfer-post".into())
+            .spawn_scoped(scope, move || {
+                post_batches(c, job, stop, poster_in, poster_out)
+            })
+            .map_err(|e| unreachable(&job.dest, format!("cannot start a thread: {e}")))?;
+        let mut copier = Copier {
+            c,
+            job,
+            stop,
+            on_batch,
+            read: http_client::agent(c.timeout, IO_BUFFER, 4 << 10),
+            batches,
+            posted,
+            in_flight: false,
+            batch: job.batch.max(1),
+            lines: LineWriter::new(&job.measurement),
+            chunk: Vec::with_capacity(IO_BUFFER),
+            body: Vec::with_capacity(IO_BUFFER),
+            spare: Vec::with_capacity(IO_BUFFER),
+            rows: 0,
+            pass_last: i64::MIN,
+            progress: Progress {
+                points: 0,
+                bytes: 0,
+                last_time: i64::MIN,
+            },
+            schema,
+        };
+        for (field, t) in copier.schema.hidden_types() {
+            let select = format!("SELECT {}::{},*::tag", quote_ident(&field), t.cast());
+            copier.pass(&select, Pass::OneField(&field, t))?;
+        }
+        copier.pass("SELECT *", Pass::All)?;
+        Ok(copier.progress)
+        // The copier (with the batch sender) is dropped here: the poster
+        // ends, and the scope joins it.
+    })
 }
 
 /// Compares per-field counts of the job's range on source and destination.
@@ -400,14 +417,33 @@ enum Pass<'a> {
     OneField(&'a str, FieldType),
 }
 
-/// The state of one `copy_measurement`: its agents and reused buffers.
+/// A batch of line protocol for the poster thread; `last_time` is the
+/// watermark it moves, if any.
+struct Batch {
+    body: Vec<u8>,
+    rows: usize,
+    last_time: Option<i64>,
+}
+
+/// A batch back from the poster (its buffer emptied, for reuse).
+struct Posted {
+    batch: Batch,
+    bytes: usize,
+    result: Result<(), CopyError>,
+}
+
+/// The state of one `copy_measurement` on its calling thread: the read
+/// side, the batch being built, the way to the poster thread.
 struct Copier<'j> {
     c: &'j Client,
     job: &'j CopyJob,
     stop: &'j AtomicBool,
     on_batch: &'j mut dyn FnMut(&Progress) -> Result<(), CopyError>,
     read: ureq::Agent,
-    write: ureq::Agent,
+    batches: Sender<Batch>,
+    posted: Receiver<Posted>,
+    /// A batch was handed to the poster and is not back yet.
+    in_flight: bool,
     batch: usize,
     schema: Schema,
     lines: LineWriter,
@@ -415,11 +451,12 @@ struct Copier<'j> {
     chunk: Vec<u8>,
     /// Line protocol of the batch being built, `rows` lines.
     body: Vec<u8>,
-    gzipper: Gzipper,
-    gzipped: Vec<u8>,
+    /// The buffer of the last batch back from the poster.
+    spare: Vec<u8>,
     rows: usize,
     /// Time of the last row of this pass in `body`.
     pass_last: i64,
+    /// What the destination accepted.
     progress: Progress,
 }
 
@@ -433,10 +470,16 @@ impl Copier<'_> {
             let accepted = self.progress.points;
             match self.stream(select, pass, since) {
                 Ok(()) => return Ok(()),
-                Err(CopyError::Unreachable { backend, cause }) => {
-                    // Rows not yet sent are read again.
+                // A broken read; the destination's failures already had
+                // their attempts.
+                Err(CopyError::Unreachable { backend, cause })
+                    if backend == self.job.source.url =>
+                {
+                    // Rows not yet sent are read again, from the watermark
+                    // of what the destination accepted.
                     self.body.clear();
                     self.rows = 0;
+                    self.settle()?;
                     if self.progress.points > accepted {
                         failures = 0;
                     }
@@ -472,7 +515,8 @@ impl Copier<'_> {
             self.chunk = chunk_bytes;
             result?;
         }
-        self.flush(pass)
+        self.flush(pass)?;
+        self.settle()
     }
 
     /// Turns the rows of one chunk into lines, sending each full batch.
@@ -540,32 +584,89 @@ impl Copier<'_> {
         }
     }
 
-    /// Sends the batch built so far, then reports progress and looks at
-    /// `stop`.
+    /// Hands the batch built so far to the poster, once the one before
+    /// it is accepted.
     fn flush(&mut self, pass: Pass<'_>) -> Result<(), CopyError> {
-        if self.rows > 0 {
-            let gzipped = std::mem::take(&mut self.gzipped);
-            self.gzipped =
-                self.gzipper
-                    .gzip(&self.body, gzipped)
-                    .map_err(|e| CopyError::Refused {
-                        backend: self.job.dest.url.clone(),
-                        message: format!("gzip: {e}"),
-                    })?;
-            post_write(&self.write, self.c, self.job, &self.gzipped, self.stop)?;
-            self.progress.points += self.rows as u64;
-            self.progress.bytes += self.body.len() as u64;
-            if let Pass::All = pass {
-                self.progress.last_time = self.pass_last;
+        if self.rows == 0 {
+            return Ok(());
+        }
+        self.settle()?;
+        let body = std::mem::replace(&mut self.body, std::mem::take(&mut self.spare));
+        let batch = Batch {
+            body,
+            rows: self.rows,
+            last_time: matches!(pass, Pass::All).then_some(self.pass_last),
+        };
+        self.rows = 0;
+        self.batches
+            .send(batch)
+            .map_err(|_| unreachable(&self.job.dest, "the poster thread is gone"))?;
+        self.in_flight = true;
+        Ok(())
+    }
+
+    /// Waits for the batch in flight: counts it and reports progress once
+    /// accepted; then looks at `stop`.
+    fn settle(&mut self) -> Result<(), CopyError> {
+        if self.in_flight {
+            let Posted {
+                batch,
+                bytes,
+                result,
+            } = self
+                .posted
+                .recv()
+                .map_err(|_| unreachable(&self.job.dest, "the poster thread is gone"))?;
+            self.in_flight = false;
+            self.spare = batch.body;
+            result?;
+            self.progress.points += batch.rows as u64;
+            self.progress.bytes += bytes as u64;
+            if let Some(t) = batch.last_time {
+                self.progress.last_time = t;
             }
-            self.body.clear();
-            self.rows = 0;
             (self.on_batch)(&self.progress)?;
         }
         if self.stop.load(Ordering::Acquire) {
             return Err(CopyError::Stopped);
         }
         Ok(())
+    }
+}
+
+/// The poster thread of a copy: gzips each batch with a reused compressor
+/// and POSTs it (with retries), handing it back with the outcome. Ends
+/// when the copier drops its sender or stops listening.
+fn post_batches(
+    c: &Client,
+    job: &CopyJob,
+    stop: &AtomicBool,
+    batches: Receiver<Batch>,
+    posted: Sender<Posted>,
+) {
+    let agent = http_client::agent(c.timeout, 4 << 10, IO_BUFFER);
+    let mut gzipper = Gzipper::new();
+    let mut gzipped = Vec::with_capacity(IO_BUFFER);
+    for mut batch in batches {
+        let result = match gzipper.gzip(&batch.body, std::mem::take(&mut gzipped)) {
+            Ok(body) => {
+                gzipped = body;
+                post_write(&agent, c, job, &gzipped, stop)
+            }
+            Err(e) => Err(refused(&job.dest, format!("gzip: {e}"))),
+        };
+        let bytes = batch.body.len();
+        batch.body.clear();
+        if posted
+            .send(Posted {
+                batch,
+                bytes,
+                result,
+            })
+            .is_err()
+        {
+            return;
+        }
     }
 }
 
