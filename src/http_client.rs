@@ -8,6 +8,7 @@
 //! | ureq agent of [`crate::cluster::Databases`] | `SHOW DATABASES` of every live backend when a write names an unknown database | rare (one refresh at a time), small answers; `https://` as for writes |
 //! | [`crate::query::http1`] (ours, a keep-alive pool shared by the query threads) | `/query` to `http://` backends | latency-bound: one write per request and usually one read per answer, where ureq took 12 syscalls (see its module doc) |
 //! | ureq agent of [`crate::query::forward::QueryClient`] | `/query` to `https://` backends | TLS, which `query::http1` does not speak |
+//! | ureq agents of [`crate::transfer::copy`] (per call; a copy's poster thread has its own) | a transfer's schema questions and statements, the chunked `SELECT *` of a copied measurement ([`BackendRequest::send_streaming`]), its gzipped `/write` batches | answers of any length read as a stream, bodies of megabytes, `https://` backends |
 //!
 //! Every request is a [`BackendRequest`]: its path and query string (each
 //! parameter percent-encoded as Go's `url.Values` does), the backend's own

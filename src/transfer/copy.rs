@@ -10,11 +10,13 @@
 //! a 4xx or an InfluxQL `error` is `CopyError::Refused` at once.
 //!
 //! A copy streams: one `GET /query` of `SELECT * FROM "db"."rp"."mm"` with
-//! `chunked=true&chunk_size=<batch>&epoch=ns`, read one JSON document (one
-//! line) at a time into a reused buffer, each row turned into line
-//! protocol in a reused batch buffer, gzipped by a reused compressor and
-//! POSTed to `/write?db=&rp=&precision=ns` every `batch` rows. Memory is one
-//! chunk plus one batch, whatever the size of the measurement. `SELECT *`
+//! `chunked=true&chunk_size=<batch, at most 5,000>&epoch=ns`, read one JSON
+//! document (one line) at a time into a reused buffer, each row turned into
+//! line protocol in a reused batch buffer. Every `batch` rows the batch
+//! goes to the copy's poster thread, which gzips it with a reused
+//! compressor and POSTs it to `/write?db=&rp=&precision=ns` while the next
+//! batch is built. Memory is one chunk plus two batches, whatever the size
+//! of the measurement. `SELECT *`
 //! answers rows in time order, so the time of the last row of an accepted
 //! batch (`Progress::last_time`) is a watermark: everything before it is on
 //! the destination, and a copy resumed with `since_ns = last_time` redoes at
@@ -129,6 +131,9 @@ const MAX_ANSWER: u64 = 16 << 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// Buffer of the stream of a `/query` answer, and of a `/write` body.
 const IO_BUFFER: usize = 64 << 10;
+/// Rows per chunk of a copy's answer, whatever the batch: a chunk is held
+/// as JSON text and parsed rows, a batch only as line protocol.
+const MAX_CHUNK_ROWS: usize = 5_000;
 /// Rows per chunk of a schema question's answer (`SHOW ...`): chunked, so
 /// that no `max-row-limit` of the backend truncates it.
 const SHOW_CHUNK: &str = "10000";
@@ -505,7 +510,7 @@ impl Copier<'_> {
             from(&job.db, &job.rp, &job.measurement),
             time_range(since, job.until_ns)
         );
-        let chunk_size = self.batch.to_string();
+        let chunk_size = self.batch.min(MAX_CHUNK_ROWS).to_string();
         let mut answer = open_query(&self.read, self.c, &job.source, &job.db, &q, &chunk_size)?;
         let mut layout: Option<(Vec<String>, Layout)> = None;
         let mut refreshed = false;
