@@ -6,8 +6,11 @@
 
 mod common;
 
-use std::sync::atomic::AtomicBool;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use influx_proxy::cluster::Backend;
@@ -325,8 +328,16 @@ fn a_resumed_or_repeated_copy_ends_in_the_same_state() {
     let v = verify(&c, &j).unwrap();
     assert_eq!((v.source_points, v.dest_points, v.complete), (30, 30, true));
 
-    // A stop asked for between batches.
-    stop.store(true, std::sync::atomic::Ordering::Release);
+    // A stop asked for during a batch: no batch after it.
+    j.since_ns = i64::MIN;
+    j.until_ns = None;
+    let mut accepted = 0;
+    let stopped = copy_measurement(&c, &j, &stop, &mut |_| {
+        accepted += 1;
+        stop.store(true, Ordering::Release);
+        Ok(())
+    });
+    assert_eq!((stopped, accepted), (Err(CopyError::Stopped), 1));
     assert_eq!(
         copy_measurement(&c, &j, &stop, &mut |_| Ok(())),
         Err(CopyError::Stopped)
@@ -336,8 +347,6 @@ fn a_resumed_or_repeated_copy_ends_in_the_same_state() {
     drop_measurement(&c, &j.dest, "r", "m").unwrap();
     assert!(dst.rows("r", None, "m").is_empty());
     assert_eq!(count_points(&c, &j.dest, "r", "autogen", "m").unwrap(), 0);
-    j.since_ns = i64::MIN;
-    j.until_ns = None;
     let v = verify(&c, &j).unwrap();
     assert_eq!(
         (v.source_points, v.dest_points, v.complete),
@@ -467,4 +476,87 @@ fn copy_cost_per_million_points() {
         cpu * 1e6 / done.points as f64,
         rows as f64 / fill
     );
+}
+
+/// A TCP relay to `127.0.0.1:port` that breaks the connection of the first
+/// `SELECT *` it carries once `cut` bytes of the answer went through;
+/// returns its port and the number of connections it broke.
+fn cutting_relay(port: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_port = listener.local_addr().unwrap().port();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let broken = Arc::clone(&cuts);
+    thread::spawn(move || {
+        for client in listener.incoming().take(100) {
+            let Ok(mut client) = client else { return };
+            let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            let broken = Arc::clone(&broken);
+            thread::spawn(move || {
+                let mut head = [0u8; 8192];
+                let n = client.read(&mut head).unwrap_or(0);
+                let text = String::from_utf8_lossy(&head[..n]).into_owned();
+                let select_all =
+                    text.contains("q=SELECT+%2A+FROM") || text.contains("q=SELECT+*+FROM");
+                if upstream.write_all(&head[..n]).is_err() {
+                    return;
+                }
+                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut u2);
+                    let _ = u2.shutdown(Shutdown::Write);
+                });
+                let cutting = select_all && broken.fetch_add(1, Ordering::SeqCst) == 0;
+                if !cutting {
+                    broken.fetch_sub(select_all as usize, Ordering::SeqCst);
+                    let _ = std::io::copy(&mut upstream, &mut client);
+                    let _ = client.shutdown(Shutdown::Both);
+                    return;
+                }
+                let mut passed = 0;
+                let mut buf = [0u8; 4096];
+                while passed < cut {
+                    let n = match upstream.read(&mut buf[..(cut - passed).min(4096)]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    passed += n;
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = upstream.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (relay_port, cuts)
+}
+
+#[test]
+fn a_source_answer_broken_off_is_read_again_from_the_watermark() {
+    let ds = Influxd::start_many(2);
+    let (src, dst) = (&ds[0], &ds[1]);
+    src.create_db("r");
+    let mut body = String::new();
+    for i in 0..2000i64 {
+        body.push_str(&format!("m,h={} v={i}i {}\n", i % 3, 1_000_000_000 + i / 3));
+    }
+    assert_eq!(src.write("r", None, body.as_bytes()).status, 204);
+    let c = client(3);
+    ensure_database(&c, &backend(1, &dst.url()), "r", &[]).unwrap();
+    let (relay, cuts) = cutting_relay(src.port(), 20_000);
+    let mut j = job(src, dst, "r", "autogen", "m", 100);
+    j.source = backend(0, &format!("http://127.0.0.1:{relay}"));
+
+    let (done, seen) = copy(&c, &j).unwrap();
+    assert_eq!(cuts.load(Ordering::SeqCst), 1, "the answer was broken once");
+    assert!(done.points >= 2000, "{done:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].last_time <= w[1].last_time),
+        "{seen:?}"
+    );
+    assert_eq!(dst.rows("r", None, "m"), src.rows("r", None, "m"));
+    assert!(verify(&c, &j).unwrap().complete);
 }
