@@ -16,13 +16,15 @@
 //! goes to the copy's poster thread, which gzips it with a reused
 //! compressor and POSTs it to `/write?db=&rp=&precision=ns` while the next
 //! batch is built. Memory is one chunk plus two batches, whatever the size
-//! of the measurement. `SELECT *`
-//! answers rows in time order, so the time of the last row of an accepted
-//! batch (`Progress::last_time`) is a watermark: everything before it is on
-//! the destination, and a copy resumed with `since_ns = last_time` redoes at
-//! most the rows of that instant, which InfluxDB stores once (a point
-//! written twice is the same point). A stream broken in the middle is
-//! opened again from that watermark, within the same attempts.
+//! of the measurement. `SELECT *` answers rows in time order, so the time
+//! of the last row of an accepted batch (`Progress::last_time`) is a
+//! watermark: everything before it is on the destination, and a copy
+//! resumed with `since_ns = last_time` redoes at most the rows of that
+//! instant, which InfluxDB stores once (a point written twice is the same
+//! point). A stream broken in the middle is opened again from that
+//! watermark, within the same attempts. `Progress::bytes` counts line
+//! protocol before gzip; `points` counts rows written, so rows written
+//! again after a broken stream count twice.
 //!
 //! Field types: `SELECT *` answers a field that has several types (in
 //! different shards) in one of them (see [`super::lines`]: float >
@@ -33,6 +35,10 @@
 //! them again. On the destination a field that was integer in some shards
 //! and float in others is float everywhere (what a query of the source
 //! answers); strings and booleans keep their own type in their shards.
+//! Verification counts with `count(*)`, which counts the answered type only,
+//! the same on both sides.
+//!
+//! Errors name the backend by its URL.
 
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
