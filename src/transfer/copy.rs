@@ -148,12 +148,15 @@ const SHOW_CHUNK: &str = "10000";
 const MIN_TIME: i64 = i64::MIN + 2;
 const MAX_TIME: i64 = i64::MAX - 1;
 
+/// `SHOW DATABASES` of `b`: every name, `_internal` included (the caller
+/// decides what to copy).
 pub fn databases(c: &Client, b: &Backend) -> Result<Vec<String>, CopyError> {
     show(c, b, "", "SHOW DATABASES", |_, row| {
         row.first()?.as_str().map(String::from)
     })
 }
 
+/// `SHOW RETENTION POLICIES ON "db"` of `b`.
 pub fn retention_policies(
     c: &Client,
     b: &Backend,
@@ -177,6 +180,8 @@ pub fn retention_policies(
     })
 }
 
+/// `SHOW MEASUREMENTS ON "db"` of `b`, all of them (the answer is read
+/// chunked, so no `max-row-limit` cuts it), names as stored (unescaped).
 pub fn measurements(c: &Client, b: &Backend, db: &str) -> Result<Vec<String>, CopyError> {
     let q = format!("SHOW MEASUREMENTS ON {}", quote_ident(db));
     show(c, b, db, &q, |_, row| {
