@@ -8,6 +8,7 @@
 //! | ureq agent of [`crate::cluster::Databases`] | `SHOW DATABASES` of every live backend when a write names an unknown database | rare (one refresh at a time), small answers; `https://` as for writes |
 //! | [`crate::query::http1`] (ours, a keep-alive pool shared by the query threads) | `/query` to `http://` backends | latency-bound: one write per request and usually one read per answer, where ureq took 12 syscalls (see its module doc) |
 //! | ureq agent of [`crate::query::forward::QueryClient`] | `/query` to `https://` backends | TLS, which `query::http1` does not speak |
+//! | ureq agents of [`crate::transfer::copy`] (per call; a copy's poster thread has its own) | a transfer's schema questions and statements, the chunked `SELECT *` of a copied measurement ([`BackendRequest::send_streaming`]), its gzipped `/write` batches | answers of any length read as a stream, bodies of megabytes, `https://` backends |
 //!
 //! Every request is a [`BackendRequest`]: its path and query string (each
 //! parameter percent-encoded as Go's `url.Values` does), the backend's own
@@ -140,6 +141,29 @@ impl<'a> BackendRequest<'a> {
         agent: &ureq::Agent,
         base_url: &str,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.send_with(agent, base_url, None)
+    }
+
+    /// Sends it as [`send`](Self::send) does, for an answer read as a
+    /// stream (a chunked `GET /query` of a whole measurement): the agent's
+    /// overall timeout is lifted, and connecting, the answer's head and
+    /// each read of its body must each come within `per_read` instead. A
+    /// POST is sent as by `send`.
+    pub fn send_streaming(
+        &self,
+        agent: &ureq::Agent,
+        base_url: &str,
+        per_read: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.send_with(agent, base_url, Some(per_read))
+    }
+
+    fn send_with(
+        &self,
+        agent: &ureq::Agent,
+        base_url: &str,
+        per_read: Option<Duration>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let uri = format!("{base_url}{}", self.target);
         if self.post {
             let mut req = agent.post(uri);
@@ -151,6 +175,16 @@ impl<'a> BackendRequest<'a> {
             let mut req = agent.get(uri);
             for &(name, value) in &self.headers {
                 req = req.header(name, value);
+            }
+            if let Some(t) = per_read {
+                // No bound on the whole call, a bound on each step and read.
+                req = req
+                    .config()
+                    .timeout_global(None)
+                    .timeout_connect(Some(t))
+                    .timeout_recv_response(Some(t))
+                    .timeout_per_read(Some(t))
+                    .build();
             }
             req.call()
         }

@@ -25,6 +25,7 @@
 
 pub mod copy;
 pub mod endpoint;
+pub mod lines;
 pub mod peers;
 pub mod plan;
 pub mod run;
