@@ -288,13 +288,18 @@ fn copy_all(
     }
     drop(tx);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+    // Copies verified by one thread of their own, so a worker goes on to
+    // the next copy at once: counting both sides takes a while, and the
+    // last copies would otherwise wait for it.
+    let (verify_tx, verify_rx) = crossbeam_channel::unbounded::<Copied>();
     let workers = job.op.worker.clamp(1, todo.len().max(1));
     let mut started = 0;
     for i in 0..workers {
-        let (svc, job, rx, done) = (
+        let (svc, job, rx, verify, done) = (
             Arc::clone(svc),
             Arc::clone(job),
             rx.clone(),
+            verify_tx.clone(),
             done_tx.clone(),
         );
         let spawned = std::thread::Builder::new()
@@ -304,10 +309,12 @@ fn copy_all(
                     if job.halted() {
                         break;
                     }
-                    if catch_unwind(AssertUnwindSafe(|| run_task(&svc, &job, task))).is_err() {
-                        let error = "internal error: the copy panicked".to_string();
-                        job.oplog.line(&format!("failed task {task}: {error}"));
-                        job.update(task, |t| t.state = TaskState::Failed { error });
+                    match catch_unwind(AssertUnwindSafe(|| run_task(&svc, &job, task))) {
+                        Ok(Some(copied)) => {
+                            let _ = verify.send(copied);
+                        }
+                        Ok(None) => {}
+                        Err(_) => panicked(&job, task),
                     }
                 }
                 drop(done);
@@ -317,10 +324,33 @@ fn copy_all(
             Err(e) => log!("transfer: cannot start worker {i}: {e}"),
         }
     }
-    drop(done_tx);
+    drop(verify_tx);
     if started == 0 && !todo.is_empty() {
         return Err("cannot start any transfer worker".into());
     }
+    let (verifier_svc, verifier_job, done) = (Arc::clone(svc), Arc::clone(job), done_tx.clone());
+    let verifier = std::thread::Builder::new()
+        .name("transfer-verify".into())
+        .spawn(move || {
+            // Ends when every worker is gone and their copies are verified.
+            while let Ok(c) = verify_rx.recv() {
+                if verifier_job.halted() {
+                    break;
+                }
+                let (svc, job) = (&verifier_svc, &verifier_job);
+                let verified = catch_unwind(AssertUnwindSafe(|| {
+                    verify_task(svc, job, c.task, &c.job, &c.name)
+                }));
+                if verified.is_err() {
+                    panicked(job, c.task);
+                }
+            }
+            drop(done);
+        });
+    if let Err(e) = verifier {
+        return Err(format!("cannot start the transfer verifier: {e}"));
+    }
+    drop(done_tx);
     // The workers end when the tasks run out or the job halts.
     loop {
         match done_rx.recv_timeout(Duration::from_secs(1)) {
@@ -467,12 +497,24 @@ fn task_over(svc: &Transfers, job: &Job, t: &TaskRecord) {
     }
 }
 
-/// What a worker does with task `i`: copy (from where it stopped), count,
-/// record.
-fn run_task(svc: &Transfers, job: &Job, i: usize) {
-    let Some(rec) = lock(&job.progress).file.tasks.get(i).cloned() else {
-        return;
-    };
+/// A task whose copy is complete, waiting for its verification.
+struct Copied {
+    task: usize,
+    job: CopyJob,
+    name: String,
+}
+
+/// A task whose copy or verification panicked fails; the others go on.
+fn panicked(job: &Job, task: usize) {
+    let error = "internal error: the copy panicked".to_string();
+    job.oplog.line(&format!("failed task {task}: {error}"));
+    job.update(task, |t| t.state = TaskState::Failed { error });
+}
+
+/// What a worker does with task `i`: copy from where it stopped; the
+/// complete copy, to be counted and recorded (`verify_task`).
+fn run_task(svc: &Transfers, job: &Job, i: usize) -> Option<Copied> {
+    let rec = lock(&job.progress).file.tasks.get(i).cloned()?;
     let name = format!(
         "{} -> {} {}.{}.{}",
         rec.source, rec.dest, rec.db, rec.rp, rec.mm
@@ -484,7 +526,7 @@ fn run_task(svc: &Transfers, job: &Job, i: usize) {
         let error = "backend no longer in the config".to_string();
         job.oplog.line(&format!("failed {name}: {error}"));
         job.update(i, |t| t.state = TaskState::Failed { error });
-        return;
+        return None;
     };
     let since_ns = job.op.since.saturating_mul(1_000_000_000);
     let mut cj = CopyJob {
@@ -502,11 +544,15 @@ fn run_task(svc: &Transfers, job: &Job, i: usize) {
             cj.since_ns = last_time.max(since_ns);
         }
         if !copy_task(svc, job, i, &mut cj, &name) {
-            return;
+            return None;
         }
     }
     cj.since_ns = since_ns;
-    verify_task(svc, job, i, &cj, &name);
+    Some(Copied {
+        task: i,
+        job: cj,
+        name,
+    })
 }
 
 /// Copies with retries; true when the copy is complete.
