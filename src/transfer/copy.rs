@@ -13,12 +13,18 @@
 //! `chunked=true&chunk_size=<batch, at most 5,000>&epoch=ns`, read one JSON
 //! document (one line) at a time into a reused buffer, each row turned into
 //! line protocol in a reused batch buffer. Every `batch` rows the batch
-//! goes to the copy's poster thread, which gzips it with a reused
-//! compressor and POSTs it to `/write?db=&rp=&precision=ns` while the next
-//! batch is built. Memory is one chunk plus two batches, whatever the size
-//! of the measurement. `SELECT *` answers rows in time order, so the time
-//! of the last row of an accepted batch (`Progress::last_time`) is a
-//! watermark: everything before it is on the destination, and a copy
+//! goes to one of the copy's [`IN_FLIGHT`] poster threads, which gzips it
+//! with a reused compressor and POSTs it to `/write?db=&rp=&precision=ns`
+//! while the next batches are built: influxd takes a few concurrent writes
+//! faster than one at a time. A copy always has one batch out; more only
+//! while the process has fewer than [`SHARED_IN_FLIGHT`] out, so a lone
+//! copy gets the concurrency and five parallel ones do not flood the
+//! destinations. Memory is one chunk plus `IN_FLIGHT + 1` batches,
+//! whatever the size of the measurement. Batches are settled in
+//! the order they were built, whatever order their POSTs end in.
+//! `SELECT *` answers rows in time order, so the time of the last row of
+//! the last batch settled (`Progress::last_time`) is a watermark:
+//! everything before it is on the destination, and a copy
 //! resumed with `since_ns = last_time` redoes at most the rows of that
 //! instant, which InfluxDB stores once (a point written twice is the same
 //! point). A stream broken in the middle is opened again from that
@@ -42,7 +48,7 @@
 
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,6 +146,16 @@ const IO_BUFFER: usize = 64 << 10;
 /// Rows per chunk of a copy's answer, whatever the batch: a chunk is held
 /// as JSON text and parsed rows, a batch only as line protocol.
 const MAX_CHUNK_ROWS: usize = 5_000;
+
+/// Batches of one copy POSTed at the same time (one poster thread each).
+pub const IN_FLIGHT: usize = 3;
+
+/// Batches of all copies of the process POSTed at the same time, beyond
+/// the one each copy may always have.
+pub const SHARED_IN_FLIGHT: usize = 4;
+
+/// Batches of all copies POSTed and not settled yet.
+static POSTS_OUT: AtomicUsize = AtomicUsize::new(0);
 /// Rows per chunk of a schema question's answer (`SHOW ...`): chunked, so
 /// that no `max-row-limit` of the backend truncates it.
 const SHOW_CHUNK: &str = "10000";
@@ -280,18 +296,21 @@ pub fn copy_measurement(
         return Err(CopyError::Stopped);
     }
     let schema = schema(c, &job.source, &job.db, &job.rp, &job.measurement)?;
-    // The destination's POSTs run on a thread of their own, so that the
-    // next batch is read and built while the last one is written: one
-    // batch in flight, one being built.
-    let (batches, poster_in) = bounded::<Batch>(1);
-    let (poster_out, posted) = bounded::<Posted>(1);
+    // The destination's POSTs run on threads of their own, so that the
+    // next batch is read and built while the last ones are written.
+    let (batches, poster_in) = bounded::<Batch>(IN_FLIGHT);
+    let (poster_out, posted) = bounded::<Posted>(IN_FLIGHT);
     std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("transfer-post".into())
-            .spawn_scoped(scope, move || {
-                post_batches(c, job, stop, poster_in, poster_out)
-            })
-            .map_err(|e| unreachable(&job.dest, format!("cannot start a thread: {e}")))?;
+        for _ in 0..IN_FLIGHT {
+            let (poster_in, poster_out) = (poster_in.clone(), poster_out.clone());
+            std::thread::Builder::new()
+                .name("transfer-post".into())
+                .spawn_scoped(scope, move || {
+                    post_batches(c, job, stop, poster_in, poster_out)
+                })
+                .map_err(|e| unreachable(&job.dest, format!("cannot start a thread: {e}")))?;
+        }
+        drop((poster_in, poster_out));
         let mut copier = Copier {
             c,
             job,
@@ -300,12 +319,15 @@ pub fn copy_measurement(
             read: http_client::agent(c.timeout, IO_BUFFER, 4 << 10),
             batches,
             posted,
-            in_flight: false,
+            in_flight: 0,
+            sent: 0,
+            settled: 0,
+            arrived: Vec::with_capacity(IN_FLIGHT),
+            spares: Vec::with_capacity(IN_FLIGHT),
             batch: job.batch.max(1),
             lines: LineWriter::new(&job.measurement),
             chunk: Vec::with_capacity(IO_BUFFER),
             body: Vec::with_capacity(IO_BUFFER),
-            spare: Vec::with_capacity(IO_BUFFER),
             rows: 0,
             pass_last: i64::MIN,
             progress: Progress {
@@ -436,6 +458,8 @@ enum Pass<'a> {
 /// A batch of line protocol for the poster thread; `last_time` is the
 /// watermark it moves, if any.
 struct Batch {
+    /// Its place in the order batches were built.
+    seq: u64,
     body: Vec<u8>,
     rows: usize,
     last_time: Option<i64>,
@@ -458,8 +482,13 @@ struct Copier<'j> {
     read: ureq::Agent,
     batches: Sender<Batch>,
     posted: Receiver<Posted>,
-    /// A batch was handed to the poster and is not back yet.
-    in_flight: bool,
+    /// Batches handed to the posters and not settled yet.
+    in_flight: usize,
+    /// Sequence numbers of the next batch sent and the next to settle.
+    sent: u64,
+    settled: u64,
+    /// Batches back from the posters before an earlier one.
+    arrived: Vec<Posted>,
     batch: usize,
     schema: Schema,
     lines: LineWriter,
@@ -467,8 +496,8 @@ struct Copier<'j> {
     chunk: Vec<u8>,
     /// Line protocol of the batch being built, `rows` lines.
     body: Vec<u8>,
-    /// The buffer of the last batch back from the poster.
-    spare: Vec<u8>,
+    /// Buffers of batches back from the posters, for reuse.
+    spares: Vec<Vec<u8>>,
     rows: usize,
     /// Time of the last row of this pass in `body`.
     pass_last: i64,
@@ -600,15 +629,24 @@ impl Copier<'_> {
         }
     }
 
-    /// Hands the batch built so far to the poster, once the one before
-    /// it is accepted.
+    /// Hands the batch built so far to a poster, once fewer than
+    /// [`IN_FLIGHT`] are out; then looks at `stop`.
     fn flush(&mut self, pass: Pass<'_>) -> Result<(), CopyError> {
         if self.rows == 0 {
             return Ok(());
         }
-        self.settle()?;
-        let body = std::mem::replace(&mut self.body, std::mem::take(&mut self.spare));
+        let crowded = self.in_flight > 0
+            && (self.in_flight >= IN_FLIGHT
+                || POSTS_OUT.load(Ordering::Relaxed) >= SHARED_IN_FLIGHT);
+        if crowded {
+            self.settle_one()?;
+        }
+        if self.stop.load(Ordering::Acquire) {
+            return Err(CopyError::Stopped);
+        }
+        let body = std::mem::replace(&mut self.body, self.spares.pop().unwrap_or_default());
         let batch = Batch {
+            seq: self.sent,
             body,
             rows: self.rows,
             last_time: matches!(pass, Pass::All).then_some(self.pass_last),
@@ -617,36 +655,66 @@ impl Copier<'_> {
         self.batches
             .send(batch)
             .map_err(|_| unreachable(&self.job.dest, "the poster thread is gone"))?;
-        self.in_flight = true;
+        self.sent += 1;
+        self.in_flight += 1;
+        POSTS_OUT.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Waits for the batch in flight: counts it and reports progress once
-    /// accepted; then looks at `stop`.
+    /// Waits for every batch in flight (see [`Copier::settle_one`]); then
+    /// looks at `stop`.
     fn settle(&mut self) -> Result<(), CopyError> {
-        if self.in_flight {
-            let Posted {
-                batch,
-                bytes,
-                result,
-            } = self
-                .posted
-                .recv()
-                .map_err(|_| unreachable(&self.job.dest, "the poster thread is gone"))?;
-            self.in_flight = false;
-            self.spare = batch.body;
-            result?;
-            self.progress.points += batch.rows as u64;
-            self.progress.bytes += bytes as u64;
-            if let Some(t) = batch.last_time {
-                self.progress.last_time = t;
-            }
-            (self.on_batch)(&self.progress)?;
+        while self.in_flight > 0 {
+            self.settle_one()?;
         }
         if self.stop.load(Ordering::Acquire) {
             return Err(CopyError::Stopped);
         }
         Ok(())
+    }
+
+    /// Waits for the oldest batch in flight: counts it and reports
+    /// progress once accepted. Batches that end before it wait in
+    /// `arrived`, so the watermark only moves over accepted rows.
+    fn settle_one(&mut self) -> Result<(), CopyError> {
+        let next = loop {
+            if let Some(i) = self
+                .arrived
+                .iter()
+                .position(|p| p.batch.seq == self.settled)
+            {
+                break self.arrived.swap_remove(i);
+            }
+            let p = self
+                .posted
+                .recv()
+                .map_err(|_| unreachable(&self.job.dest, "the poster thread is gone"))?;
+            self.arrived.push(p);
+        };
+        let Posted {
+            batch,
+            bytes,
+            result,
+        } = next;
+        self.in_flight -= 1;
+        POSTS_OUT.fetch_sub(1, Ordering::Relaxed);
+        self.settled += 1;
+        self.spares.push(batch.body);
+        result?;
+        self.progress.points += batch.rows as u64;
+        self.progress.bytes += bytes as u64;
+        if let Some(t) = batch.last_time {
+            self.progress.last_time = t;
+        }
+        (self.on_batch)(&self.progress)
+    }
+}
+
+impl Drop for Copier<'_> {
+    /// A copy that ends with batches out (an error, a stop) gives their
+    /// share of [`SHARED_IN_FLIGHT`] back.
+    fn drop(&mut self) {
+        POSTS_OUT.fetch_sub(self.in_flight, Ordering::Relaxed);
     }
 }
 
