@@ -51,10 +51,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
         &health_stop,
     )
     .map_err(|e| format!("cannot start the pingers: {e}"))?;
+    let spools = (0..cluster.backends.len())
+        .map(|id| writers.spool(id).cloned())
+        .collect();
     let write = WriteService::new(&cfg, Arc::clone(&cluster), writers);
     let transfer = Arc::new(Transfers::new(
         Arc::clone(&cluster),
         transfer::Settings::from_config(&cfg),
+        spools,
     ));
     let (listener, listen) = server::bind(&cfg)?;
     let state = Arc::new(State::new(

@@ -11,6 +11,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use common::query;
 use common::transfer::*;
 use common::*;
@@ -189,7 +191,7 @@ fn rebalance_add_moves_every_measurement_to_its_owner() {
         t.elapsed()
     );
     let state = transfer_state(&proxy);
-    let want = serde_json::json!({
+    let want = json!({
         "circles": [{"id": 0, "name": "circle-1", "transferring": false}],
         "resyncing": false,
     });
@@ -274,8 +276,7 @@ fn rebalance_rm_moves_the_removed_backends_measurements() {
     );
 
     restart_with_config(&mut proxy, one_circle(&backends[..2]));
-    let body =
-        serde_json::json!({"backends": [{"name": backend_name(0, 2), "url": backends[2].url()}]});
+    let body = json!({"backends": [{"name": backend_name(0, 2), "url": backends[2].url()}]});
     start_transfer(
         &proxy,
         "/rebalance",
@@ -607,5 +608,50 @@ fn target_dying_mid_copy_fails_the_transfer_and_a_new_post_resumes_it() {
         &b,
         &reference,
         &corpus,
+    );
+}
+
+/// Points acknowledged under the old ring and still in an old owner's
+/// spool when the rebalance starts (the backend took no writes for a
+/// while) are moved too: the rebalance waits for the source's spool before
+/// listing it, instead of listing it without them and leaving them behind
+/// on it once delivered.
+#[test]
+fn points_still_spooled_for_an_old_owner_are_moved_too() {
+    let all = Influxd::start_many(3);
+    // A measurement owned by backend 1 of two and by backend 2 of three.
+    let mm = (0..200)
+        .map(|i| format!("spooled{i}"))
+        .find(|m| owner("db", m, 2) == 1 && owner("db", m, 3) == 2)
+        .expect("a measurement that moves from backend 1 to backend 2");
+    for d in &all {
+        d.create_db("db");
+    }
+    // Backend 1 answers pings and queries but refuses writes until opened.
+    let gate = WriteGate::start(&all[1]);
+    let urls = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| if i == 1 { gate.url() } else { all[i].url() })
+            .collect()
+    };
+    let mut proxy = Proxy::start(config_for_urls(&[urls(2)]));
+    let body: String = (0..50)
+        .map(|i| format!("{mm},k=v v={i}i {}\n", 1_600_000_000_000_000_000i64 + i))
+        .collect();
+    assert_eq!(proxy.write("db", None, &body).0, 204);
+    restart_with_config(&mut proxy, config_for_urls(&[urls(3)]));
+    // The points reach backend 1 a second after the rebalance began.
+    gate.open_after(Duration::from_secs(1));
+    start_transfer(
+        &proxy,
+        "/rebalance",
+        &[("circle_id", "0"), ("operation", "add")],
+        b"",
+    );
+    wait_transfer(&proxy, "rebalance", "done", TRANSFER);
+    assert_eq!(
+        all[2].count_v("db", &mm),
+        50,
+        "the spooled points reached the new owner"
     );
 }

@@ -89,6 +89,9 @@ pub struct Transfers {
     settings: Settings,
     /// `ha_addrs` as last given (kept across operations, as the Go proxy).
     ha_addrs: Mutex<Vec<String>>,
+    /// The spool of each backend of the cluster, by id (`None`: none
+    /// opened), to wait for what a source still has to deliver.
+    spools: Vec<Option<Arc<crate::spool::Shared>>>,
     /// The current or last operation.
     job: Mutex<Option<Arc<Job>>>,
     /// Per peer address, the last notification's error ("" = delivered).
@@ -102,10 +105,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Transfers {
-    pub fn new(cluster: Arc<Cluster>, settings: Settings) -> Transfers {
+    /// `spools`: each backend's spool by id, as [`crate::writer::Writers::spool`]
+    /// gives them.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        settings: Settings,
+        spools: Vec<Option<Arc<crate::spool::Shared>>>,
+    ) -> Transfers {
         Transfers {
             cluster,
             settings,
+            spools,
             ha_addrs: Mutex::new(Vec::new()),
             job: Mutex::new(None),
             peer_report: Mutex::new(BTreeMap::new()),

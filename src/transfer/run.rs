@@ -361,6 +361,10 @@ fn copy_all(
     Ok(())
 }
 
+/// How long planning waits for a source's spool to deliver what it held
+/// when the operation started.
+const SPOOL_DRAIN: Duration = Duration::from_secs(60);
+
 /// Lists every source and plans the tasks into the file.
 fn make_plan(svc: &Transfers, job: &Job) -> Result<(), String> {
     let client = &svc.settings.client;
@@ -370,6 +374,21 @@ fn make_plan(svc: &Transfers, job: &Job) -> Result<(), String> {
             job.oplog.line(&format!("skipped {}: inactive", src.url));
             job.note_error(&src.url, "inactive: skipped");
             continue;
+        }
+        // Points acknowledged before the operation and still in the
+        // source's spool may be of measurements it no longer owns: they
+        // must be on it before it is listed and copied, or they would
+        // stay behind on it (and a cleanup would drop them).
+        if let Some(spool) = svc.spools.get(src.id).and_then(Option::as_ref) {
+            if !spool.wait_delivered(spool.head(), SPOOL_DRAIN) {
+                let error = format!(
+                    "the spool of backend {} still holds points after {} s: retry once /health shows its records_waiting at 0",
+                    src.name,
+                    SPOOL_DRAIN.as_secs()
+                );
+                job.note_error(&src.url, &error);
+                return Err(error);
+            }
         }
         let listing = list(client, &src, &job.op.dbs).map_err(|e| {
             job.note_error(&src.url, &e.to_string());

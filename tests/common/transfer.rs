@@ -943,3 +943,100 @@ pub fn wait_acked_on_owners(backends: &[&Influxd], acked: &[Acked], timeout: Dur
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+// ---------------------------------------------------------------------------
+// A backend whose writes can be held back.
+
+/// An HTTP front of a real influxd that passes every request through,
+/// except `/write` while closed (503): a backend that answers pings and
+/// queries but does not take writes yet, so the proxy's spool of it keeps
+/// its points for as long as the test wants.
+pub struct WriteGate {
+    pub port: u16,
+    open: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriteGate {
+    /// Starts closed in front of `target`.
+    pub fn start(target: &Influxd) -> WriteGate {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the write gate");
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let (open, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (is_open, stopping, base) = (Arc::clone(&open), Arc::clone(&stop), target.url());
+        let thread = thread::spawn(move || {
+            let agent = agent(Duration::from_secs(30));
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok(Some(mut req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                if req.url().starts_with("/write") && !is_open.load(Ordering::Relaxed) {
+                    let _ = req.respond(
+                        tiny_http::Response::from_string("{\"error\":\"gate closed\"}")
+                            .with_status_code(503),
+                    );
+                    continue;
+                }
+                let mut body = Vec::new();
+                let _ = std::io::Read::read_to_end(req.as_reader(), &mut body);
+                let headers: Vec<(String, String)> = req
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.to_string(), h.value.to_string()))
+                    .filter(|(name, _)| {
+                        ["authorization", "content-encoding", "content-type"]
+                            .contains(&name.to_ascii_lowercase().as_str())
+                    })
+                    .collect();
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let method = if req.method() == &tiny_http::Method::Post {
+                    "POST"
+                } else {
+                    "GET"
+                };
+                let url = format!("{base}{}", req.url());
+                let answer = match http_send(&agent, method, &url, &[], &pairs, &body) {
+                    Ok(r) => tiny_http::Response::from_data(r.body.into_bytes())
+                        .with_status_code(r.status),
+                    Err(e) => tiny_http::Response::from_string(e).with_status_code(502),
+                };
+                let _ = req.respond(answer);
+            }
+        });
+        WriteGate {
+            port,
+            open,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Lets writes through once `delay` has passed (from another thread).
+    pub fn open_after(&self, delay: Duration) {
+        let open = Arc::clone(&self.open);
+        thread::spawn(move || {
+            thread::sleep(delay);
+            open.store(true, Ordering::Relaxed);
+        });
+    }
+}
+
+impl Drop for WriteGate {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
