@@ -655,3 +655,59 @@ fn points_still_spooled_for_an_old_owner_are_moved_too() {
         "the spooled points reached the new owner"
     );
 }
+
+/// A measurement dropped on its source while the rebalance copies: no
+/// panic, the operation ends (done, or failed naming it and done after a
+/// second POST), and every other moving measurement is whole on its owner.
+#[test]
+fn a_source_measurement_dropped_mid_copy_loses_nothing_else() {
+    let Loaded {
+        all,
+        reference,
+        corpus,
+        mut proxy,
+    } = load_bulk();
+    let moving: Vec<(&str, String)> = corpus.moving(2, 3).into_iter().collect();
+    let (db, dropped) = moving.last().cloned().expect("a moving measurement");
+    let params = [
+        ("circle_id", "0"),
+        ("operation", "add"),
+        ("worker", "1"),
+        ("batch", "500"),
+    ];
+    start_transfer(&proxy, "/rebalance", &params, b"");
+    poll_for(Duration::from_secs(60), "the rebalance under way", || {
+        partly_done(&transfer_stats(&proxy, 0, "rebalance")).then_some(())
+    });
+    drop_measurement(&all[owner(db, &dropped, 2)], db, &dropped);
+    let ended = poll_for(TRANSFER, "the rebalance over", || {
+        let state = transfer_state(&proxy);
+        let st = state["operation"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        matches!(st.as_str(), "done" | "failed").then_some(st)
+    });
+    proxy.assert_running();
+    eprintln!("the rebalance ended {ended} after {dropped} was dropped");
+    if ended == "failed" {
+        let log =
+            std::fs::read_to_string(tlog_dir(&proxy).join("rebalance.log")).unwrap_or_default();
+        assert!(log.contains(&dropped), "the log names {dropped}:\n{log}");
+        start_transfer(&proxy, "/rebalance", &params, b"");
+        wait_transfer(&proxy, "rebalance", "done", TRANSFER);
+    }
+    for (db, mm) in moving.iter().filter(|(_, mm)| *mm != dropped) {
+        let key = corpus
+            .parts
+            .iter()
+            .map(|p| &p.key)
+            .find(|k| k.db == *db && k.mm == *mm)
+            .expect("a part of the corpus");
+        assert_eq!(
+            count_points(&all[owner(db, mm, 3)], key),
+            count_points(&reference, key),
+            "{db}.{mm} whole on its new owner"
+        );
+    }
+}
