@@ -16,7 +16,7 @@
 //!   circles, merged and de-duplicated.
 //! - A circle a transfer is filling is read only when no other circle can
 //!   answer. Inside it, a measurement being moved is read from its source
-//!   (see [`readers_of`]), the old owner, alone or with the new owner when
+//!   (see `readers_of`), the old owner, alone or with the new owner when
 //!   their answers merge exactly; repeated rows are dropped then.
 //! - DDL (`CREATE/DROP DATABASE`, retention policies, `DROP MEASUREMENT`,
 //!   `DROP SERIES`, `DELETE`) goes to every backend that should get it: a
@@ -309,7 +309,7 @@ impl QueryService {
 
     /// The backends of circle `c` that hold what a statement reads. Each
     /// source is placed with its own database (`FROM a, db2.rp.b`); a
-    /// measurement the circle is moving is read as [`readers_of`] says.
+    /// measurement the circle is moving is read as `readers_of` says.
     /// Without `FROM` or with a regex source, every backend of the circle
     /// and every removed backend it is still moving data from.
     fn circle_targets(&self, c: usize, stmt: &Statement, db: &str) -> Plan {

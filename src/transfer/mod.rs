@@ -7,9 +7,11 @@
 //! - [`plan`]: what to copy where, a pure function of the cluster and what
 //!   each source holds.
 //! - [`copy`]: reading a measurement from one backend and writing it to
-//!   another, counting points, the schema questions.
-//! - [`run`]: one operation's coordinator thread and its pool of copy
-//!   workers; the cleanup.
+//!   another, counting points, the schema questions ([`lines`]: its pure
+//!   half, answers in and line protocol out).
+//! - [`run`]: one operation's coordinator thread and the [`run::Job`] it
+//!   shares; [`tasks`]: its copy workers and verifier; [`cleanup`]: the
+//!   drops a cleanup makes, with their proof.
 //! - [`tlog`]: what survives a crash in `tlog_dir` (the running operation,
 //!   the verified copies, the operation log).
 //! - [`peers`]: telling the other proxies of `ha_addrs`.
@@ -23,6 +25,7 @@
 //! the destination were checked, and only verified copies let a cleanup
 //! drop data (unless `force`).
 
+pub mod cleanup;
 pub mod copy;
 pub mod endpoint;
 pub mod lines;
@@ -30,6 +33,7 @@ pub mod peers;
 pub mod plan;
 pub mod run;
 pub mod stats;
+pub mod tasks;
 pub mod tlog;
 
 use std::collections::BTreeMap;
