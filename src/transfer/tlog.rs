@@ -324,18 +324,31 @@ pub fn verified(dir: &Path) -> io::Result<HashSet<CopyKey>> {
     Ok(out)
 }
 
-/// `<tlog_dir>/<operation>.log`: the human record of an operation.
+/// `<tlog_dir>/<operation>.log`: the human record of an operation. Past
+/// [`OPLOG_LIMIT`] bytes it is rotated as the Go proxy rotates its own:
+/// `<operation>.log.1` is the newest of [`OPLOG_BACKUPS`] kept.
 pub struct OpLog {
-    file: Mutex<Option<File>>,
+    path: PathBuf,
+    limit: u64,
+    file: Mutex<Option<(File, u64)>>,
 }
+
+/// Size of an operation log before it is rotated.
+pub const OPLOG_LIMIT: u64 = 100 << 20;
+/// Rotated operation logs kept.
+pub const OPLOG_BACKUPS: usize = 5;
 
 impl OpLog {
     /// Opens (appending) `<dir>/<name>.log`; when it cannot be opened the
     /// lines go to the proxy's log only.
     pub fn open(dir: &Path, name: &str) -> OpLog {
+        OpLog::with_limit(dir, name, OPLOG_LIMIT)
+    }
+
+    /// [`OpLog::open`], rotated past `limit` bytes.
+    pub fn with_limit(dir: &Path, name: &str, limit: u64) -> OpLog {
         let path = dir.join(format!("{name}.log"));
-        let file = std::fs::create_dir_all(dir)
-            .and_then(|()| OpenOptions::new().create(true).append(true).open(&path));
+        let file = std::fs::create_dir_all(dir).and_then(|()| open_append(&path));
         let file = match file {
             Ok(f) => Some(f),
             Err(e) => {
@@ -344,6 +357,8 @@ impl OpLog {
             }
         };
         OpLog {
+            path,
+            limit,
             file: Mutex::new(file),
         }
     }
@@ -353,14 +368,51 @@ impl OpLog {
         let Ok(mut guard) = self.file.lock() else {
             return;
         };
-        if let Some(f) = guard.as_mut() {
-            let line = format!("{} {text}\n", crate::log::timestamp());
-            if let Err(e) = f.write_all(line.as_bytes()) {
-                crate::log!("transfer: cannot write the operation log: {e}");
-                *guard = None;
+        let line = format!("{} {text}\n", crate::log::timestamp());
+        if guard
+            .as_ref()
+            .is_some_and(|(_, size)| size + line.len() as u64 > self.limit && *size > 0)
+        {
+            *guard = None;
+            match self.rotate() {
+                Ok(f) => *guard = Some(f),
+                Err(e) => crate::log!("transfer: cannot rotate {}: {e}", self.path.display()),
+            }
+        }
+        if let Some((f, size)) = guard.as_mut() {
+            match f.write_all(line.as_bytes()) {
+                Ok(()) => *size += line.len() as u64,
+                Err(e) => {
+                    crate::log!("transfer: cannot write the operation log: {e}");
+                    *guard = None;
+                }
             }
         }
     }
+
+    /// Shifts `<name>.log.<k>` to `.<k+1>` (the oldest dropped), the log
+    /// to `.1`, and opens a new one.
+    fn rotate(&self) -> std::io::Result<(File, u64)> {
+        let numbered = |k: usize| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{k}"));
+            PathBuf::from(p)
+        };
+        for k in (1..OPLOG_BACKUPS).rev() {
+            if numbered(k).exists() {
+                std::fs::rename(numbered(k), numbered(k + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, numbered(1))?;
+        open_append(&self.path)
+    }
+}
+
+/// `path` opened for appending, with its size.
+fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+    let f = OpenOptions::new().create(true).append(true).open(path)?;
+    let size = f.metadata()?.len();
+    Ok((f, size))
 }
 
 #[cfg(test)]
@@ -520,5 +572,33 @@ mod tests {
         assert!(text.ends_with(" started db.autogen.cpu\n"), "{text}");
         assert_eq!(&text[4..5], "/");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn operation_log_is_rotated_past_its_limit_keeping_five() {
+        let dir = std::env::temp_dir().join(format!("oplog-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = OpLog::with_limit(&dir, "rebalance", 200);
+        for i in 0..100 {
+            log.line(&format!("line {i:03} {}", "x".repeat(40)));
+        }
+        let current = std::fs::read_to_string(dir.join("rebalance.log")).unwrap();
+        assert!(
+            current.len() <= 200 && current.contains("line 099"),
+            "{current}"
+        );
+        for k in 1..=OPLOG_BACKUPS {
+            let backup = std::fs::read_to_string(dir.join(format!("rebalance.log.{k}"))).unwrap();
+            assert!(
+                !backup.is_empty() && backup.len() <= 200,
+                "backup {k}: {backup}"
+            );
+        }
+        assert!(!dir
+            .join(format!("rebalance.log.{}", OPLOG_BACKUPS + 1))
+            .exists());
+        let newest = std::fs::read_to_string(dir.join("rebalance.log.1")).unwrap();
+        assert!(newest < current, "{newest} then {current}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
