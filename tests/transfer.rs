@@ -540,7 +540,23 @@ fn cleanup_unverified_drops_nothing_unless_forced() {
     assert!(holds("placed", true) && holds("fewer", true) && holds("covered", true));
     assert!(
         stats_sum(&stats, "measurements_unverified") >= 2,
-        "unverified listed: {stats}"
+        "unverified counted: {stats}"
+    );
+    let listed: Vec<String> = stats
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, s)| {
+            s["unverified_measurements"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        listed.contains(&"cl.absent".to_string()) && listed.contains(&"cl.fewer".to_string()),
+        "unverified listed by name: {stats}"
     );
     let log = std::fs::read_to_string(tlog_dir(&proxy).join("cleanup.log")).unwrap_or_default();
     assert!(

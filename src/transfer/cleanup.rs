@@ -30,6 +30,8 @@ pub struct CleanupStats {
     pub verified: u64,
     /// Kept: no proof of a copy.
     pub unverified: u64,
+    /// The kept ones, as `db.measurement`.
+    pub kept: Vec<String>,
 }
 
 /// Drops from each backend of the circle the measurements owned by
@@ -102,13 +104,19 @@ pub(super) fn cleanup(svc: &Transfers, job: &Job) -> Result<(), String> {
                         ));
                     }
                     Ok(false) => {
-                        stats(&|s| s.unverified += 1);
+                        stats(&|s| {
+                            s.unverified += 1;
+                            s.kept.push(format!("{}.{mm}", db.name));
+                        });
                         job.oplog.line(&format!(
                             "kept {name}: no verified copy, the owner holds fewer points"
                         ));
                     }
                     Err(e) => {
-                        stats(&|s| s.unverified += 1);
+                        stats(&|s| {
+                            s.unverified += 1;
+                            s.kept.push(format!("{}.{mm}", db.name));
+                        });
                         job.note_error(&b.url, &e.to_string());
                         job.oplog.line(&format!("kept {name}: {e}"));
                     }

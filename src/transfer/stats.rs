@@ -11,7 +11,8 @@
 //! the Go keys `database_total`, `database_done`, `measurement_total`,
 //! `measurement_done`, `transfer_count`, `inplace_count`, and
 //! `points_copied`, `bytes_copied`, `points_per_second`,
-//! `measurements_verified`, `measurements_unverified`, `last_error`,
+//! `measurements_verified`, `measurements_unverified` (and their names in
+//! `unverified_measurements`, when there are any), `last_error`,
 //! `state` (`idle` before any operation). For a copy, a "measurement" is
 //! one measurement of one retention policy (a task); `transfer_count`
 //! counts those copied. For a cleanup, `transfer_count` counts the
@@ -42,6 +43,10 @@ pub struct BackendStats {
     pub points_per_second: f64,
     pub measurements_verified: u64,
     pub measurements_unverified: u64,
+    /// Those measurements by name (`db.rp.measurement` for a copy,
+    /// `db.measurement` for a cleanup), when there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unverified_measurements: Vec<String>,
     pub last_error: String,
     pub state: String,
 }
@@ -116,6 +121,7 @@ fn fill(job: &Job, circle: usize, state: &str, out: &mut BTreeMap<String, Backen
                 s.inplace_count = c.inplace;
                 s.measurements_verified = c.verified;
                 s.measurements_unverified = c.unverified;
+                s.unverified_measurements = c.kept.clone();
             }
         }
         return;
@@ -147,10 +153,12 @@ fn fill(job: &Job, circle: usize, state: &str, out: &mut BTreeMap<String, Backen
             .iter()
             .filter(|t| matches!(t.state, TaskState::Verified { .. }))
             .count() as u64;
-        s.measurements_unverified = tasks
+        s.unverified_measurements = tasks
             .iter()
             .filter(|t| matches!(t.state, TaskState::Unverified { .. }))
-            .count() as u64;
+            .map(|t| format!("{}.{}.{}", t.db, t.rp, t.mm))
+            .collect();
+        s.measurements_unverified = s.unverified_measurements.len() as u64;
         if s.last_error.is_empty() {
             if let Some(TaskState::Failed { error }) = tasks
                 .iter()
