@@ -469,3 +469,81 @@ fn rebalance_add_keeps_every_query_whole_and_every_write_on_its_owner() {
         );
     }
 }
+
+/// A peer of the proxy running a rebalance (`ha_addrs`) in a one-circle
+/// cluster learns the moves with `transferring=true`: it reads a moving
+/// measurement from its source (whole, not what the new owner has so far)
+/// and sends its writes there too, so aggregates answered from the source
+/// count them.
+#[test]
+fn a_peer_reads_and_writes_moving_measurements_as_the_proxy_running_the_move() {
+    const MOVING: i64 = 100_000;
+    let influxds = Influxd::start_many(2);
+    for d in &influxds {
+        d.create_db(DB);
+    }
+    let mm = (0..100)
+        .map(|i| format!("peer{i}"))
+        .find(|m| owner(DB, m, 2) == 1)
+        .expect("a measurement the second backend owns");
+    let body: String = (0..MOVING)
+        .map(|i| format!("{mm},src=pre v={i} {}\n", 1_600_000_000 + i))
+        .collect();
+    let w = influxds[0].write(DB, Some("s"), body.as_bytes());
+    assert_eq!(w.status, 204, "{}", w.body);
+    let config = config_for_urls(&[vec![influxds[0].url(), influxds[1].url()]]);
+    let running = Proxy::start(config.clone());
+    let peer = Proxy::start(config);
+    let addrs = format!("127.0.0.1:{},127.0.0.1:{}", running.port(), peer.port());
+    let r = http_post(
+        &format!("{}/rebalance", running.url()),
+        &[
+            ("circle_id", "0"),
+            ("operation", "add"),
+            ("worker", "1"),
+            ("batch", "20"),
+            ("ha_addrs", &addrs),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!((r.status, r.body.as_str()), (202, "accepted\n"));
+    let count = |p: &Proxy| {
+        let q = format!("SELECT count(v) FROM {}", quote_ident(&mm));
+        let r = http_get(&format!("{}/query", p.url()), &[("db", DB), ("q", &q)]);
+        r.json()["results"][0]["series"][0]["values"][0][1]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count(&peer),
+        MOVING,
+        "the peer reads the moving measurement whole"
+    );
+    let (status, body) = peer.write(DB, Some("s"), &format!("{mm},src=peer v=1 1700000000\n"));
+    assert_eq!(status, 204, "{body}");
+    // Delivered within a flush: an aggregate through the running proxy
+    // (answered by the source alone) counts the peer's write.
+    wait_until(
+        Duration::from_secs(10),
+        "the peer's write on the source",
+        || count(&running) == MOVING + 1,
+    );
+    assert!(
+        transfer_state(&running).0,
+        "the move was still running when checked: make it larger"
+    );
+    poll_for(Duration::from_secs(120), "the rebalance done", || {
+        (transfer_state(&running) == (false, "done".to_string())).then_some(())
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "the peer told the move ended",
+        || !transfer_state(&peer).0,
+    );
+    assert_eq!(
+        count(&peer),
+        MOVING + 1,
+        "the peer reads the new owner, whole"
+    );
+}

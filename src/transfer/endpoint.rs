@@ -103,7 +103,7 @@ pub fn state(svc: &Transfers, req: &mut Request, pretty: bool) -> Result<Respons
     if req.method == "GET" {
         return Ok(Response::json(200, &stats::state(svc), pretty));
     }
-    let (params, _) = read(req)?;
+    let (params, body) = read(req)?;
     let c = svc.cluster();
     let mut echo = serde_json::Map::new();
     let resyncing = params.get("resyncing");
@@ -117,6 +117,9 @@ pub fn state(svc: &Transfers, req: &mut Request, pretty: bool) -> Result<Respons
         let on = parse_bool(params.get("transferring"))
             .ok_or_else(|| ApiError::bad_request("illegal transferring"))?;
         c.set_transferring(id, on);
+        if on {
+            begin_peer_moves(svc, &body);
+        }
         echo.insert(
             "circle".into(),
             serde_json::json!({"id": id, "name": c.circles[id].name, "transferring": on}),
@@ -126,6 +129,21 @@ pub fn state(svc: &Transfers, req: &mut Request, pretty: bool) -> Result<Respons
         return Err(ApiError::bad_request("missing query parameter"));
     }
     Ok(Response::json(200, &echo, pretty))
+}
+
+/// The moves a peer running the operation sent with `transferring=true`
+/// ([`peers::Moves`]): each whose source is one of our backends is read
+/// and written as the peer does. Another body (none, a form) adds nothing.
+fn begin_peer_moves(svc: &Transfers, body: &[u8]) {
+    let Ok(sent) = serde_json::from_slice::<peers::Moves>(body) else {
+        return;
+    };
+    let c = svc.cluster();
+    for m in sent.moves.iter().filter(|m| m.circle < c.circles.len()) {
+        if let Some(source) = c.backends.iter().find(|b| b.url == m.source) {
+            c.begin_move(m.circle, &m.db, &m.measurement, Arc::clone(source));
+        }
+    }
 }
 
 /// `GET /transfer/stats?circle_id=&type=`.

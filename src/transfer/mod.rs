@@ -289,11 +289,16 @@ impl Transfers {
     /// `resyncing=..`); what failed is kept for `/transfer/state` and
     /// written to `oplog`.
     pub(crate) fn notify_peers(&self, query: &str, oplog: &tlog::OpLog) {
+        self.notify_peers_with(query, b"", oplog);
+    }
+
+    /// [`Transfers::notify_peers`] with a JSON `body` ([`peers::Moves`]).
+    pub(crate) fn notify_peers_with(&self, query: &str, body: &[u8], oplog: &tlog::OpLog) {
         let addrs = lock(&self.ha_addrs).clone();
         if addrs.is_empty() {
             return;
         }
-        let outcomes = self.settings.peers.notify(&addrs, query);
+        let outcomes = self.settings.peers.notify(&addrs, query, body);
         let mut report = lock(&self.peer_report);
         for (addr, error) in outcomes {
             if error.is_empty() {

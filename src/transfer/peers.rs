@@ -45,6 +45,30 @@ fn valid(addr: &str) -> bool {
         && port.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The measurements a circle of ours is moving, sent to our peers with
+/// `transferring=true` as a JSON body that the Go proxy ignores: a peer of
+/// ours reads them from their sources and writes them there too, as we do,
+/// so that a cluster of one circle answers whole through every proxy.
+/// Sources are named by URL; a peer applies the moves whose source is one
+/// of its backends (a removed backend is not).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Moves {
+    pub moves: Vec<Move>,
+}
+
+/// One measurement moving inside `circle` from the backend at `source`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Move {
+    pub circle: usize,
+    pub db: String,
+    pub measurement: String,
+    pub source: String,
+}
+
+/// Moves sent in one notification (its body stays well under the 1 MB an
+/// endpoint reads).
+pub const MOVES_PER_NOTIFICATION: usize = 4000;
+
 /// How we reach our peers.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
@@ -91,8 +115,9 @@ impl PeerClient {
     }
 
     /// `POST <scheme>://<addr>/transfer/state?<query>` to every peer but
-    /// us; returns per address `""` (2xx) or what went wrong.
-    pub fn notify(&self, addrs: &[String], query: &str) -> Vec<(String, String)> {
+    /// us, with `body` as JSON when not empty (see [`Moves`]); returns per
+    /// address `""` (2xx) or what went wrong.
+    pub fn notify(&self, addrs: &[String], query: &str, body: &[u8]) -> Vec<(String, String)> {
         let agent = crate::http_client::agent(TIMEOUT, 4096, 4096);
         addrs
             .iter()
@@ -103,7 +128,10 @@ impl PeerClient {
                 if let Some(auth) = &self.authorization {
                     req = req.header("Authorization", auth);
                 }
-                let outcome = match req.send(&[][..]) {
+                if !body.is_empty() {
+                    req = req.header("Content-Type", "application/json");
+                }
+                let outcome = match req.send(body) {
                     Ok(r) if r.status().is_success() => String::new(),
                     Ok(r) => format!("status {}", r.status().as_u16()),
                     Err(e) => e.to_string(),

@@ -28,7 +28,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::copy::{self, CopyError};
 use super::plan::{self, DbListing, Kind, Listing};
 use super::tlog::{self, OpLog, SchemaRecord, SourceRecord, TaskRecord, TaskState, TransferFile};
-use super::{cleanup, lock, tasks, Transfers};
+use super::{cleanup, lock, peers, tasks, Transfers};
 use crate::cluster::Backend;
 use crate::log;
 
@@ -372,19 +372,38 @@ fn announce_moves(svc: &Transfers, job: &Job) {
     if !matches!(job.op.kind, Kind::Rebalance | Kind::Recovery) {
         return;
     }
-    let mut p = lock(&job.progress);
-    let mut moving: HashMap<(usize, String, String), usize> = HashMap::new();
-    for t in p.file.tasks.iter().filter(|t| !t.state.is_finished()) {
-        let key = (t.circle, t.db.clone(), t.mm.clone());
-        let n = moving.entry(key).or_default();
-        if *n == 0 {
-            if let Some(src) = svc.backend_by_url(&t.source, &job.removed) {
-                svc.cluster.begin_move(t.circle, &t.db, &t.mm, src);
+    let mut told = Vec::new();
+    {
+        let mut p = lock(&job.progress);
+        let mut moving: HashMap<(usize, String, String), usize> = HashMap::new();
+        for t in p.file.tasks.iter().filter(|t| !t.state.is_finished()) {
+            let key = (t.circle, t.db.clone(), t.mm.clone());
+            let n = moving.entry(key).or_default();
+            if *n == 0 {
+                if let Some(src) = svc.backend_by_url(&t.source, &job.removed) {
+                    svc.cluster.begin_move(t.circle, &t.db, &t.mm, src);
+                }
+                told.push(peers::Move {
+                    circle: t.circle,
+                    db: t.db.clone(),
+                    measurement: t.mm.clone(),
+                    source: t.source.clone(),
+                });
             }
+            *n += 1;
         }
-        *n += 1;
+        p.moving = moving;
     }
-    p.moving = moving;
+    // The peers learn the moves too, before the 202.
+    let query = peer_query(&job.op, true);
+    for chunk in told.chunks(peers::MOVES_PER_NOTIFICATION) {
+        let body = peers::Moves {
+            moves: chunk.to_vec(),
+        };
+        if let Ok(body) = serde_json::to_vec(&body) {
+            svc.notify_peers_with(&query, &body, &job.oplog);
+        }
+    }
 }
 
 /// Plans the copies (unless a resumed tlog holds the plan), saves it,
