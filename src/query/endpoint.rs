@@ -938,6 +938,15 @@ mod tests {
             .collect()
     }
 
+    /// The backends a DDL statement `q` goes to, by name.
+    fn ddl_names(s: &QueryService, q: &str) -> Vec<String> {
+        let stmt = statement::parse(q).unwrap().remove(0);
+        s.ddl_targets(&stmt, "db1")
+            .iter()
+            .map(|b| b.name.clone())
+            .collect()
+    }
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|n| n.to_string()).collect()
     }
@@ -988,13 +997,7 @@ mod tests {
         assert_eq!(in_c1("SELECT count(v) FROM mem"), (names(&["b"]), false));
         assert_eq!(plans(&s, "SELECT v FROM cpu")[0], (names(&["c"]), false));
         // DDL changes the source's copy too.
-        let stmt = statement::parse("DELETE FROM cpu").unwrap().remove(0);
-        let ddl: Vec<String> = s
-            .ddl_targets(&stmt, "db1")
-            .iter()
-            .map(|b| b.name.clone())
-            .collect();
-        assert_eq!(ddl, names(&["a", "b", "c"]));
+        assert_eq!(ddl_names(&s, "DELETE FROM cpu"), names(&["a", "b", "c"]));
         c.end_move(0, "db1", "cpu");
         assert_eq!(in_c1("SELECT count(v) FROM cpu"), (names(&["a"]), false));
     }
@@ -1018,13 +1021,7 @@ mod tests {
         // Whole-circle reads reach it too.
         assert_eq!(c1("SHOW MEASUREMENTS"), (names(&["a", "b", "gone"]), true));
         // DDL never goes to a backend without a spool.
-        let stmt = statement::parse("DELETE FROM cpu").unwrap().remove(0);
-        let ddl: Vec<String> = s
-            .ddl_targets(&stmt, "db1")
-            .iter()
-            .map(|b| b.name.clone())
-            .collect();
-        assert_eq!(ddl, names(&["a", "c"]));
+        assert_eq!(ddl_names(&s, "DELETE FROM cpu"), names(&["a", "c"]));
     }
 
     #[test]

@@ -28,9 +28,7 @@ pub struct CleanupStats {
     pub inplace: u64,
     /// Dropped with proof (a verified copy, or the owner holds as many).
     pub verified: u64,
-    /// Kept: no proof of a copy.
-    pub unverified: u64,
-    /// The kept ones, as `db.measurement`.
+    /// Kept for want of proof of a copy, as `db.measurement`.
     pub kept: Vec<String>,
 }
 
@@ -104,19 +102,13 @@ pub(super) fn cleanup(svc: &Transfers, job: &Job) -> Result<(), String> {
                         ));
                     }
                     Ok(false) => {
-                        stats(&|s| {
-                            s.unverified += 1;
-                            s.kept.push(format!("{}.{mm}", db.name));
-                        });
+                        stats(&|s| s.kept.push(format!("{}.{mm}", db.name)));
                         job.oplog.line(&format!(
                             "kept {name}: no verified copy, the owner holds fewer points"
                         ));
                     }
                     Err(e) => {
-                        stats(&|s| {
-                            s.unverified += 1;
-                            s.kept.push(format!("{}.{mm}", db.name));
-                        });
+                        stats(&|s| s.kept.push(format!("{}.{mm}", db.name)));
                         job.note_error(&b.url, &e.to_string());
                         job.oplog.line(&format!("kept {name}: {e}"));
                     }

@@ -280,7 +280,8 @@ pub fn schema(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendConfig, Config};
+    use crate::cluster::moves::tests::removed;
+    use crate::config::Config;
 
     fn cluster(circles: &[usize]) -> Cluster {
         let circles: Vec<serde_json::Value> = circles
@@ -299,18 +300,6 @@ mod tests {
 
     fn url(c: usize, b: usize) -> String {
         format!("http://10.0.{c}.{b}:8086")
-    }
-
-    fn removed(url: &str, id: usize) -> Arc<Backend> {
-        let cfg = BackendConfig {
-            name: "gone".into(),
-            url: url.into(),
-            username: String::new(),
-            password: String::new(),
-            auth_encrypt: false,
-            write_only: false,
-        };
-        Arc::new(Backend::new(id, 0, &cfg))
     }
 
     fn rp(name: &str) -> RetentionPolicy {
@@ -411,14 +400,14 @@ mod tests {
     #[test]
     fn rebalance_rm_reads_the_removed_backends_first_and_copies_all_they_hold() {
         let c = cluster(&[2]);
-        let gone = removed("http://10.9.9.9:8086", c.backends.len());
+        let gone = removed(c.backends.len(), "http://10.9.9.9:8086");
         let mut o = op(Kind::Rebalance);
         o.operation = "rm".into();
         let srcs = sources(&o, &c, std::slice::from_ref(&gone));
         let urls: Vec<&str> = srcs.iter().map(|b| b.url.as_str()).collect();
         assert_eq!(urls, [gone.url.as_str(), &url(0, 0), &url(0, 1)]);
         // A "removed" backend still in the circle is not read twice.
-        let again = removed(&url(0, 1), 9);
+        let again = removed(9, &url(0, 1));
         assert_eq!(sources(&o, &c, &[again]).len(), 2);
         let mms = names(10);
         let p = plan(&o, &c, &[listing(&gone, &mms)]);

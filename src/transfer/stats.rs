@@ -104,32 +104,32 @@ pub fn stats(svc: &Transfers, circle: usize) -> BTreeMap<String, BackendStats> {
 fn fill(job: &Job, circle: usize, state: &str, out: &mut BTreeMap<String, BackendStats>) {
     let elapsed = job.elapsed().max(1e-3);
     let p = lock(&job.progress);
+    // The line of `url`, with the operation's state and the source's error.
     let entry = |out: &mut BTreeMap<String, BackendStats>, url: &str| {
-        let s = out.entry(url.to_string()).or_default();
+        let mut s = out.remove(url).unwrap_or_default();
         s.state = state.to_string();
         s.last_error = p.last_errors.get(url).cloned().unwrap_or_default();
+        s
     };
     if job.op.kind == Kind::Cleanup {
         for (url, c) in p.cleanup.iter().filter(|(_, c)| c.circle == circle) {
-            entry(out, url);
-            if let Some(s) = out.get_mut(url) {
-                s.database_total = c.database_total;
-                s.database_done = c.database_done;
-                s.measurement_total = c.measurement_total;
-                s.measurement_done = c.measurement_done;
-                s.transfer_count = c.dropped;
-                s.inplace_count = c.inplace;
-                s.measurements_verified = c.verified;
-                s.measurements_unverified = c.unverified;
-                s.unverified_measurements = c.kept.clone();
-            }
+            let mut s = entry(out, url);
+            s.database_total = c.database_total;
+            s.database_done = c.database_done;
+            s.measurement_total = c.measurement_total;
+            s.measurement_done = c.measurement_done;
+            s.transfer_count = c.dropped;
+            s.inplace_count = c.inplace;
+            s.measurements_verified = c.verified;
+            s.measurements_unverified = c.kept.len() as u64;
+            s.unverified_measurements = c.kept.clone();
+            out.insert(url.clone(), s);
         }
         return;
     }
     for (url, src) in p.file.sources.iter().filter(|(_, s)| s.circle == circle) {
-        entry(out, url);
+        let mut s = entry(out, url);
         let tasks: Vec<_> = p.file.tasks.iter().filter(|t| &t.source == url).collect();
-        let Some(s) = out.get_mut(url) else { continue };
         s.database_total = src.databases.len() as u64;
         s.database_done = src
             .databases
@@ -169,6 +169,7 @@ fn fill(job: &Job, circle: usize, state: &str, out: &mut BTreeMap<String, Backen
                 s.last_error = error.clone();
             }
         }
+        out.insert(url.clone(), s);
     }
     if state == "failed" {
         // The operation's own error names what stopped it.

@@ -311,26 +311,24 @@ fn verify_task(svc: &Transfers, job: &Job, i: usize, cj: &CopyJob, name: &str) {
             // Without the record a cleanup would keep the source: safe.
             log!("transfer: cannot record a verified copy: {e}");
         }
-        job.update(i, |t| {
-            t.state = TaskState::Verified {
-                source_points,
-                dest_points,
-            }
-        });
-        job.oplog.line(&format!(
-            "verified {name}: source {source_points} points, destination {dest_points}"
-        ));
-    } else {
-        job.update(i, |t| {
-            t.state = TaskState::Unverified {
-                source_points,
-                dest_points,
-            }
-        });
-        job.oplog.line(&format!(
-            "unverified {name}: source {source_points} points, destination {dest_points}"
-        ));
     }
+    let (state, verdict) = if v.complete {
+        let state = TaskState::Verified {
+            source_points,
+            dest_points,
+        };
+        (state, "verified")
+    } else {
+        let state = TaskState::Unverified {
+            source_points,
+            dest_points,
+        };
+        (state, "unverified")
+    };
+    job.update(i, |t| t.state = state);
+    job.oplog.line(&format!(
+        "{verdict} {name}: source {source_points} points, destination {dest_points}"
+    ));
     let rec = lock(&job.progress).file.tasks.get(i).cloned();
     if let Some(t) = rec {
         task_over(svc, job, &t);
