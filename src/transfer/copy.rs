@@ -964,14 +964,24 @@ fn with_retries<T>(
 /// most [`MAX_BACKOFF`], waking to return `Stopped` once `stop` is set.
 fn backoff(c: &Client, n: u32, stop: Option<&AtomicBool>) -> Result<(), CopyError> {
     let delay = c.backoff.saturating_mul(1u32 << n.min(16)).min(MAX_BACKOFF);
+    if sleep_unless_stopped(stop, delay) {
+        Ok(())
+    } else {
+        Err(CopyError::Stopped)
+    }
+}
+
+/// Sleeps `delay` in steps of at most 100 ms; `false` (at once) when
+/// `stop` is or gets set.
+pub fn sleep_unless_stopped(stop: Option<&AtomicBool>, delay: Duration) -> bool {
     let end = Instant::now() + delay;
     loop {
         if stop.is_some_and(|s| s.load(Ordering::Acquire)) {
-            return Err(CopyError::Stopped);
+            return false;
         }
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(());
+            return true;
         }
         std::thread::sleep(left.min(Duration::from_millis(100)));
     }

@@ -246,24 +246,12 @@ fn copy_task(svc: &Transfers, job: &Job, i: usize, cj: &mut CopyJob, name: &str)
                 let pause = settings.task_backoff * 2u32.saturating_pow(attempt - 1);
                 job.oplog
                     .line(&format!("retrying {name} in {pause:?}: {error}"));
-                if !sleep_unless_halted(job, pause) {
+                if !copy::sleep_unless_stopped(Some(&job.halt), pause) {
                     return false;
                 }
             }
         }
     }
-}
-
-/// Sleeps `d`; false if the job halted meanwhile.
-fn sleep_unless_halted(job: &Job, d: Duration) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if job.halted() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
-    }
-    !job.halted()
 }
 
 /// Counts the copied range on both sides and records the verdict.
@@ -287,7 +275,7 @@ fn verify_task(svc: &Transfers, job: &Job, i: usize, cj: &CopyJob, name: &str) {
                     job.fail(format!("verifying {name}: {e}"));
                     return;
                 }
-                if !sleep_unless_halted(job, settings.task_backoff) {
+                if !copy::sleep_unless_stopped(Some(&job.halt), settings.task_backoff) {
                     return;
                 }
             }
