@@ -249,9 +249,7 @@ fn rebalance_add_moves_every_measurement_to_its_owner() {
     );
     // The new backend has the source's policies (durations too) where it
     // got measurements.
-    let filled = DBS
-        .into_iter()
-        .filter(|db| moving.iter().any(|(d, mm)| d == db && owner(d, mm, 3) == 2));
+    let filled = corpus.dbs_on(2, 3);
     assert_same_retention_policies("the new backend", backends[2], &reference, filled);
     assert_proxy_answers_like_reference("after rebalance add", &proxy, &reference, &corpus);
 }
@@ -328,12 +326,7 @@ fn recovery_refills_a_wiped_backend_from_the_other_circle() {
     wait_transfer(&proxy, "recovery", "done", TRANSFER);
     assert_circle_matches("circle 1 after recovery", &b[..2], &reference, &corpus);
     assert_circle_matches("circle 2 after recovery", &b[2..], &reference, &corpus);
-    let filled = DBS.into_iter().filter(|db| {
-        corpus
-            .measurements(db)
-            .iter()
-            .any(|mm| owner(db, mm, 2) == 0)
-    });
+    let filled = corpus.dbs_on(0, 2);
     assert_same_retention_policies("the recovered backend", b[2], &reference, filled);
     assert_proxy_answers_like_reference("after recovery", &proxy, &reference, &corpus);
 }
@@ -441,7 +434,7 @@ fn kill9_resume_finishes_the_rebalance_after_restart() {
         "resumed rebalance finished {:?} after the restart",
         t.elapsed()
     );
-    let log = std::fs::read_to_string(tlog_dir(&proxy).join("rebalance.log")).unwrap_or_default();
+    let log = op_log(&proxy, "rebalance");
     for word in ["started", "finished", "verified"] {
         assert!(
             log.to_ascii_lowercase().contains(word),
@@ -558,7 +551,7 @@ fn cleanup_unverified_drops_nothing_unless_forced() {
         listed.contains(&"cl.absent".to_string()) && listed.contains(&"cl.fewer".to_string()),
         "unverified listed by name: {stats}"
     );
-    let log = std::fs::read_to_string(tlog_dir(&proxy).join("cleanup.log")).unwrap_or_default();
+    let log = op_log(&proxy, "cleanup");
     assert!(
         log.contains("absent") && log.contains("fewer"),
         "cleanup.log names what it kept:\n{log}"
@@ -707,8 +700,7 @@ fn a_source_measurement_dropped_mid_copy_loses_nothing_else() {
     proxy.assert_running();
     eprintln!("the rebalance ended {ended} after {dropped} was dropped");
     if ended == "failed" {
-        let log =
-            std::fs::read_to_string(tlog_dir(&proxy).join("rebalance.log")).unwrap_or_default();
+        let log = op_log(&proxy, "rebalance");
         assert!(log.contains(&dropped), "the log names {dropped}:\n{log}");
         start_transfer(&proxy, "/rebalance", &params, b"");
         wait_transfer(&proxy, "rebalance", "done", TRANSFER);

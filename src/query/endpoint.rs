@@ -789,21 +789,10 @@ const PASSED_HEADERS: [(&str, &str); 6] = [
 /// `FormValue` looks them up); `None` when there is no form body, and the
 /// URL's parameters are all there is.
 fn form_params(req: &mut Request) -> Result<Option<Params>, ApiError> {
-    let is_form = req.method == "POST"
-        && req
-            .header("content-type")
-            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+    if req.method != "POST" || !req.has_form_body() {
         return Ok(None);
     }
-    let mut body = Vec::new();
-    (&mut *req.body)
-        .take(MAX_FORM + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("unable to read body: {e}")))?;
-    if body.len() as u64 > MAX_FORM {
-        return Err(ApiError::new(413, "Request Entity Too Large"));
-    }
+    let body = req.read_body(MAX_FORM)?;
     let text = String::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid UTF-8 in the form body"))?;
     Ok(Some(Params::parse(&text).then(&req.params)))

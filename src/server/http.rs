@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use super::error::ApiError;
 use crate::url::Params;
 
 /// What a handler sees of a client request.
@@ -30,6 +31,25 @@ impl Request<'_> {
     /// Whether `?pretty=true` asks for indented JSON (URL only, as Go).
     pub fn pretty(&self) -> bool {
         self.params.get("pretty") == "true"
+    }
+
+    /// Whether the body is a form (`application/x-www-form-urlencoded`).
+    pub fn has_form_body(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+    }
+
+    /// The whole body, at most `limit` bytes: more is a 413.
+    pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, ApiError> {
+        let mut body = Vec::new();
+        (&mut *self.body)
+            .take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| ApiError::bad_request(format!("unable to read body: {e}")))?;
+        if body.len() as u64 > limit {
+            return Err(ApiError::new(413, "Request Entity Too Large"));
+        }
+        Ok(body)
     }
 }
 

@@ -11,7 +11,6 @@
 //! proxy checks `worker`, `batch`, `since`, `ha_addrs` after it), so a
 //! malformed request gets its parameter error even while a transfer runs.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use super::plan::{Kind, Operation};
@@ -157,22 +156,14 @@ pub fn transfer_stats(svc: &Transfers, req: &Request, pretty: bool) -> Result<Re
 
 /// The parameters (form body first, then URL) and the raw body.
 fn read(req: &mut Request) -> Result<(Params, Vec<u8>), ApiError> {
-    let mut body = Vec::new();
-    if req.method == "POST" {
-        (&mut *req.body)
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| ApiError::bad_request(format!("unable to read body: {e}")))?;
-        if body.len() as u64 > MAX_BODY {
-            return Err(ApiError::new(413, "Request Entity Too Large"));
-        }
-    }
-    let is_form = req
-        .header("content-type")
-        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let body = if req.method == "POST" {
+        req.read_body(MAX_BODY)?
+    } else {
+        Vec::new()
+    };
     // curl -d sends a JSON body as a form: such a body is not parameters.
     let params = match std::str::from_utf8(&body) {
-        Ok(text) if is_form && !text.trim_start().starts_with('{') => {
+        Ok(text) if req.has_form_body() && !text.trim_start().starts_with('{') => {
             Params::parse(text.trim()).then(&req.params)
         }
         _ => req.params.clone(),

@@ -248,6 +248,18 @@ impl Corpus {
             .collect()
     }
 
+    /// The databases with a measurement that backend `idx` of a circle of
+    /// `n` owns.
+    pub fn dbs_on(&self, idx: usize, n: usize) -> Vec<&'static str> {
+        DBS.into_iter()
+            .filter(|db| {
+                self.measurements(db)
+                    .iter()
+                    .any(|mm| owner(db, mm, n) == idx)
+            })
+            .collect()
+    }
+
     /// (db, measurement) pairs whose owner differs between a circle of
     /// `from` and one of `to` backends.
     pub fn moving(&self, from: usize, to: usize) -> BTreeSet<(&'static str, String)> {
@@ -595,6 +607,11 @@ pub fn tlog_dir(proxy: &Proxy) -> PathBuf {
             .as_str()
             .expect("tlog_dir in proxy config"),
     )
+}
+
+/// The text of `<tlog_dir>/<operation>.log` ("" when missing).
+pub fn op_log(proxy: &Proxy, operation: &str) -> String {
+    std::fs::read_to_string(tlog_dir(proxy).join(format!("{operation}.log"))).unwrap_or_default()
 }
 
 /// Stops the proxy (SIGTERM), replaces its config by `config` (keeping its
