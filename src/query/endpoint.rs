@@ -17,7 +17,8 @@
 //! - A circle a transfer is filling is read only when no other circle can
 //!   answer. Inside it, a measurement being moved is read from its source
 //!   (see `readers_of`), the old owner, alone or with the new owner when
-//!   their answers merge exactly; repeated rows are dropped then.
+//!   their answers merge exactly; a row both answer counts once then
+//!   (`MergeKind::Series`'s `overlapping`).
 //! - DDL (`CREATE/DROP DATABASE`, retention policies, `DROP MEASUREMENT`,
 //!   `DROP SERIES`, `DELETE`) goes to every backend that should get it: a
 //!   live backend runs it once the writes acknowledged before it are
@@ -73,7 +74,7 @@ type Targets = Vec<Arc<Backend>>;
 struct Plan {
     targets: Targets,
     /// Two of them may hold the same points (a measurement being moved
-    /// between them): repeated rows are dropped after merging.
+    /// between them): a row both answer counts once in the merge.
     overlapping: bool,
 }
 
@@ -365,8 +366,7 @@ impl QueryService {
         statement_id: usize,
     ) -> Result<serde_json::Value, String> {
         let plans = self.read_plans(stmt, db);
-        let kind = merge_kind(stmt);
-        let text = match kind {
+        let text = match merge_kind(stmt, false) {
             MergeKind::Show { .. } => stmt.text_without_limit.as_str(),
             _ => stmt.text.as_str(),
         };
@@ -394,11 +394,8 @@ impl QueryService {
                     if (stmt.wildcard || stmt.group_by_all) && targets.len() > 1 {
                         self.complete_silent_parts(stmt, targets, &mut parts, &sent);
                     }
-                    let mut result = merge::merge(&kind, statement_id, parts);
-                    if plan.overlapping && matches!(stmt.kind, StatementKind::Select) {
-                        drop_repeated_rows(&mut result, stmt.limit);
-                    }
-                    return Ok(result);
+                    let kind = merge_kind(stmt, plan.overlapping);
+                    return Ok(merge::merge(&kind, statement_id, parts));
                 }
                 Err(e) => last = e,
             }
@@ -606,7 +603,7 @@ fn readers_of<'a>(
 
 /// Whether the answers of two backends holding overlapping copies of a
 /// measurement merge into the answer of one holding their union: raw points
-/// (repeated rows dropped, `LIMIT` applied again) without `OFFSET` or
+/// (a row both answer counted once, `LIMIT` applied again) without `OFFSET` or
 /// `SOFFSET`, and `SHOW` listings (deduplicated, limits applied after the
 /// merge), not counts.
 fn merges_exactly(stmt: &Statement) -> bool {
@@ -614,24 +611,6 @@ fn merges_exactly(stmt: &Statement) -> bool {
         StatementKind::Select => stmt.raw_points && stmt.offset.is_none() && stmt.soffset.is_none(),
         StatementKind::Show(kind) => !kind.is_cardinality(),
         _ => false,
-    }
-}
-
-/// Drops the rows of each series that repeat the row before them (a point
-/// answered by both the old and the new owner of a moving measurement:
-/// merged by time, the two copies are next to each other) and cuts each
-/// series to `limit` rows again.
-fn drop_repeated_rows(result: &mut serde_json::Value, limit: Option<u64>) {
-    let Some(series) = result.get_mut("series").and_then(|s| s.as_array_mut()) else {
-        return;
-    };
-    for s in series {
-        if let Some(rows) = s.get_mut("values").and_then(|v| v.as_array_mut()) {
-            rows.dedup();
-            if let Some(limit) = limit {
-                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            }
-        }
     }
 }
 
@@ -747,8 +726,9 @@ fn needs_db(stmt: &Statement) -> bool {
     )
 }
 
-/// How the answers of several backends to a statement are combined.
-fn merge_kind(stmt: &Statement) -> MergeKind {
+/// How the answers of several backends to a statement are combined;
+/// `overlapping`: they hold overlapping copies of a moving measurement.
+fn merge_kind(stmt: &Statement, overlapping: bool) -> MergeKind {
     match &stmt.kind {
         StatementKind::Show(kind) => match kind {
             ShowKind::Databases | ShowKind::RetentionPolicies => MergeKind::CreationOrder,
@@ -770,6 +750,8 @@ fn merge_kind(stmt: &Statement) -> MergeKind {
             soffset: stmt.soffset,
             raw_points: stmt.raw_points,
             descending: stmt.order_desc,
+            overlapping,
+            limit: stmt.limit,
         },
     }
 }
@@ -1011,20 +993,6 @@ mod tests {
         assert_eq!(c1("SHOW MEASUREMENTS"), (names(&["a", "b", "gone"]), true));
         // DDL never goes to a backend without a spool.
         assert_eq!(ddl_names(&s, "DELETE FROM cpu"), names(&["a", "c"]));
-    }
-
-    #[test]
-    fn rows_of_both_copies_count_once_and_the_limit_holds_again() {
-        let mut result = serde_json::json!({"statement_id":0,"series":[
-            {"name":"cpu","columns":["time","v"],"values":[[1,1],[1,1],[2,2],[2,3],[3,3],[3,3]]}]});
-        drop_repeated_rows(&mut result, Some(3));
-        assert_eq!(
-            result["series"][0]["values"],
-            serde_json::json!([[1, 1], [2, 2], [2, 3]])
-        );
-        let mut error = serde_json::json!({"statement_id":0,"error":"x"});
-        drop_repeated_rows(&mut error, None);
-        assert_eq!(error, serde_json::json!({"statement_id":0,"error":"x"}));
     }
 
     #[test]

@@ -222,6 +222,13 @@ pub enum MergeKind {
         /// `ORDER BY time DESC`: influxd then lists the series in reverse
         /// order too, and each series' rows fall in time.
         descending: bool,
+        /// The parts are overlapping copies of the same points (the old and
+        /// the new owner of a measurement being moved): a row both answer
+        /// counts once (rows of one time are united as multisets, so points
+        /// that merely look alike in one copy stay), and `limit`, the
+        /// statement's `LIMIT`, holds again for each merged series.
+        overlapping: bool,
+        limit: Option<u64>,
     },
     /// Every `SHOW` listing (with or without `FROM`): `MEASUREMENTS`,
     /// `SERIES`, `TAG KEYS`, `TAG VALUES`, `FIELD KEYS`. Rows of same-named
@@ -294,11 +301,14 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             slimit,
             raw_points,
             descending,
+            overlapping,
+            limit,
             ..
         } => {
             let order = Order {
                 descending: *descending,
                 raw_points: *raw_points,
+                overlap: overlapping.then_some(*limit),
             };
             let merged = merge_select(
                 all,
@@ -435,8 +445,10 @@ impl Series {
     /// Merges `rows` of the same series from a later part into this one's,
     /// by the `time` column (both lists are in time order already: falling
     /// with `descending`); on equal times this series' rows come first.
-    /// Without a `time` column the rows are appended.
-    fn merge_rows(&mut self, rows: Vec<Vec<Value>>, descending: bool) {
+    /// Without a `time` column the rows are appended. `overlapping`: `rows`
+    /// copy some of this series' points, and a row of theirs equal to one
+    /// of this series' rows of the same time (not matched yet) is dropped.
+    fn merge_rows(&mut self, rows: Vec<Vec<Value>>, descending: bool, overlapping: bool) {
         let Some(t) = self.columns.iter().position(|c| c == "time") else {
             self.values.extend(rows);
             return;
@@ -444,7 +456,8 @@ impl Series {
         let mine = std::mem::take(&mut self.values);
         let mut merged = Vec::with_capacity(mine.len() + rows.len());
         let mut theirs = rows.into_iter().peekable();
-        for row in mine {
+        let mut mine = mine.into_iter().peekable();
+        while let Some(row) = mine.next() {
             while let Some(next) = theirs.next_if(|r| {
                 let order = cmp_time(r.get(t), row.get(t));
                 if descending {
@@ -455,7 +468,28 @@ impl Series {
             }) {
                 merged.push(next);
             }
-            merged.push(row);
+            if !overlapping {
+                merged.push(row);
+                continue;
+            }
+            // This series' rows of this time, then theirs not among them.
+            let mut same_time = vec![row];
+            while let Some(next) = mine.next_if(|r| cmp_time(r.get(t), same_time[0].get(t)).is_eq())
+            {
+                same_time.push(next);
+            }
+            let mut unmatched: Vec<bool> = vec![true; same_time.len()];
+            let mut extra = Vec::new();
+            while let Some(next) =
+                theirs.next_if(|r| cmp_time(r.get(t), same_time[0].get(t)).is_eq())
+            {
+                match (0..same_time.len()).find(|&i| unmatched[i] && same_time[i] == next) {
+                    Some(i) => unmatched[i] = false,
+                    None => extra.push(next),
+                }
+            }
+            merged.extend(same_time);
+            merged.extend(extra);
         }
         merged.extend(theirs);
         self.values = merged;
@@ -516,7 +550,15 @@ fn merge_select(
             aggregated.get_or_insert_with(|| later.1.name.clone());
         } else if same {
             let rows = std::mem::take(&mut later.1.values);
-            earlier.1.merge_rows(rows, descending);
+            earlier
+                .1
+                .merge_rows(rows, descending, order.overlap.is_some());
+            if let Some(Some(limit)) = order.overlap {
+                earlier
+                    .1
+                    .values
+                    .truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            }
         }
         same
     });
@@ -547,6 +589,9 @@ struct Order {
     descending: bool,
     /// See [`MergeKind::Series`].
     raw_points: bool,
+    /// Overlapping parts, with the `LIMIT` to hold again (see
+    /// [`MergeKind::Series`]).
+    overlap: Option<Option<u64>>,
 }
 
 /// `GROUP BY *` (or a tag regex): influxd gives every series every tag key of
@@ -1124,6 +1169,8 @@ mod tests {
             soffset: None,
             raw_points: true,
             descending,
+            overlapping: false,
+            limit: None,
         }
     }
 
@@ -1298,6 +1345,8 @@ mod tests {
             soffset: Some(1),
             raw_points: true,
             descending: false,
+            overlapping: false,
+            limit: None,
         };
         assert_merges_to(&kind, &[SEL_SLIMIT_P1, SEL_SLIMIT_P2], SEL_SLIMIT_REF);
     }
@@ -1320,6 +1369,34 @@ mod tests {
         for (p1, p2, reference) in cases {
             assert_merges_to(&MergeKind::Cardinality, &[p2, p1], reference);
         }
+    }
+
+    /// The old and the new owner of a moving measurement both answer: a
+    /// point both hold counts once, `LIMIT` holds again, and points that
+    /// only look alike (one time, one value, another series left out of
+    /// the columns) stay as often as one copy has them.
+    #[test]
+    fn overlapping_copies_count_each_point_once_and_keep_look_alikes() {
+        let kind = MergeKind::Series {
+            wildcard: false,
+            calls: Vec::new(),
+            slimit: None,
+            soffset: None,
+            raw_points: true,
+            descending: false,
+            overlapping: true,
+            limit: Some(3),
+        };
+        let body = |values: &str| {
+            format!(
+                r#"{{"results":[{{"statement_id":0,"series":[{{"name":"cpu","columns":["time","v"],"values":{values}}}]}}]}}"#
+            )
+        };
+        let (old, new) = (body("[[1,1],[2,2],[3,3]]"), body("[[1,1],[2,3],[3,3]]"));
+        assert_merges_to(&kind, &[&old, &new], &body("[[1,1],[2,2],[2,3]]"));
+        let twice = body("[[1,1],[1,1],[2,2]]");
+        let once_more = body("[[1,1],[1,1],[2,2],[5,5]]");
+        assert_merges_to(&kind, &[&twice, &once_more], &body("[[1,1],[1,1],[2,2]]"));
     }
 
     #[test]
@@ -1346,6 +1423,8 @@ mod tests {
             soffset: None,
             raw_points: false,
             descending: false,
+            overlapping: false,
+            limit: None,
         };
         let body = merged_body(&kind, &[p1, p2]);
         assert!(
@@ -1520,6 +1599,8 @@ mod tests {
             soffset: None,
             raw_points: true,
             descending: false,
+            overlapping: false,
+            limit: None,
         };
         let merged = merge(&kind, 0, vec![answered, silent]);
         let body = String::from_utf8(write_body(&[merged], false)).unwrap();
