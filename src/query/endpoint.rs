@@ -751,7 +751,7 @@ fn merge_kind(stmt: &Statement, overlapping: bool) -> MergeKind {
             raw_points: stmt.raw_points,
             descending: stmt.order_desc,
             overlapping,
-            limit: stmt.limit,
+            limit: stmt.limit.filter(|_| stmt.offset.is_none()),
         },
     }
 }

@@ -225,9 +225,11 @@ pub enum MergeKind {
         /// The parts are overlapping copies of the same points (the old and
         /// the new owner of a measurement being moved): a row both answer
         /// counts once (rows of one time are united as multisets, so points
-        /// that merely look alike in one copy stay), and `limit`, the
-        /// statement's `LIMIT`, holds again for each merged series.
+        /// that merely look alike in one copy stay).
         overlapping: bool,
+        /// The statement's `LIMIT` (without `OFFSET`): each backend applied
+        /// it to its part, and influxd applies it to the merged series, so
+        /// a series merged from several parts is cut to it again.
         limit: Option<u64>,
     },
     /// Every `SHOW` listing (with or without `FROM`): `MEASUREMENTS`,
@@ -308,7 +310,8 @@ pub fn merge(kind: &MergeKind, statement_id: usize, parts: Vec<Part>) -> Value {
             let order = Order {
                 descending: *descending,
                 raw_points: *raw_points,
-                overlap: overlapping.then_some(*limit),
+                overlapping: *overlapping,
+                limit: *limit,
             };
             let merged = merge_select(
                 all,
@@ -550,10 +553,8 @@ fn merge_select(
             aggregated.get_or_insert_with(|| later.1.name.clone());
         } else if same {
             let rows = std::mem::take(&mut later.1.values);
-            earlier
-                .1
-                .merge_rows(rows, descending, order.overlap.is_some());
-            if let Some(Some(limit)) = order.overlap {
+            earlier.1.merge_rows(rows, descending, order.overlapping);
+            if let Some(limit) = order.limit {
                 earlier
                     .1
                     .values
@@ -589,9 +590,9 @@ struct Order {
     descending: bool,
     /// See [`MergeKind::Series`].
     raw_points: bool,
-    /// Overlapping parts, with the `LIMIT` to hold again (see
-    /// [`MergeKind::Series`]).
-    overlap: Option<Option<u64>>,
+    /// See [`MergeKind::Series`].
+    overlapping: bool,
+    limit: Option<u64>,
 }
 
 /// `GROUP BY *` (or a tag regex): influxd gives every series every tag key of
