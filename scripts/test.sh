@@ -9,8 +9,9 @@ usage() {
     cat <<EOF
 Usage: ${0##*/} [CARGO_TEST_ARGS...] [-- TEST_BINARY_ARGS...]
 
-Installs what is missing (influxdb, influxdb-client, the Python "influxdb" client,
-a C toolchain, Rust via rustup), then runs, in order:
+Installs what is missing (influxdb, influxdb-client, the Python "influxdb" and
+"influxdb-client" libraries, prometheus, haproxy, a C toolchain, Rust via rustup),
+then runs, in order:
   cargo fmt --all -- --check
   cargo clippy --all-targets -- -D warnings
   cargo build --release --bins
@@ -106,6 +107,27 @@ if ! python3 -c 'import influxdb' >/dev/null 2>&1; then
     python3 -c 'import influxdb' || die "cannot import the Python influxdb client after installing it"
 fi
 echo "python influxdb: $(python3 -c 'import influxdb; print(influxdb.__version__)' 2>/dev/null || echo '?')"
+
+# The v2 Python client (influxdb-client) drives /api/v2/write and /api/v2/query.
+if ! python3 -c 'import influxdb_client' >/dev/null 2>&1; then
+    echo "installing the Python influxdb-client (v2) library"
+    python3 -m pip install influxdb-client ||
+        PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install influxdb-client ||
+        true
+    python3 -c 'import influxdb_client' || die "cannot import the Python influxdb_client after installing it"
+fi
+
+# Prometheus and promtool (scrape /metrics, remote write/read through the proxy)
+# and HAProxy (a tier of proxies); their packaged services are not used: the
+# tests start their own on free loopback ports.
+pkgs=()
+command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || pkgs+=(haproxy)
+if [[ ${#pkgs[@]} -gt 0 ]]; then
+    echo "installing ${pkgs[*]}"
+    apt_install --no-install-recommends "${pkgs[@]}"
+fi
+command -v promtool >/dev/null 2>&1 || die "promtool (package prometheus) is still missing"
 
 if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
     # shellcheck disable=SC1091

@@ -130,6 +130,26 @@ impl WriteService {
         self.db_list.is_empty() || self.db_list.iter().any(|d| d == db)
     }
 
+    /// Largest body accepted, before and after decompression.
+    pub fn max_body_size(&self) -> usize {
+        self.max_body_size
+    }
+
+    /// Refuses a database the way `/write` does: missing, forbidden by
+    /// `db_list`, then unknown to every backend (influxd's 404).
+    pub fn check_db(&self, db: &str) -> Result<(), WriteError> {
+        if db.is_empty() {
+            return Err(WriteError::DatabaseNotFound);
+        }
+        if !self.db_allowed(db) {
+            return Err(WriteError::DatabaseForbidden(db.to_string()));
+        }
+        if !self.cluster.databases.admits(db) {
+            return Err(WriteError::UnknownDatabase(db.to_string()));
+        }
+        Ok(())
+    }
+
     /// Handles `/write` once method and auth have been checked.
     pub fn handle(
         &self,
@@ -140,38 +160,66 @@ impl WriteService {
         let precision = Precision::parse_v1(&precision_text)
             .ok_or_else(|| WriteError::InvalidPrecision(precision_text.clone()))?;
         let db = req.params.get("db").to_string();
-        if db.is_empty() {
-            return Err(WriteError::DatabaseNotFound);
-        }
-        if !self.db_allowed(&db) {
-            return Err(WriteError::DatabaseForbidden(db));
-        }
-        if !self.cluster.databases.admits(&db) {
-            return Err(WriteError::UnknownDatabase(db));
-        }
+        self.check_db(&db)?;
         let rp = req.params.get("rp").to_string();
+        self.write_body(scratch, req, &db, &rp, precision)
+    }
+
+    /// Reads a line-protocol body (gunzipped when `Content-Encoding: gzip`)
+    /// and stores its lines for (`db`, `rp`) as [`WriteService::write_lines`]
+    /// does; the caller has checked the parameters ([`WriteService::check_db`]).
+    pub fn write_body(
+        &self,
+        scratch: &mut WriteScratch,
+        req: &mut Request,
+        db: &str,
+        rp: &str,
+        precision: Precision,
+    ) -> Result<Response, WriteError> {
         let gzipped = req.header("content-encoding") == Some("gzip");
+        let mut body = std::mem::take(&mut scratch.body);
+        let mut unzipped = std::mem::take(&mut scratch.unzipped);
+        let result = match self.read_body(&mut body, &mut unzipped, req, gzipped) {
+            Ok(lines) => self.write_lines(scratch, db, rp, precision, lines),
+            Err(e) => Err(e),
+        };
+        scratch.body = body;
+        scratch.unzipped = unzipped;
+        result
+    }
+
+    /// Routes `lines` (line protocol) of (`db`, `rp`) to their backends and
+    /// answers only once every batch is in its backend's spool: 204 when
+    /// every line is valid, 400 as influxd when some or all are not, 503
+    /// when a spool cannot take its batch (then nothing is handed over).
+    pub fn write_lines(
+        &self,
+        scratch: &mut WriteScratch,
+        db: &str,
+        rp: &str,
+        precision: Precision,
+        lines: &[u8],
+    ) -> Result<Response, WriteError> {
         let WriteScratch {
             batcher,
-            body,
-            unzipped,
             ack_tx,
             ack_rx,
             tag,
             rooms,
+            ..
         } = scratch;
-        let body = self.read_body(body, unzipped, req, gzipped)?;
         if self.tracing {
             log!(
-                "write: db={db} rp={rp} precision={precision_text} body={}",
-                String::from_utf8_lossy(body)
+                "write: db={db} rp={rp} precision={} body={}",
+                precision.name(),
+                String::from_utf8_lossy(lines)
             );
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0);
-        let routed = batcher.route(&db, &rp, precision, now, body);
+        let routed = batcher.route(db, rp, precision, now, lines);
         // Reserve on every backend before handing anything over, so a 503
         // leaves no circle with points the others lack; a refusal drops the
         // reservations already taken.

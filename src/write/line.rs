@@ -127,6 +127,18 @@ impl Precision {
         }
     }
 
+    /// The short name InfluxDB gives the unit (`ns`, `u`, `ms`, `s`, `m`, `h`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Nanosecond => "ns",
+            Precision::Microsecond => "u",
+            Precision::Millisecond => "ms",
+            Precision::Second => "s",
+            Precision::Minute => "m",
+            Precision::Hour => "h",
+        }
+    }
+
     /// Nanoseconds in one unit.
     pub fn nanos(self) -> i64 {
         match self {

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod prometheus;
 /// Helpers for the `/query` tests (data set, query cases, comparison).
 pub mod query;
 pub mod transfer;
