@@ -55,12 +55,12 @@ const MAX_FORM: u64 = 32 << 20;
 
 /// What the `/query` endpoint needs, shared by all workers.
 pub struct QueryService {
-    cluster: Arc<Cluster>,
-    client: QueryClient,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) client: QueryClient,
     db_list: Vec<String>,
     tracing: bool,
     /// Next circle to try first, so reads spread over healthy circles.
-    next_circle: AtomicUsize,
+    pub(super) next_circle: AtomicUsize,
     /// How long DDL waits for a live backend to catch up with the writes
     /// acknowledged before it, before queueing it in the spool instead.
     ddl_wait: Duration,
@@ -758,7 +758,7 @@ fn merge_kind(stmt: &Statement, overlapping: bool) -> MergeKind {
 
 /// The backend's answer headers a passed-through answer keeps: the name
 /// looked up (lower case) and the name sent, with Go's capitals.
-const PASSED_HEADERS: [(&str, &str); 6] = [
+pub(super) const PASSED_HEADERS: [(&str, &str); 6] = [
     ("content-type", "Content-Type"),
     ("content-encoding", "Content-Encoding"),
     ("request-id", "Request-Id"),

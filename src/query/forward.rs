@@ -109,6 +109,16 @@ impl QueryClient {
                 body: Box::new(answer),
             });
         }
+        self.send_request(backend, &req)
+    }
+
+    /// Sends any request to `backend` (through ureq, not the pooled
+    /// `/query` origins). Any HTTP status is an `Ok`.
+    pub fn send_request(
+        &self,
+        backend: &Backend,
+        req: &BackendRequest<'_>,
+    ) -> Result<Answer, BackendError> {
         let answer = req
             .send(&self.agent, &backend.url)
             .map_err(|e| BackendError::from_ureq(backend, &e))?;

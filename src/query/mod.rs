@@ -9,11 +9,14 @@
 //! - [`forward`]: sending a query to one backend; [`http1`], the small
 //!   HTTP/1.1 client it uses for plain `http://` backends.
 //! - [`endpoint`]: `/query` itself: routing, failover, fan-out, DDL.
+//! - [`relay`]: a body relayed unchanged to the owner of one measurement
+//!   with the same read failover (Flux, Prometheus remote read).
 
 pub mod endpoint;
 pub mod forward;
 pub mod http1;
 pub mod lexer;
 pub mod merge;
+pub mod relay;
 pub mod render;
 pub mod statement;

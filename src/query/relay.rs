@@ -1,0 +1,132 @@
+//! A request body relayed unchanged to the backend that owns one (database,
+//! measurement), with the read failover of `/query`: Flux
+//! (`/api/v2/query`) and Prometheus remote read (`/api/v1/prom/read`).
+//!
+//! The owner is asked circle by circle, in the order [`QueryService::read_owners`]
+//! gives: circles that are whole first (owner up, not write-only nor catching
+//! up, circle not being filled by a transfer), starting from a rotating
+//! circle so reads spread, then circles that are up but catching up,
+//! write-only or transferring. A backend that does not answer, or answers an
+//! error status, hands the request to the next; the first success is copied
+//! back (status, content headers, body streamed). When every owner failed the
+//! client gets 400 with the last backend's error, as the Go proxy answers.
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::endpoint::{QueryService, PASSED_HEADERS};
+use super::forward::{error_text, read_all};
+use crate::cluster::backend::Backend;
+use crate::http_client::BackendRequest;
+use crate::server::error::ApiError;
+use crate::server::http::Response;
+
+/// What is relayed: a POST to `path?params` with `body` as it came.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRequest<'a> {
+    /// Path under the backend's URL, e.g. `/api/v2/query`.
+    pub path: &'a str,
+    /// Query-string parameters for the backend (never the client's `u`, `p`).
+    pub params: &'a [(&'a str, &'a str)],
+    /// The client's `Content-Type`, passed on.
+    pub content_type: &'a str,
+    /// Extra headers passed on as they came (`Accept`, `Content-Encoding`,
+    /// `X-Prometheus-Remote-Read-Version`, ...); empty values are skipped.
+    pub headers: &'a [(&'static str, &'a str)],
+    pub body: &'a [u8],
+}
+
+impl QueryService {
+    /// The owner of (`db`, `measurement`) in each circle that can serve a
+    /// read, best first (see the module comment). A measurement being moved
+    /// by a transfer is read from the backend that still holds all of it.
+    pub fn read_owners(&self, db: &str, measurement: &str) -> Vec<Arc<Backend>> {
+        let cluster = &self.cluster;
+        let circles = &cluster.circles;
+        let n = circles.len();
+        let start = self.next_circle.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let key = cluster.shard_key.render(db, measurement);
+        let mut best = Vec::new();
+        let mut second = Vec::new();
+        for k in 0..n {
+            let circle = &circles[(start + k) % n];
+            let owner = circle.owner(&key);
+            let reader = match cluster.moves_in(circle.id) {
+                Some(moves) => match moves.get(&key) {
+                    Some(m) if m.member => Arc::clone(&m.source),
+                    _ => Arc::clone(owner),
+                },
+                None => Arc::clone(owner),
+            };
+            if !reader.is_active() {
+                continue;
+            }
+            if cluster.is_transferring(circle.id) || reader.write_only || reader.is_rewriting() {
+                second.push(reader);
+            } else {
+                best.push(reader);
+            }
+        }
+        best.extend(second);
+        best
+    }
+
+    /// Relays `raw` to the owner of (`db`, `measurement`) with failover.
+    pub fn relay(
+        &self,
+        db: &str,
+        measurement: &str,
+        raw: &RawRequest<'_>,
+    ) -> Result<Response, ApiError> {
+        let owners = self.read_owners(db, measurement);
+        let mut last = String::from("backends unavailable");
+        for backend in &owners {
+            let mut req = BackendRequest::get(backend, raw.path, raw.params);
+            req.post = true;
+            req.body = std::borrow::Cow::Borrowed(raw.body);
+            if !raw.content_type.is_empty() {
+                req = req.header("Content-Type", raw.content_type);
+            }
+            for &(name, value) in raw.headers {
+                if !value.is_empty() {
+                    req = req.header(name, value);
+                }
+            }
+            let mut answer = match self.client.send_request(backend, &req) {
+                Ok(a) => a,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let status = answer.status;
+            if status >= 400 {
+                let body = read_all(&mut answer).unwrap_or_default();
+                last = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| error_text(&v))
+                    .unwrap_or_else(|| {
+                        let text = String::from_utf8_lossy(&body);
+                        match text.trim() {
+                            "" => format!("backend {} answered {status}", backend.name),
+                            t => t.chars().take(512).collect(),
+                        }
+                    });
+                continue;
+            }
+            let headers = PASSED_HEADERS
+                .iter()
+                .filter_map(|&(name, sent)| Some((sent, answer.header(name)?.to_string())))
+                .collect();
+            let reader: Box<dyn Read + Send> = answer.into_reader();
+            return Ok(Response {
+                status,
+                headers,
+                body: Vec::new(),
+                stream: Some(reader),
+            });
+        }
+        Err(ApiError::bad_request(last))
+    }
+}
