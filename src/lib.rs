@@ -21,6 +21,7 @@
 //! - [`http_client`]: the clients towards backends, which carries what, and
 //!   the request building they share; [`http_client::BackendError`].
 //! - [`admin`]: `/health` and `/replica`.
+//! - [`prom`]: Prometheus remote write and read (`/api/v1/prom/*`).
 //! - [`transfer`]: rebalance, recovery, resync and cleanup: what to copy
 //!   where, the copy itself, progress kept in `tlog_dir` across crashes.
 //! - [`log`](mod@log): log lines in the Go proxy's format (ours and dependencies').
@@ -36,6 +37,7 @@ pub mod cluster;
 pub mod config;
 pub mod http_client;
 pub mod log;
+pub mod prom;
 pub mod proxy;
 pub mod query;
 pub mod ring;

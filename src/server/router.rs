@@ -15,6 +15,10 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
         "/ping" => ping(state, req),
         "/write" => write(state, scratch, req),
         "/query" => query(state, req),
+        "/api/v1/prom/write" => post_only(state, req)
+            .and_then(|()| crate::prom::write::handle(&state.write, scratch, req)),
+        "/api/v1/prom/read" => post_only(state, req)
+            .and_then(|()| crate::prom::read::handle(&state.query, &state.write, req)),
         "/health" => get_only(state, req)
             .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
         "/encrypt" => cipher_text(req, true),
