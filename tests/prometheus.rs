@@ -332,7 +332,14 @@ fn remote_write_stores_what_influxd_itself_stores_and_bad_input_writes_nothing()
             ],
             &[(42.0, t(5))],
         ),
-        series(&[("instance", "no-name:9090")], &[(7.0, t(6))]),
+        series(
+            &[("instance", "no-name:9090"), ("empty", "")],
+            &[(7.0, t(6))],
+        ),
+        series(
+            &[("__name__", "dup"), ("job", "first"), ("job", "last")],
+            &[(3.0, t(7))],
+        ),
         series(&[("__name__", "no_samples")], &[]),
     ];
     let body = write_body(timeseries);
@@ -356,7 +363,7 @@ fn remote_write_stores_what_influxd_itself_stores_and_bad_input_writes_nothing()
     let want_fields = field_keys(&reference, "cmp");
     assert_eq!(
         want_rows.len(),
-        9,
+        10,
         "influxd stored every sample: {want_rows:#?}"
     );
     for c in 0..2 {
@@ -640,4 +647,82 @@ impl WaitValue for Cluster {
             );
         }
     }
+}
+
+#[test]
+fn remote_read_is_relayed_unchanged_to_the_owner_with_failover() {
+    // Circle 1: an influxd without the database (its read fails); circle 2:
+    // a fake backend that records what it gets. Reads start from a rotating
+    // circle, so one of two reads fails over from circle 1.
+    let failing = Influxd::start();
+    let fake = FakeBackend::start(Fault::Record);
+    let mut config = config_for_urls(&[vec![failing.url()], vec![fake.url()]]);
+    config["username"] = json!("admin");
+    config["password"] = json!("secret");
+    let proxy = Proxy::start(config);
+    let auth = [
+        ("db", "prom"),
+        ("rp", "autogen"),
+        ("u", "admin"),
+        ("p", "secret"),
+    ];
+    let body = read_body(&[&[(0, "__name__", "up"), (2, "job", "s.*")]], 1, 2);
+    let relayed = || {
+        fake.recorded()
+            .into_iter()
+            .filter(|r| r.path() == "/api/v1/prom/read")
+            .collect::<Vec<_>>()
+    };
+
+    let direct = post_prom(
+        &failing.url(),
+        "/api/v1/prom/read",
+        &[("db", "prom")],
+        &body,
+    );
+    assert!(
+        direct.status >= 400,
+        "influxd without the db answers {}",
+        direct.status
+    );
+    let r = post_prom(&proxy.url(), "/api/v1/prom/read", &[("db", "prom")], &body);
+    assert_error(&r.resp(), "no credentials", 401, "authentication failed");
+    for i in 0..2 {
+        let r = post_prom(&proxy.url(), "/api/v1/prom/read", &auth, &body);
+        assert_eq!(
+            r.status,
+            204,
+            "read {i}: the fake backend's answer: {}",
+            r.text()
+        );
+    }
+    let got = relayed();
+    assert_eq!(got.len(), 2, "both reads reach the fake backend: {got:#?}");
+    for r in &got {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.body, body, "the body is relayed unchanged");
+        let mut params = r.params();
+        params.sort();
+        assert_eq!(
+            params,
+            [
+                ("db".to_string(), "prom".to_string()),
+                ("rp".into(), "autogen".into())
+            ],
+            "the client's u and p stay with the proxy"
+        );
+        for (k, v) in [
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "snappy"),
+            ("x-prometheus-remote-read-version", "0.1.0"),
+        ] {
+            assert_eq!(r.headers.get(k).map(String::as_str), Some(v), "{k}");
+        }
+    }
+
+    // Without a `__name__` matcher nothing is relayed (the Go proxy's bug).
+    let nameless = read_body(&[&[(0, "job", "self")]], 1, 2);
+    let r = post_prom(&proxy.url(), "/api/v1/prom/read", &auth, &nameless);
+    assert_error(&r.resp(), "no __name__", 400, "prometheus metric not found");
+    assert_eq!(relayed().len(), 2, "a read without a metric was relayed");
 }
