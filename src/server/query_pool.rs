@@ -4,7 +4,7 @@
 //! and local disk, so one worker per core keeps the cores busy (the default
 //! has one more, so that with every other worker waiting on a backend one is
 //! still free). A query (and
-//! `/replica`) mostly waits for a backend's answer, for as long as the
+//! `/replica`, a Prometheus remote read) mostly waits for a backend's answer, for as long as the
 //! backend takes (up to `query_timeout`). Were it answered on the worker,
 //! two slow queries would stop every write behind them on a 2-core machine,
 //! and concurrent clients would queue behind each other's round trips. So a
