@@ -469,6 +469,10 @@ fn bad_input(cluster: &Cluster) {
 
     let r = write(&prom, &write_body(vec![]));
     assert_eq!((r.status, r.body.as_str()), (204, ""), "empty WriteRequest");
+    // Only metadata (field 3, a MetricMetadata naming `foo`), as Prometheus
+    // sends it apart from the samples.
+    let r = write(&prom, &snappy(&[0x1a, 0x05, 0x12, 0x03, b'f', b'o', b'o']));
+    assert_eq!((r.status, r.body.as_str()), (204, ""), "metadata only");
     let r = write(
         &prom,
         &write_body(vec![series(

@@ -22,6 +22,8 @@
 //! point it cannot make. A request with no series, or only dropped
 //! samples, is answered 204 with nothing written.
 
+use std::io::Write;
+
 use prost::Message;
 
 use super::proto::{TimeSeries, WriteRequest};
@@ -113,7 +115,7 @@ pub fn to_lines(request: &WriteRequest) -> Result<Vec<u8>, PromWriteError> {
             out.extend_from_slice(b" value=");
             // Shortest text that reads back as the same f64 (exponent form
             // for very large or small magnitudes), which InfluxDB parses.
-            out.extend_from_slice(format!("{:?}", sample.value).as_bytes());
+            let _ = write!(out, "{:?}", sample.value);
             out.push(b' ');
             push_i64(&mut out, ns);
             out.push(b'\n');
@@ -309,6 +311,83 @@ mod tests {
             &[(1.0, i64::MAX / 1000)],
         )]);
         assert!(matches!(got, Err(PromWriteError::TimeOutOfRange(_))));
+    }
+
+    /// The tags of a line's key as InfluxDB reads them: split at `,` and
+    /// `=` not preceded by a backslash, then `\,`, `\=`, `\ ` unescaped.
+    fn influx_tags(key: &[u8]) -> Vec<(String, String)> {
+        let split = |text: &[u8], stop: u8| -> Vec<Vec<u8>> {
+            let mut parts = vec![Vec::new()];
+            for (i, &b) in text.iter().enumerate() {
+                if b == stop && (i == 0 || text[i - 1] != b'\\') {
+                    parts.push(Vec::new());
+                } else if let Some(last) = parts.last_mut() {
+                    last.push(b);
+                }
+            }
+            parts
+        };
+        let unescape = |t: &[u8]| {
+            String::from_utf8_lossy(t)
+                .replace("\\,", ",")
+                .replace("\\=", "=")
+                .replace("\\ ", " ")
+        };
+        split(key, b',')
+            .iter()
+            .skip(1)
+            .map(|kv| {
+                let parts = split(kv, b'=');
+                (unescape(&parts[0]), unescape(&parts[1..].join(&b'=')))
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Any body decodes to an answer, never a panic; any labels give
+        /// lines `/write` takes as one point each, with the measurement and
+        /// tags InfluxDB reads back as the labels, or a refusal.
+        #[test]
+        fn any_input_gives_faithful_lines_or_a_refusal(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            name in "[a-z ,=\\\\\"#\t\n]{0,6}",
+            labels in proptest::collection::vec(("[a-z_ ,=\\\\\"\t\n]{0,4}", "[a-z ,=\\\\\"\n]{0,4}"), 0..4),
+            value in proptest::prelude::any::<f64>(),
+            ms in proptest::prelude::any::<i64>(),
+        ) {
+            let _ = decode_lines(&body, 1 << 16);
+            let mut all: Vec<(&str, &str)> = vec![("__name__", name.as_str())];
+            all.extend(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let request = WriteRequest { timeseries: vec![series(&all, &[(value, ms)])] };
+            if let Ok(out) = to_lines(&request) {
+                let mut escaped = Vec::new();
+                escape_measurement(&name, &mut escaped);
+                let mut want: Vec<(String, String)> = Vec::new();
+                for &(k, v) in all.iter().filter(|(_, v)| !v.is_empty()) {
+                    want.retain(|(wk, _)| wk != k);
+                    want.push((k.to_string(), v.to_string()));
+                }
+                want.sort();
+                let mut n = 0;
+                let mut pos = 0;
+                while pos < out.len() {
+                    let (line, next) = crate::write::line::next_line(&out, pos);
+                    pos = next;
+                    match scan(line) {
+                        Scanned::Point(p) => {
+                            proptest::prop_assert_eq!(p.measurement, &escaped[..]);
+                            let key_end = (1..p.text.len())
+                                .find(|&i| p.text[i] == b' ' && p.text[i - 1] != b'\\')
+                                .unwrap_or(p.text.len());
+                            proptest::prop_assert_eq!(influx_tags(&p.text[..key_end]), want.clone());
+                        }
+                        other => proptest::prop_assert!(false, "{:?}", other),
+                    }
+                    n += 1;
+                }
+                proptest::prop_assert_eq!(n, usize::from(value.is_finite()));
+            }
+        }
     }
 
     #[test]
