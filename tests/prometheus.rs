@@ -522,6 +522,19 @@ fn bad_input(cluster: &Cluster) {
         413,
         "Request Entity Too Large",
     );
+    // Under it as protobuf, over it as line protocol (long labels on every
+    // line of one series).
+    let long = "x".repeat(1000);
+    let many: Vec<(f64, i64)> = (0..100).map(|i| (1.0, now_ms - i)).collect();
+    let labels = [("__name__", "must_not_exist"), ("long", long.as_str())];
+    let packed = write_body(vec![series(&labels, &many)]);
+    assert!(unsnappy(&packed).len() < MAX_BODY);
+    assert_error(
+        &write(&prom, &packed),
+        "lines too large",
+        413,
+        "Request Entity Too Large",
+    );
     // And over it as sent.
     let noise: Vec<u8> = (0..MAX_BODY + 10).map(|i| (i * 7919 % 251) as u8).collect();
     assert_error(

@@ -19,8 +19,10 @@
 //! names line protocol cannot carry (a newline, a name ending in a
 //! backslash, a metric name line protocol reads differently) refuses the
 //! whole request with 400 naming it, as influxd refuses a request with a
-//! point it cannot make. A request with no series, or only dropped
-//! samples, is answered 204 with nothing written.
+//! point it cannot make. The lines are held to `max_body_size` like a
+//! `/write` body (413), since every line repeats its series' labels. A
+//! request with no series, or only dropped samples, is answered 204 with
+//! nothing written.
 
 use std::io::Write;
 
@@ -94,11 +96,13 @@ pub fn decode_lines(body: &[u8], limit: usize) -> Result<Vec<u8>, PromWriteError
     let request = WriteRequest::decode(raw.as_slice()).map_err(|e| {
         BodyError::Protobuf(format!("unable to decode prometheus write request: {e}"))
     })?;
-    to_lines(&request)
+    to_lines(&request, limit)
 }
 
-/// The line protocol of `request`'s samples, one line per sample.
-pub fn to_lines(request: &WriteRequest) -> Result<Vec<u8>, PromWriteError> {
+/// The line protocol of `request`'s samples, one line per sample, at most
+/// `limit` bytes (a `/write` body's limit: the labels repeated on every
+/// line must not make a small request a huge one).
+pub fn to_lines(request: &WriteRequest, limit: usize) -> Result<Vec<u8>, PromWriteError> {
     let mut out = Vec::new();
     let mut prefix = Vec::new();
     for series in &request.timeseries {
@@ -119,6 +123,9 @@ pub fn to_lines(request: &WriteRequest) -> Result<Vec<u8>, PromWriteError> {
             out.push(b' ');
             push_i64(&mut out, ns);
             out.push(b'\n');
+            if out.len() > limit {
+                return Err(BodyError::TooLarge.into());
+            }
         }
     }
     Ok(out)
@@ -252,7 +259,8 @@ mod tests {
     }
 
     fn lines(ts: Vec<TimeSeries>) -> Result<String, PromWriteError> {
-        to_lines(&WriteRequest { timeseries: ts }).map(|l| String::from_utf8(l).unwrap_or_default())
+        to_lines(&WriteRequest { timeseries: ts }, 1 << 20)
+            .map(|l| String::from_utf8(l).unwrap_or_default())
     }
 
     #[test]
@@ -288,6 +296,19 @@ mod tests {
             "m,__name__=m value=2.0 2000000\nprom_metric_not_specified value=3.0 5000000\n"
         );
         assert_eq!(lines(vec![]).unwrap(), "");
+    }
+
+    #[test]
+    fn the_lines_are_held_to_the_body_limit() {
+        let request = WriteRequest {
+            timeseries: vec![series(&[("__name__", "m")], &[(1.0, 1), (2.0, 2)])],
+        };
+        let one = "m,__name__=m value=1.0 1000000\n".len();
+        assert!(to_lines(&request, 2 * one).is_ok());
+        assert_eq!(
+            to_lines(&request, 2 * one - 1),
+            Err(PromWriteError::Body(BodyError::TooLarge))
+        );
     }
 
     #[test]
@@ -359,7 +380,7 @@ mod tests {
             let mut all: Vec<(&str, &str)> = vec![("__name__", name.as_str())];
             all.extend(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             let request = WriteRequest { timeseries: vec![series(&all, &[(value, ms)])] };
-            if let Ok(out) = to_lines(&request) {
+            if let Ok(out) = to_lines(&request, 1 << 20) {
                 let mut escaped = Vec::new();
                 escape_measurement(&name, &mut escaped);
                 let mut want: Vec<(String, String)> = Vec::new();
