@@ -268,6 +268,24 @@ fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
                 }
             },
         },
+        // Prometheus remote storage: an empty WriteRequest (snappy of
+        // nothing) stores nothing; a read of `up` finds nothing.
+        Endpoint {
+            method: "POST",
+            path: "/api/v1/prom/write",
+            params: vec![("db", db.to_string())],
+            body: vec![0],
+            auth: true,
+            check_ok: |r| status_is(r, 204),
+        },
+        Endpoint {
+            method: "POST",
+            path: "/api/v1/prom/read",
+            params: vec![("db", db.to_string())],
+            body: prom_read_of_up(),
+            auth: true,
+            check_ok: |r| status_is(r, 200),
+        },
         // No auth on the cipher endpoints, as the Go proxy (the key is
         // public anyway).
         Endpoint {
@@ -329,6 +347,27 @@ fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
             check_ok: |r| status_is(r, 404),
         },
     ]
+}
+
+/// A snappy `ReadRequest` of one query for the metric `up`.
+fn prom_read_of_up() -> Vec<u8> {
+    use influx_proxy::prom::proto::{LabelMatcher, Query, ReadRequest};
+    use prost::Message;
+    let request = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: 0,
+            end_timestamp_ms: 1,
+            matchers: vec![LabelMatcher {
+                r#type: 0,
+                name: "__name__".into(),
+                value: "up".into(),
+            }],
+        }],
+        accepted_response_types: vec![0],
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .expect("snappy")
 }
 
 fn check_refused(r: &Resp) -> Result<(), String> {
