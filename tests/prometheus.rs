@@ -329,6 +329,7 @@ fn remote_write_stores_what_influxd_itself_stores_and_bad_input_writes_nothing()
                 ("quote", "say \"hi\""),
                 ("back", r"c:\dir\x"),
                 ("utf", "héllo ☃"),
+                ("cr", "a\rb\t"),
             ],
             &[(42.0, t(5))],
         ),
@@ -368,23 +369,21 @@ fn remote_write_stores_what_influxd_itself_stores_and_bad_input_writes_nothing()
     );
     for c in 0..2 {
         let circle = [cluster.backend(c, 0), cluster.backend(c, 1)];
-        let got_series = || {
-            circle
-                .iter()
-                .flat_map(|d| series_keys(d, "cmp"))
-                .collect::<BTreeSet<_>>()
-        };
+        // Points first: influxd indexes a series a moment before its
+        // points can be read.
         wait_for_eq(
             DELIVERY,
-            &format!("circle {} series keys", c + 1),
-            &want_series,
-            got_series,
+            &format!("circle {} points", c + 1),
+            &want_rows,
+            || {
+                circle
+                    .iter()
+                    .flat_map(|d| d.all_rows("cmp", None))
+                    .collect::<BTreeSet<Row>>()
+            },
         );
-        let got_rows: BTreeSet<Row> = circle
-            .iter()
-            .flat_map(|d| d.all_rows("cmp", None))
-            .collect();
-        assert_eq!(got_rows, want_rows, "circle {} points", c + 1);
+        let got_series: BTreeSet<_> = circle.iter().flat_map(|d| series_keys(d, "cmp")).collect();
+        assert_eq!(got_series, want_series, "circle {} series keys", c + 1);
         let got_fields: BTreeSet<_> = circle.iter().flat_map(|d| field_keys(d, "cmp")).collect();
         assert_eq!(got_fields, want_fields, "circle {} field types", c + 1);
         // Each measurement only on its owner.
