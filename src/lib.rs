@@ -21,6 +21,8 @@
 //! - [`http_client`]: the clients towards backends, which carries what, and
 //!   the request building they share; [`http_client::BackendError`].
 //! - [`admin`]: `/health` and `/replica`.
+//! - [`metrics`]: `/metrics`, the proxy's counters in the Prometheus text
+//!   format, and the per-endpoint request counts the router keeps.
 //! - [`transfer`]: rebalance, recovery, resync and cleanup: what to copy
 //!   where, the copy itself, progress kept in `tlog_dir` across crashes.
 //! - [`log`](mod@log): log lines in the Go proxy's format (ours and dependencies').
@@ -36,6 +38,7 @@ pub mod cluster;
 pub mod config;
 pub mod http_client;
 pub mod log;
+pub mod metrics;
 pub mod proxy;
 pub mod query;
 pub mod ring;
