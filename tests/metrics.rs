@@ -512,3 +512,35 @@ fn with_ping_auth_enabled_metrics_wants_the_proxy_credentials() {
     );
     assert_promtool_clean(&text);
 }
+
+#[test]
+fn a_batch_the_backend_keeps_refusing_counts_send_failures_and_retries() {
+    let fake = FakeBackend::start(Fault::RejectContaining("poison"));
+    let mut config = config_for_urls(&[vec![fake.url()]]);
+    config["rewrite_interval"] = json!(0.2);
+    let p = Proxy::start(config);
+    let (status, body) = p.write(DB, None, "poison v=1 1\npoison v=2 2\n");
+    assert_eq!(status, 204, "{body}");
+    let name = backend_name(0, 0);
+    let labels = backend_labels(&name);
+    let samples = poll_for(Duration::from_secs(20), "three retries", || {
+        let (_, samples) = scrape(&p);
+        let retries = value(&samples, "influxproxy_backend_send_retries_total", &labels);
+        retries.is_some_and(|n| n >= 3.0).then_some(samples)
+    });
+    let get = |name: &str| value(&samples, name, &labels).unwrap_or(f64::NAN);
+    let (failures, retries) = (
+        get("influxproxy_backend_send_failures_total"),
+        get("influxproxy_backend_send_retries_total"),
+    );
+    // Each failure schedules one retry, sent once its backoff is over.
+    assert!(
+        failures == retries || failures == retries + 1.0,
+        "failures {failures}, retries {retries}"
+    );
+    assert_eq!(get("influxproxy_backend_points_accepted_total"), 2.0);
+    assert_eq!(get("influxproxy_backend_points_delivered_total"), 0.0);
+    assert_eq!(get("influxproxy_backend_spool_waiting_records"), 1.0);
+    // A 500 is the backend's answer, not its absence: it stays up.
+    assert_eq!(get("influxproxy_backend_up"), 1.0);
+}
