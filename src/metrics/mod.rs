@@ -2,8 +2,7 @@
 //!
 //! Nothing here counts on the write path. The figures are the counters the
 //! rest of the proxy keeps anyway (each backend's [`BackendStats`], its
-//! spool's [`Backlog`](crate::spool::Backlog), the query endpoint's
-//! [`QueryCounts`](crate::query::endpoint::QueryCounts), what the
+//! spool's [`Backlog`], the query endpoint's [`QueryCounts`], what the
 //! connection janitor found, the transfer's progress) read with relaxed
 //! loads at scrape time, plus the one thing counted for this module alone:
 //! [`requests::Requests`], three relaxed atomic adds per request in
