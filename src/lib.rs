@@ -22,6 +22,8 @@
 //!   the request building they share; [`http_client::BackendError`].
 //! - [`admin`]: `/health` and `/replica`.
 //! - [`prom`]: Prometheus remote write and read (`/api/v1/prom/*`).
+//! - [`metrics`]: `/metrics`, the proxy's counters in the Prometheus text
+//!   format, and the per-endpoint request counts the router keeps.
 //! - [`transfer`]: rebalance, recovery, resync and cleanup: what to copy
 //!   where, the copy itself, progress kept in `tlog_dir` across crashes.
 //! - [`log`](mod@log): log lines in the Go proxy's format (ours and dependencies').
@@ -37,6 +39,7 @@ pub mod cluster;
 pub mod config;
 pub mod http_client;
 pub mod log;
+pub mod metrics;
 pub mod prom;
 pub mod proxy;
 pub mod query;

@@ -186,7 +186,7 @@ fn status_is(r: &Resp, want: u16) -> Result<(), String> {
 }
 
 /// The endpoints the router serves (src/server/router.rs), and paths it
-/// does not (the Go proxy's `/metrics` and `/debug/pprof/`: 404 here).
+/// does not (the Go proxy's `/debug/pprof/`: 404 here).
 fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
     // No timestamp: each permitted write stores its own point (the proxy's
     // clock), so a refused write that got through would show up as one more.
@@ -321,23 +321,23 @@ fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
                 }
             },
         },
-        // Not served: 404 whatever the credentials (never a 401 that would
-        // reveal a protected endpoint, never anything else).
+        // Open unless ping_auth_enabled, as /ping.
         Endpoint {
             method: "GET",
             path: "/metrics",
             params: vec![],
             body: vec![],
-            auth: false,
+            auth: ping_auth,
             check_ok: |r| {
-                status_is(r, 404)?;
-                if r.body == "404 page not found\n" {
-                    Ok(())
-                } else {
-                    Err(format!("body {:?}", r.body))
+                status_is(r, 200)?;
+                match r.header("content-type") {
+                    Some("text/plain; version=0.0.4; charset=utf-8") => Ok(()),
+                    other => Err(format!("Content-Type {other:?}")),
                 }
             },
         },
+        // Not served: 404 whatever the credentials (never a 401 that would
+        // reveal a protected endpoint, never anything else).
         Endpoint {
             method: "GET",
             path: "/debug/pprof/",

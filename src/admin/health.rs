@@ -34,14 +34,8 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                 .map(|b| {
                     let s = &b.stats;
                     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                    let spool = writers.spool(b.id).map(|sp| &sp.stats);
-                    let waiting = spool.map_or(0, |sp| load(&sp.waiting_records));
-                    let oldest = spool.map_or(0, |sp| load(&sp.oldest_ms));
-                    let age = if waiting == 0 || oldest == 0 {
-                        0.0
-                    } else {
-                        now_ms.saturating_sub(oldest) as f64 / 1000.0
-                    };
+                    let backlog = writers.backlog(b.id, now_ms);
+                    let waiting = backlog.records;
                     let mut backend = json!({
                         "name": b.name,
                         "url": b.url,
@@ -51,12 +45,12 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                         "write_only": b.write_only || transferring,
                         "spool": {
                             "records_waiting": waiting,
-                            "bytes_waiting": spool.map_or(0, |sp| load(&sp.waiting_bytes)),
-                            "oldest_waiting_age_s": age,
+                            "bytes_waiting": backlog.bytes,
+                            "oldest_waiting_age_s": backlog.oldest_age_s,
                             "dead_letter_records": load(&s.records_dead_lettered),
                             "parked_records": load(&s.records_parked),
-                            "corrupt_records": spool.map_or(0, |sp| load(&sp.corrupt_records)),
-                            "full_refusals": spool.map_or(0, |sp| load(&sp.full_refusals)),
+                            "corrupt_records": backlog.corrupt_records,
+                            "full_refusals": backlog.full_refusals,
                             "statements_pending": load(&s.statements_pending),
                         },
                         "points": {
@@ -66,6 +60,7 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                             "dead_lettered": load(&s.points_dead_lettered),
                             "parked": load(&s.points_parked),
                             "send_failures": load(&s.send_failures),
+                            "send_retries": load(&s.send_retries),
                         },
                     });
                     if transferring {

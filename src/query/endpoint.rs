@@ -27,7 +27,7 @@
 //!   writer decides which ([`Writers::run_or_queue_statement`]).
 
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +64,29 @@ pub struct QueryService {
     /// How long DDL waits for a live backend to catch up with the writes
     /// acknowledged before it, before queueing it in the spool instead.
     ddl_wait: Duration,
+    /// Statements answered, by how, for `/metrics`.
+    pub counts: QueryCounts,
+}
+
+/// Statements answered, by how they were routed (one relaxed increment per
+/// statement, where the route is decided). Refused statements and reads no
+/// backend could answer are not counted.
+#[derive(Debug, Default)]
+pub struct QueryCounts {
+    /// Reads one backend answered: passed through, or a statement of a
+    /// multi-statement request whose sources one backend owns.
+    pub single_owner: AtomicU64,
+    /// Reads fanned out to several backends and merged.
+    pub fan_out: AtomicU64,
+    /// DDL run on every backend it had to reach.
+    pub ddl_ran: AtomicU64,
+    /// DDL queued in the spool of at least one backend (down or behind),
+    /// to run there in order with the writes.
+    pub ddl_queued: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Which backends of which circle answer a statement.
@@ -87,6 +110,7 @@ impl QueryService {
             tracing: cfg.query_tracing,
             next_circle: AtomicUsize::new(0),
             ddl_wait: cfg.flush_time + Duration::from_secs(2),
+            counts: QueryCounts::default(),
         }
     }
 
@@ -250,6 +274,7 @@ impl QueryService {
                     Some(Box::new(std::io::Cursor::new(head).chain(reader))),
                 )
             };
+            count(&self.counts.single_owner);
             return Ok(Some(Response {
                 status,
                 headers,
@@ -395,6 +420,10 @@ impl QueryService {
                         self.complete_silent_parts(stmt, targets, &mut parts, &sent);
                     }
                     let kind = merge_kind(stmt, plan.overlapping);
+                    count(match targets.len() {
+                        1 => &self.counts.single_owner,
+                        _ => &self.counts.fan_out,
+                    });
                     return Ok(merge::merge(&kind, statement_id, parts));
                 }
                 Err(e) => last = e,
@@ -494,6 +523,7 @@ impl QueryService {
     ) -> Result<serde_json::Value, String> {
         let targets = self.ddl_targets(stmt, db);
         let mut answer: Option<serde_json::Value> = None;
+        let mut queued = false;
         let sent = [("q", stmt.text.as_str()), ("db", db)];
         for backend in targets {
             let run = || {
@@ -518,10 +548,17 @@ impl QueryService {
                     StatementError::Refused(e) => e,
                     StatementError::NotQueued(e) => e.to_string(),
                 })?;
-            if let (StatementOutcome::Ran(value), None) = (outcome, &answer) {
-                answer = first_result(value);
+            match (outcome, &answer) {
+                (StatementOutcome::Ran(value), None) => answer = first_result(value),
+                (StatementOutcome::Ran(_), Some(_)) => {}
+                (StatementOutcome::Queued, _) => queued = true,
             }
         }
+        count(if queued {
+            &self.counts.ddl_queued
+        } else {
+            &self.counts.ddl_ran
+        });
         match &stmt.kind {
             StatementKind::CreateDatabase(name) => self.cluster.databases.created(name),
             StatementKind::DropDatabase(name) => self.cluster.databases.dropped(name),

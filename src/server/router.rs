@@ -1,18 +1,33 @@
 //! Which handler answers which path: exact paths, as Go's ServeMux matches
 //! them, method checked before auth, and the common headers on every answer.
 
+use std::time::Instant;
+
 use super::error::ApiError;
 use super::http::{Request, Response};
 use super::State;
 use crate::admin;
+use crate::metrics;
 use crate::transfer::endpoint;
 use crate::write::endpoint::WriteScratch;
 
-/// Answers one request; never panics on input.
+/// Answers one request; never panics on input. Counts it by endpoint and
+/// status, with the time it took, for `/metrics`.
 pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Response {
+    let started = Instant::now();
+    let response = dispatch(state, scratch, req);
+    let endpoint = metrics::Endpoint::of(&req.path);
+    state
+        .requests
+        .observe(endpoint, response.status, started.elapsed());
+    response
+}
+
+fn dispatch(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Response {
     let pretty = req.pretty();
     let result = match req.path.as_str() {
         "/ping" => ping(state, req),
+        "/metrics" => metrics(state, req),
         "/write" => write(state, scratch, req),
         "/query" => query(state, req),
         "/api/v1/prom/write" => post_only(state, req)
@@ -51,6 +66,15 @@ fn ping(state: &State, req: &Request) -> Result<Response, ApiError> {
         authenticate(state, req)?;
     }
     Ok(Response::no_content())
+}
+
+/// `/metrics`: any method; credentials only with `ping_auth_enabled`, as
+/// `/ping`.
+fn metrics(state: &State, req: &Request) -> Result<Response, ApiError> {
+    if state.ping_auth {
+        authenticate(state, req)?;
+    }
+    Ok(metrics::handle(state))
 }
 
 fn write(

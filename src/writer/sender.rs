@@ -233,7 +233,13 @@ impl Sender<'_> {
                             group,
                         };
                         match self.jobs.try_send(job) {
-                            Ok(()) => f.state = FlightState::Sending,
+                            Ok(()) => {
+                                f.state = FlightState::Sending;
+                                self.backend
+                                    .stats
+                                    .send_retries
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
                             Err(e) => f.group = Some(e.into_inner().group),
                         }
                     }
