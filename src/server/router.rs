@@ -15,8 +15,7 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
         "/ping" => ping(state, req),
         "/write" => write(state, scratch, req),
         "/query" => query(state, req),
-        "/health" => get_only(state, req)
-            .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
+        "/health" => get_only(state, req).map(|()| health(state, req, pretty)),
         "/encrypt" => cipher_text(req, true),
         "/decrypt" => cipher_text(req, false),
         "/replica" => {
@@ -40,6 +39,21 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
         _ => Ok(Response::not_found()),
     };
     result.unwrap_or_else(|e| e.into_response(pretty))
+}
+
+/// `/health`; with `stats=true` (exactly, as the Go proxy reads it) the
+/// placement survey, which waits on backends (the query pool serves it).
+fn health(state: &State, req: &Request, pretty: bool) -> Response {
+    let stats = (req.params.get("stats") == "true").then(|| {
+        let client = state.query.client();
+        admin::placement::survey(client, &state.cluster, client.timeout())
+    });
+    admin::health::handle(
+        &state.cluster,
+        &state.write.writers,
+        stats.as_deref(),
+        pretty,
+    )
 }
 
 fn ping(state: &State, req: &Request) -> Result<Response, ApiError> {
