@@ -216,3 +216,29 @@ fn writes_keep_being_acknowledged_while_stats_are_polled() {
         || owner.count_v("load", "load"),
     );
 }
+
+/// A backend that accepts connections and never answers costs the survey
+/// `query_timeout`, not more: the answer is a 200 with its entry saying why
+/// it has no stats, the other backend's stats present.
+#[test]
+fn a_backend_that_never_answers_costs_the_survey_query_timeout() {
+    let hang = FakeBackend::start(Fault::Hang);
+    let ok = FakeBackend::start(Fault::Record);
+    let mut config = config_for_urls(&[vec![hang.url()], vec![ok.url()]]);
+    config["query_timeout"] = json!(1);
+    config["write_timeout"] = json!(30);
+    let proxy = Proxy::start(config);
+    let start = Instant::now();
+    let h = health_stats(&proxy);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "/health?stats=true took {took:?}"
+    );
+    let silent = entry(&h, 0, 0);
+    assert!(silent.get("stats").is_none(), "{silent}");
+    assert_eq!(silent["healthy"], false);
+    assert!(silent["stats_error"].is_string(), "{silent}");
+    assert!(entry(&h, 1, 0)["stats"].is_object(), "{h}");
+    eprintln!("silent backend: {} after {took:?}", silent["stats_error"]);
+}

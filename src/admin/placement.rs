@@ -50,8 +50,9 @@ pub fn survey(client: &QueryClient, cluster: &Cluster, timeout: Duration) -> Vec
             .backends
             .iter()
             .map(|b| {
+                // `Copy` (references and an instant): when its thread cannot
+                // be started, the copy kept here runs on this thread.
                 let job = move || of_backend(client, cluster, b, deadline);
-                // A thread that cannot be started: the survey runs here.
                 std::thread::Builder::new()
                     .name("health-stats".into())
                     .spawn_scoped(scope, job)
