@@ -2,7 +2,7 @@
 //! a drop-in for the Go influx-proxy v2.
 //!
 //! Map of the crate, every module, the write path top to bottom:
-//! - [`config`]: `proxy.json`, validated once at start into plain data
+//! - [`config`]: `proxy.json` (or YAML, TOML), validated once at start into plain data
 //!   ([`cipher`]: the Go proxy's `auth_encrypt` cipher for its secrets).
 //! - [`server`]: the tiny_http listener (and its TLS front), the worker and
 //!   query pools, connection limits, routing, auth and error bodies. The

@@ -9,16 +9,32 @@
 //! A circle a transfer is filling is `write_only` (as in the Go proxy, its
 //! backends too) and carries our extra key `"transferring": true`, in the
 //! circle object and in each of its backends; the key is absent otherwise.
+//!
+//! With `?stats=true`, each backend also gets the Go proxy's `healthy` and
+//! `stats` (`{"<db>":{"measurements":N,"inplace":N,"incorrect":N}}`,
+//! surveyed live, see [`super::placement`]). `healthy` is true when the
+//! survey found no measurement out of place. Unlike the Go proxy, whose
+//! `omitempty` drops `"healthy": false` from the answer, ours always gives
+//! the key (a reader of `backend.healthy` sees false either way); a backend
+//! that could not be surveyed (down, or no answer within `query_timeout`)
+//! gets `"healthy": false` and `"stats_error"` saying why, no `stats`.
 
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
+use super::placement::BackendPlacement;
 use crate::cluster::Cluster;
 use crate::server::http::Response;
 use crate::writer::Writers;
 use crate::VERSION;
 
-pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
+/// The answer; `stats`: the placement survey by backend id, when asked.
+pub fn handle(
+    cluster: &Cluster,
+    writers: &Writers,
+    stats: Option<&[BackendPlacement]>,
+    pretty: bool,
+) -> Response {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -65,6 +81,33 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                     });
                     if transferring {
                         backend["transferring"] = true.into();
+                    }
+                    match stats.map(|s| s.get(b.id)) {
+                        None => {}
+                        Some(Some(Ok(dbs))) => {
+                            let healthy = dbs.values().all(|d| d.incorrect == 0);
+                            backend["healthy"] = healthy.into();
+                            backend["stats"] = dbs
+                                .iter()
+                                .map(|(db, d)| {
+                                    let counts = json!({
+                                        "measurements": d.measurements,
+                                        "inplace": d.inplace,
+                                        "incorrect": d.incorrect,
+                                    });
+                                    (db.clone(), counts)
+                                })
+                                .collect::<serde_json::Map<_, _>>()
+                                .into();
+                        }
+                        Some(other) => {
+                            backend["healthy"] = false.into();
+                            let why = match other {
+                                Some(Err(e)) => e.clone(),
+                                _ => "not surveyed".to_string(),
+                            };
+                            backend["stats_error"] = why.into();
+                        }
                     }
                     backend
                 })
@@ -120,7 +163,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("influx-proxy-health-{}", std::process::id()));
         let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg), &dir).unwrap();
         let health = || -> Value {
-            serde_json::from_slice(&handle(&cluster, &writers, false).body).unwrap()
+            serde_json::from_slice(&handle(&cluster, &writers, None, false).body).unwrap()
         };
         cluster.set_transferring(1, true);
         let h = health();

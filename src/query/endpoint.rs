@@ -114,6 +114,11 @@ impl QueryService {
         }
     }
 
+    /// The client of the query path (also `/health?stats=true`'s).
+    pub fn client(&self) -> &QueryClient {
+        &self.client
+    }
+
     fn db_allowed(&self, db: &str) -> bool {
         self.db_list.is_empty() || self.db_list.iter().any(|d| d == db)
     }

@@ -76,6 +76,11 @@ impl QueryClient {
         }
     }
 
+    /// How long one call may take (`query_timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sends `/query` with `params` as a form (POST) or a query string (GET).
     /// `accept_gzip` asks the backend to gzip its answer. Any HTTP status is
     /// an `Ok`; only a failure to get an answer is an `Err`.

@@ -34,8 +34,7 @@ fn dispatch(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Res
             .and_then(|()| crate::prom::write::handle(&state.write, scratch, req)),
         "/api/v1/prom/read" => post_only(state, req)
             .and_then(|()| crate::prom::read::handle(&state.query, &state.write, req)),
-        "/health" => get_only(state, req)
-            .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
+        "/health" => get_only(state, req).map(|()| health(state, req, pretty)),
         "/encrypt" => cipher_text(req, true),
         "/decrypt" => cipher_text(req, false),
         "/replica" => {
@@ -59,6 +58,21 @@ fn dispatch(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Res
         _ => Ok(Response::not_found()),
     };
     result.unwrap_or_else(|e| e.into_response(pretty))
+}
+
+/// `/health`; with `stats=true` (exactly, as the Go proxy reads it) the
+/// placement survey, which waits on backends (the query pool serves it).
+fn health(state: &State, req: &Request, pretty: bool) -> Response {
+    let stats = (req.params.get("stats") == "true").then(|| {
+        let client = state.query.client();
+        admin::placement::survey(client, &state.cluster, client.timeout())
+    });
+    admin::health::handle(
+        &state.cluster,
+        &state.write.writers,
+        stats.as_deref(),
+        pretty,
+    )
 }
 
 fn ping(state: &State, req: &Request) -> Result<Response, ApiError> {
