@@ -111,7 +111,7 @@ impl QueryPool {
     /// Whether a request for `url` waits on backends and belongs here.
     pub fn takes(url: &str) -> bool {
         let path = url.split('?').next().unwrap_or_default();
-        matches!(path, "/query" | "/replica")
+        matches!(path, "/query" | "/replica" | "/api/v2/query")
     }
 
     /// Leave for the calling worker to answer a query itself, held until the

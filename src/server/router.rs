@@ -15,6 +15,8 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
         "/ping" => ping(state, req),
         "/write" => write(state, scratch, req),
         "/query" => query(state, req),
+        "/api/v2/write" => write_v2(state, scratch, req),
+        "/api/v2/query" => flux(state, req),
         "/health" => get_only(state, req)
             .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
         "/encrypt" => cipher_text(req, true),
@@ -56,6 +58,24 @@ fn write(
 ) -> Result<Response, ApiError> {
     post_only(state, req)?;
     Ok(state.write.handle(scratch, req)?)
+}
+
+fn write_v2(
+    state: &State,
+    scratch: &mut WriteScratch,
+    req: &mut Request,
+) -> Result<Response, ApiError> {
+    post_only(state, req)?;
+    Ok(state.write.handle_v2(scratch, req)?)
+}
+
+fn flux(state: &State, req: &mut Request) -> Result<Response, ApiError> {
+    post_only(state, req)?;
+    let limits = crate::flux::FluxLimits {
+        max_body_size: state.write.max_body_size(),
+        db_allowed: &|db| state.write.db_allowed(db),
+    };
+    crate::flux::handle(&state.query, &limits, req)
 }
 
 fn query(state: &State, req: &mut Request) -> Result<Response, ApiError> {
