@@ -18,6 +18,8 @@
 //! Everything the Go proxy accepts is accepted (its single-quoted strings
 //! too) and routed the same way. Pure: no I/O, never panics on any input.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 /// Where a Flux query reads: the bucket as written (`db` or `db/rp`) and
@@ -114,7 +116,7 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, SourceError> {
                 toks.push(Tok::Other);
             }
             b'"' => {
-                let (value, end) = string_literal(s, i + 1)?;
+                let (value, end) = string_literal(s, i + 1, 0)?;
                 toks.push(Tok::Str(value));
                 i = end;
             }
@@ -179,9 +181,21 @@ fn skip_regex(s: &[u8], mut i: usize) -> Result<usize, SourceError> {
     }
 }
 
-/// Reads a string literal whose body starts at `i`: its value (`None` when
-/// it interpolates) and the index after the closing quote.
-fn string_literal(s: &[u8], mut i: usize) -> Result<(Option<String>, usize), SourceError> {
+/// Deepest nesting of strings inside `${}` inside strings that is scanned
+/// (the scanner recurses; a hostile body must not exhaust the stack).
+const MAX_NESTING: usize = 32;
+
+/// Reads a string literal whose body starts at `i`, `depth` interpolations
+/// deep: its value (`None` when it interpolates) and the index after the
+/// closing quote.
+fn string_literal(
+    s: &[u8],
+    mut i: usize,
+    depth: usize,
+) -> Result<(Option<String>, usize), SourceError> {
+    if depth > MAX_NESTING {
+        return Err(SourceError::Illegal);
+    }
     let mut value = Vec::new();
     let mut interpolated = false;
     loop {
@@ -210,7 +224,7 @@ fn string_literal(s: &[u8], mut i: usize) -> Result<(Option<String>, usize), Sou
             }
             Some(b'$') if s.get(i + 1) == Some(&b'{') => {
                 interpolated = true;
-                i = skip_interpolation(s, i + 2)?;
+                i = skip_interpolation(s, i + 2, depth)?;
             }
             Some(&c) => {
                 value.push(c);
@@ -222,22 +236,23 @@ fn string_literal(s: &[u8], mut i: usize) -> Result<(Option<String>, usize), Sou
     Ok((value, i + 1))
 }
 
-/// Skips the expression of `${...}` from `i` (after the `{`), strings and
-/// nested braces included; returns the index after its `}`.
-fn skip_interpolation(s: &[u8], mut i: usize) -> Result<usize, SourceError> {
-    let mut depth = 1usize;
+/// Skips the expression of `${...}` from `i` (after the `{`) of a string
+/// `nesting` interpolations deep, strings and nested braces included;
+/// returns the index after its `}`.
+fn skip_interpolation(s: &[u8], mut i: usize, nesting: usize) -> Result<usize, SourceError> {
+    let mut braces = 1usize;
     loop {
         match s.get(i) {
             None => return Err(SourceError::Illegal),
-            Some(b'"') => i = string_literal(s, i + 1)?.1,
+            Some(b'"') => i = string_literal(s, i + 1, nesting + 1)?.1,
             Some(b'{') => {
-                depth += 1;
+                braces += 1;
                 i += 1;
             }
             Some(b'}') => {
-                depth -= 1;
+                braces -= 1;
                 i += 1;
-                if depth == 0 {
+                if braces == 0 {
                     return Ok(i);
                 }
             }
@@ -246,17 +261,19 @@ fn skip_interpolation(s: &[u8], mut i: usize) -> Result<usize, SourceError> {
     }
 }
 
-/// Top-level `name = "value"` assignments, so `bucket: b` and
-/// `r._measurement == m` can be resolved.
-fn string_variables(toks: &[Tok]) -> Vec<(&str, &str)> {
-    let mut vars = Vec::new();
+/// Variables assigned a plain string (`name = "value"`), so `bucket: b`
+/// and `r._measurement == m` can be resolved.
+type Vars<'a> = HashMap<&'a str, &'a str>;
+
+fn string_variables(toks: &[Tok]) -> Vars<'_> {
+    let mut vars = HashMap::new();
     for (k, w) in toks.windows(3).enumerate() {
         if let [Tok::Ident(name), Tok::Punct("="), Tok::Str(Some(value))] = w {
             let member = k > 0 && toks.get(k - 1) == Some(&Tok::Punct("."));
             // `b = "x" + y` is not a plain string.
             let continued = matches!(toks.get(k + 3), Some(Tok::Punct(p)) if *p != "," && *p != ")" && *p != "}");
             if !member && !continued {
-                vars.push((name.as_str(), value.as_str()));
+                vars.insert(name.as_str(), value.as_str());
             }
         }
     }
@@ -264,20 +281,16 @@ fn string_variables(toks: &[Tok]) -> Vec<(&str, &str)> {
 }
 
 /// The string a value token stands for: a literal, or a variable assigned one.
-fn string_value(tok: Option<&Tok>, vars: &[(&str, &str)]) -> Option<String> {
+fn string_value(tok: Option<&Tok>, vars: &Vars<'_>) -> Option<String> {
     match tok? {
         Tok::Str(value) => value.clone(),
-        Tok::Ident(name) => vars
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.to_string()),
+        Tok::Ident(name) => vars.get(name.as_str()).map(|v| v.to_string()),
         _ => None,
     }
 }
 
 /// The bucket of the first `from(...)` call.
-fn bucket(toks: &[Tok], vars: &[(&str, &str)]) -> Result<String, SourceError> {
+fn bucket(toks: &[Tok], vars: &Vars<'_>) -> Result<String, SourceError> {
     let call = (0..toks.len()).find(|&k| {
         matches!(toks.get(k), Some(Tok::Ident(name)) if name == "from")
             && toks.get(k + 1) == Some(&Tok::Punct("("))
@@ -316,7 +329,7 @@ enum Use {
 }
 
 /// The measurement every `_measurement` reference agrees on.
-fn measurement(toks: &[Tok], vars: &[(&str, &str)]) -> Result<String, SourceError> {
+fn measurement(toks: &[Tok], vars: &Vars<'_>) -> Result<String, SourceError> {
     let mut uses: Vec<Use> = Vec::new();
     for k in 1..toks.len() {
         let object = match toks.get(k - 1) {
@@ -347,6 +360,10 @@ fn measurement(toks: &[Tok], vars: &[(&str, &str)]) -> Result<String, SourceErro
         };
         if !uses.contains(&used) {
             uses.push(used);
+        }
+        // Two different uses already make it several measurements.
+        if uses.len() > 1 {
+            return Err(SourceError::Multi);
         }
     }
     match uses.as_slice() {
@@ -413,7 +430,8 @@ const MAX_SPEC_DEPTH: usize = 128;
 
 /// Collects how `_measurement` is compared in a filter spec's expressions.
 fn spec_uses(v: &Value, uses: &mut Vec<Use>, depth: usize) {
-    if depth > MAX_SPEC_DEPTH {
+    // Past two different uses the answer is known (several measurements).
+    if depth > MAX_SPEC_DEPTH || uses.len() > 1 {
         return;
     }
     match v {
@@ -642,6 +660,43 @@ mod tests {
             }
             let _ = from_flux(&text);
         }
+    }
+
+    #[test]
+    fn hostile_bodies_are_scanned_in_bounded_time_and_stack() {
+        // Strings nested in interpolations, far deeper than any query.
+        let deep = format!("{}{}", "\"${".repeat(100_000), "}\"".repeat(100_000));
+        assert_eq!(
+            from_flux(&format!("from(bucket: {deep})")),
+            Err(SourceError::Illegal)
+        );
+        // 200,000 references to one variable, 200,000 variables, 200,000 values.
+        let mut text = String::from("from(bucket: \"db\") |> filter(fn: (r) => ");
+        for i in 0..200_000 {
+            text.push_str(&format!("v{i} = \"x\" "));
+        }
+        text.push_str("m = \"cpu\" ");
+        text.push_str(&"r._measurement == m and ".repeat(200_000));
+        text.push_str("true)");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            from_flux(&text).map(|s| s.measurement),
+            Ok("cpu".to_string())
+        );
+        let distinct: String = (0..200_000)
+            .map(|i| format!("r._measurement == \"m{i}\" or "))
+            .collect();
+        assert_eq!(
+            from_flux(&format!(
+                "from(bucket: \"db\") |> filter(fn: (r) => {distinct} true)"
+            )),
+            Err(SourceError::Multi)
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     fn filter_op(body: Value) -> Value {
