@@ -18,6 +18,8 @@
 //!   behind every 204) and one sender thread delivering it (POSTs, retries).
 //! - [`query`]: `/query`: InfluxQL statements, routing to owners, merging
 //!   several backends' answers; DDL through the writer's queue.
+//! - [`flux`]: `/api/v2/query`: the bucket and measurement of a Flux query,
+//!   relayed to their owner with the read failover of `/query`.
 //! - [`http_client`]: the clients towards backends, which carries what, and
 //!   the request building they share; [`http_client::BackendError`].
 //! - [`admin`]: `/health` and `/replica`.
@@ -37,6 +39,7 @@ pub mod alloc;
 pub mod cipher;
 pub mod cluster;
 pub mod config;
+pub mod flux;
 pub mod http_client;
 pub mod log;
 pub mod metrics;

@@ -113,7 +113,7 @@ impl QueryPool {
     pub fn takes(url: &str) -> bool {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         match path {
-            "/query" | "/replica" | "/api/v1/prom/read" => true,
+            "/query" | "/replica" | "/api/v2/query" | "/api/v1/prom/read" => true,
             "/health" => query.split('&').any(|kv| kv == "stats=true"),
             _ => false,
         }

@@ -30,6 +30,8 @@ fn dispatch(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Res
         "/metrics" => metrics(state, req),
         "/write" => write(state, scratch, req),
         "/query" => query(state, req),
+        "/api/v2/write" => write_v2(state, scratch, req),
+        "/api/v2/query" => flux(state, req),
         "/api/v1/prom/write" => post_only(state, req)
             .and_then(|()| crate::prom::write::handle(&state.write, scratch, req)),
         "/api/v1/prom/read" => post_only(state, req)
@@ -98,6 +100,24 @@ fn write(
 ) -> Result<Response, ApiError> {
     post_only(state, req)?;
     Ok(state.write.handle(scratch, req)?)
+}
+
+fn write_v2(
+    state: &State,
+    scratch: &mut WriteScratch,
+    req: &mut Request,
+) -> Result<Response, ApiError> {
+    post_only(state, req)?;
+    Ok(state.write.handle_v2(scratch, req)?)
+}
+
+fn flux(state: &State, req: &mut Request) -> Result<Response, ApiError> {
+    post_only(state, req)?;
+    let limits = crate::flux::FluxLimits {
+        max_body_size: state.write.max_body_size(),
+        db_allowed: &|db| state.write.db_allowed(db),
+    };
+    crate::flux::handle(&state.query, &limits, req)
 }
 
 fn query(state: &State, req: &mut Request) -> Result<Response, ApiError> {

@@ -1414,6 +1414,14 @@ pub enum Fault {
     /// Records every request; answers 500 to a `/write` whose body (gunzipped
     /// when `Content-Encoding: gzip`) contains the marker, 204 to anything else.
     RejectContaining(&'static str),
+    /// Records every request; answers a request for `path` with `status`,
+    /// `content_type` and `body`, anything else (`/ping`) 204.
+    Answer {
+        path: &'static str,
+        status: u16,
+        content_type: &'static str,
+        body: &'static str,
+    },
 }
 
 /// [`Fault::SlowQueries`]: a query's empty result after `delay`, anything
@@ -1614,7 +1622,8 @@ impl FakeBackend {
             | Fault::Slow(_)
             | Fault::SlowQueries(_)
             | Fault::Record
-            | Fault::RejectContaining(_) => {
+            | Fault::RejectContaining(_)
+            | Fault::Answer { .. } => {
                 let server = tiny_http::Server::http("127.0.0.1:0").expect("bind fake backend");
                 let port = server.server_addr().to_ip().expect("ip listener").port();
                 let (stop2, hits2, rec2) = (stop.clone(), hits.clone(), recorded.clone());
@@ -1638,9 +1647,16 @@ impl FakeBackend {
                             Fault::RejectContaining(marker) => {
                                 reject_status(req.url(), req.headers(), &sink, marker)
                             }
+                            Fault::Answer { path, status, .. }
+                                if req.url().split('?').next() == Some(path) =>
+                            {
+                                status
+                            }
                             _ => 204,
                         };
-                        if let Fault::Record | Fault::RejectContaining(_) = fault {
+                        if let Fault::Record | Fault::RejectContaining(_) | Fault::Answer { .. } =
+                            fault
+                        {
                             rec2.lock().unwrap().push(Recorded::of(&req, sink, status));
                         }
                         let resp = match fault {
@@ -1665,6 +1681,24 @@ impl FakeBackend {
                                 .with_status_code(500)
                             }
                             Fault::RejectContaining(_) => {
+                                tiny_http::Response::from_string("").with_status_code(204)
+                            }
+                            Fault::Answer {
+                                path,
+                                status,
+                                content_type,
+                                body,
+                            } if req.url().split('?').next() == Some(path) => {
+                                let ct = tiny_http::Header::from_bytes(
+                                    &b"Content-Type"[..],
+                                    content_type.as_bytes(),
+                                )
+                                .expect("a valid content type");
+                                tiny_http::Response::from_string(body)
+                                    .with_status_code(status)
+                                    .with_header(ct)
+                            }
+                            Fault::Answer { .. } => {
                                 tiny_http::Response::from_string("").with_status_code(204)
                             }
                             Fault::Hang | Fault::SlowQueries(_) => unreachable!(),
@@ -1693,7 +1727,7 @@ impl FakeBackend {
     }
 
     /// Requests recorded so far (only with [`Fault::Record`],
-    /// [`Fault::RejectContaining`] and [`Fault::SlowQueries`]).
+    /// [`Fault::RejectContaining`], [`Fault::Answer`] and [`Fault::SlowQueries`]).
     pub fn recorded(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }
