@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::time::Duration;
 
 use common::prometheus::Prometheus;
@@ -127,22 +126,7 @@ fn post_prom(base: &str, path: &str, params: &[(&str, &str)], body: &[u8]) -> Bi
         .header("X-Prometheus-Remote-Read-Version", "0.1.0")
         .send(body)
         .unwrap_or_else(|e| panic!("POST {base}{path}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let mut body = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .read_to_end(&mut body)
-        .expect("read answer");
+    let (status, headers, body) = read_answer(resp).unwrap_or_else(|e| panic!("{e}"));
     Bin {
         status,
         headers,

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::forward::{error_text, read_all, QueryClient, FORWARDED};
+use super::forward::{failure_text, QueryClient, FORWARDED};
 use super::lexer;
 use super::merge::{self, MergeKind, Part};
 use super::render::{self, Format};
@@ -237,11 +237,7 @@ impl QueryService {
             };
             let status = answer.status;
             if status >= 400 {
-                let body = read_all(&mut answer).unwrap_or_default();
-                last = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| error_text(&v))
-                    .unwrap_or_else(|| format!("backend {} answered {status}", backend.name));
+                last = failure_text(backend, &mut answer);
                 continue;
             }
             let headers = PASSED_HEADERS

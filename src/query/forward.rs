@@ -167,6 +167,22 @@ impl QueryClient {
     }
 }
 
+/// What a backend's error answer says: InfluxDB's `error`, else the start
+/// of a plain-text body, else its status. Reads the body.
+pub fn failure_text(backend: &Backend, answer: &mut Answer) -> String {
+    let body = read_all(answer).unwrap_or_default();
+    if let Some(text) = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| error_text(&v))
+    {
+        return text;
+    }
+    match String::from_utf8_lossy(&body).trim() {
+        "" => format!("backend {} answered {}", backend.name, answer.status),
+        t => t.chars().take(512).collect(),
+    }
+}
+
 /// Reads an answer's whole body (bounded at 1 GiB).
 pub fn read_all(answer: &mut Answer) -> Result<Vec<u8>, BackendError> {
     let mut body = Vec::new();
