@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod haproxy;
 pub mod prometheus;
 /// Helpers for the `/query` tests (data set, query cases, comparison).
 pub mod query;
@@ -52,7 +53,7 @@ mod sys {
 }
 
 /// Makes the child die with the test process (see the module comment).
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     let parent = std::process::id() as i32;
     // SAFETY: the closure only calls async-signal-safe functions (prctl, getppid).
     unsafe {
