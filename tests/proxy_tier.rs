@@ -82,7 +82,11 @@ fn query_load(url: String, stop: Arc<AtomicBool>, ok: Arc<AtomicU64>, failed: Ar
                 ok.fetch_add(1, Ordering::Relaxed);
             }
             Ok(r) => {
-                eprintln!("query {q:?} through haproxy: {} {}", r.status, r.body.trim());
+                eprintln!(
+                    "query {q:?} through haproxy: {} {}",
+                    r.status,
+                    r.body.trim()
+                );
                 failed.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
@@ -103,7 +107,10 @@ fn a_proxy_killed_under_load_behind_haproxy_loses_no_acknowledged_point() {
     for d in &influxds {
         d.create_db(DB);
     }
-    let config = two_by_two_config(&influxds);
+    let mut config = two_by_two_config(&influxds);
+    // Small batches linger in the spool for `flush_time` before they are
+    // sent: 3 s of them make sure proxy B dies holding undelivered points.
+    config["flush_time"] = json!(3);
     let backends: Vec<String> = (0..2)
         .flat_map(|c| (0..2).map(move |b| backend_name(c, b)))
         .collect();
@@ -151,12 +158,17 @@ fn a_proxy_killed_under_load_behind_haproxy_loses_no_acknowledged_point() {
     let accepted_by_b = |p: &Proxy| -> u64 {
         backends
             .iter()
-            .map(|b| p.backend_health(b)["points"]["accepted"].as_u64().unwrap_or(0))
+            .map(|b| {
+                p.backend_health(b)["points"]["accepted"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
             .sum()
     };
     wait_until(Duration::from_secs(15), "proxy B to take writes", || {
         accepted_by_b(&proxy_b) >= 2_000
     });
+    let waiting_at_kill = waiting(&proxy_b, &backends);
     let kill_at = Instant::now();
     proxy_b.kill9();
     // The outage under test: B stays dead for 3 s (HAProxy marks it down
@@ -165,7 +177,10 @@ fn a_proxy_killed_under_load_behind_haproxy_loses_no_acknowledged_point() {
     thread::sleep(Duration::from_secs(3));
     proxy_b.restart();
     let restarted_in = kill_at.elapsed();
-    let waiting_at_restart = waiting(&proxy_b, &backends);
+    assert!(
+        waiting_at_kill > 0,
+        "proxy B had delivered everything when it was killed: nothing to replay"
+    );
 
     let status = wait_child(&mut stress.0, Duration::from_secs(40))
         .expect("influx-stress did not finish within 40 s");
@@ -177,10 +192,11 @@ fn a_proxy_killed_under_load_behind_haproxy_loses_no_acknowledged_point() {
     assert!(status.success(), "influx-stress failed: {stress_err}");
     stop.store(true, Ordering::Relaxed);
     query_thread.join().expect("query thread");
-    let summary: Value = serde_json::from_slice(
-        &std::fs::read(&stress_out).expect("read influx-stress output"),
-    )
-    .unwrap_or_else(|e| panic!("influx-stress summary is not JSON ({e}); stderr: {stress_err}"));
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(&stress_out).expect("read influx-stress output"))
+            .unwrap_or_else(|e| {
+                panic!("influx-stress summary is not JSON ({e}); stderr: {stress_err}")
+            });
     let acked = summary["points"].as_u64().expect("points in summary");
     let failed_writes = summary["errors"].as_u64().unwrap_or(0);
     let failed_points = summary["failed_points"].as_u64().unwrap_or(0);
@@ -203,8 +219,8 @@ fn a_proxy_killed_under_load_behind_haproxy_loses_no_acknowledged_point() {
     println!(
         "proxy tier: {acked} points acknowledged; found circle-1 {} circle-2 {}; \
          failed writes {failed_writes} ({failed_points} points); failed queries \
-         {failed_queries} of {}; proxy B dead for {restarted_in:.1?}, {waiting_at_restart} \
-         records in its spool at restart; test took {:.1?}",
+         {failed_queries} of {}; proxy B dead for {restarted_in:.1?}, {waiting_at_kill} \
+         records in its spools at the kill; test took {:.1?}",
         found[0],
         found[1],
         ok + failed_queries,
@@ -232,6 +248,13 @@ fn a_proxy_killed_under_load_behind_haproxy_loses_no_acknowledged_point() {
             acked + failed_points
         );
     }
+    // HAProxy resends what the dead proxy refused or dropped: without its
+    // retries (`retries 0`) this run loses about 26 of 400 write requests
+    // and 9 of 180 queries.
+    assert!(
+        failed_writes <= 2,
+        "{failed_writes} write requests through haproxy failed around the kill: {summary}"
+    );
     assert!(ok > 0, "no query answered through haproxy");
     assert!(
         failed_queries <= 2,

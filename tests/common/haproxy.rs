@@ -63,13 +63,9 @@ impl Haproxy {
             };
             let url = h.url();
             let what = format!("haproxy on port {port}");
-            match wait_started(
-                &mut h.child,
-                &what,
-                &h.log,
-                Duration::from_secs(10),
-                || ping_ok(&url),
-            ) {
+            match wait_started(&mut h.child, &what, &h.log, Duration::from_secs(10), || {
+                ping_ok(&url)
+            }) {
                 Ok(()) => return h,
                 Err(e) => last_error = e,
             }
