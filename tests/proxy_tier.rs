@@ -263,6 +263,32 @@ fn a_proxy_killed_under_load_behind_haproxy_loses_no_acknowledged_point() {
     );
 }
 
+#[test]
+fn the_operators_haproxy_config_is_valid_alone_and_beside_debians() {
+    let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    // The file as shipped, with its example servers.
+    common::haproxy::check(&script_dir.join("haproxy.cfg"));
+    // As the README installs it: generated into /etc/haproxy beside
+    // Debian's haproxy.cfg (its global and defaults first), the folder
+    // loaded whole.
+    let debian = Path::new("/etc/haproxy/haproxy.cfg");
+    let dir = TempDir::new("haproxy-folder");
+    if debian.exists() {
+        std::fs::copy(debian, dir.path().join("haproxy.cfg")).expect("copy debian's config");
+    } else {
+        eprintln!("no {} here: checking ours alone", debian.display());
+    }
+    let ours = common::haproxy::generate(
+        8086,
+        &[
+            "10.0.0.11:7076".parse().unwrap(),
+            "10.0.0.12:7076".parse().unwrap(),
+        ],
+    );
+    std::fs::write(dir.path().join("influx-proxy.cfg"), ours).expect("write our config");
+    common::haproxy::check(dir.path());
+}
+
 /// Copies `from` into `to` (folders and regular files).
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create copy folder");

@@ -23,7 +23,6 @@ pub struct Haproxy {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
-    config: PathBuf,
     /// Config and log; removed after the process is stopped.
     _dir: TempDir,
 }
@@ -58,7 +57,6 @@ impl Haproxy {
                 child: Some(child),
                 port,
                 log,
-                config,
                 _dir: dir,
             };
             let url = h.url();
@@ -76,11 +74,6 @@ impl Haproxy {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The config it runs with.
-    pub fn config_text(&self) -> String {
-        std::fs::read_to_string(&self.config).unwrap_or_default()
     }
 
     /// The last lines of what it printed, for failure messages.
@@ -129,7 +122,8 @@ pub fn generate(port: u16, proxies: &[SocketAddr]) -> String {
     String::from_utf8(out.stdout).expect("haproxy.sh prints text")
 }
 
-/// `haproxy -c -f <config>` must accept the file.
+/// `haproxy -c -f <config>` must accept the file (or the folder's `.cfg`
+/// files, read in name order).
 pub fn check(config: &Path) {
     let out = Command::new(HAPROXY)
         .arg("-c")
