@@ -84,6 +84,12 @@ MAINTAINER="${DEB_MAINTAINER:-influx-proxy maintainers <influx-proxy@localhost>}
 DEB="$OUT/${NAME}_${VERSION}_${ARCH}.deb"
 DEBUG="$OUT/${NAME}_${VERSION}_${ARCH}.debug"
 
+# Reproducible file times in the archive: the commit's time (dpkg-deb clamps to it).
+if [[ -z "${SOURCE_DATE_EPOCH:-}" ]]; then
+    SOURCE_DATE_EPOCH="$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)"
+    export SOURCE_DATE_EPOCH
+fi
+
 STAGE="$OUT/stage"
 rm -rf "$STAGE"
 mkdir -p "$STAGE/DEBIAN" "$STAGE/usr/bin" "$STAGE/etc/$NAME" \
@@ -101,6 +107,16 @@ for script in postinst prerm postrm; do
     install -m 0755 "$PKG/$script" "$STAGE/DEBIAN/$script"
 done
 install -m 0644 "$PKG/conffiles" "$STAGE/DEBIAN/conffiles"
+
+# A changelog entry for this build (Debian's format; a native package's
+# changelog lives at usr/share/doc/<package>/changelog.gz).
+COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+{
+    printf '%s (%s) unstable; urgency=medium\n\n' "$NAME" "$VERSION"
+    printf '  * Built by scripts/package.sh from git commit %s.\n\n' "$COMMIT"
+    printf ' -- %s  %s\n' "$MAINTAINER" "$(date -R -d "@${SOURCE_DATE_EPOCH}")"
+} | gzip -9n >"$STAGE/usr/share/doc/$NAME/changelog.gz"
+chmod 0644 "$STAGE/usr/share/doc/$NAME/changelog.gz"
 
 # Depends: the shared libraries the binary links (libc6, libgcc-s1).
 shlib_depends() {
@@ -145,11 +161,6 @@ sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$ARCH|" -e "s|@MAINTAINER@|$MAINTAIN
     "$PKG/control.in" >"$STAGE/DEBIAN/control"
 
 rm -f "$DEB"
-# Reproducible file times in the archive: the commit's time (dpkg-deb clamps to it).
-if [[ -z "${SOURCE_DATE_EPOCH:-}" ]]; then
-    SOURCE_DATE_EPOCH="$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)"
-    export SOURCE_DATE_EPOCH
-fi
 # --root-owner-group: every file root:root without fakeroot; the postinst
 # gives the data folder and the config's group to the influx-proxy user.
 dpkg-deb --root-owner-group --build "$STAGE" "$DEB" >&2
