@@ -55,9 +55,14 @@ fn deb() -> &'static Path {
     let built = DEB.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package.sh");
         let start = Instant::now();
-        let (code, out, err) = run_tool(script.to_str().unwrap(), &[], BUILD_LIMIT);
+        let args: &[&str] = if release_binary_is_fresh() {
+            &["--no-build"]
+        } else {
+            &[]
+        };
+        let (code, out, err) = run_tool(script.to_str().unwrap(), args, BUILD_LIMIT);
         eprintln!(
-            "scripts/package.sh: exit {code:?} after {:?}",
+            "scripts/package.sh {args:?}: exit {code:?} after {:?}",
             start.elapsed()
         );
         if code != Some(0) {
@@ -77,6 +82,44 @@ fn deb() -> &'static Path {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }
+}
+
+/// Whether `target/release/influx-proxy` is newer than every source it is
+/// built from (`src/`, `build.rs`, `Cargo.toml`, `Cargo.lock`): then the
+/// package is made from it with `--no-build` (`scripts/test.sh` builds it
+/// just before the tests), else `scripts/package.sh` builds it first.
+fn release_binary_is_fresh() -> bool {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let Ok(built) =
+        std::fs::metadata(target.join("release/influx-proxy")).and_then(|m| m.modified())
+    else {
+        eprintln!("no release binary yet: scripts/package.sh builds it");
+        return false;
+    };
+    let mut sources: Vec<PathBuf> = files_under(&root.join("src"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    sources.extend(["build.rs", "Cargo.toml", "Cargo.lock"].map(|f| root.join(f)));
+    let newer: Vec<&PathBuf> = sources
+        .iter()
+        .filter(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+        })
+        .collect();
+    if !newer.is_empty() {
+        eprintln!(
+            "sources changed since the release build ({} files, e.g. {}): scripts/package.sh rebuilds it",
+            newer.len(),
+            newer[0].display()
+        );
+    }
+    newer.is_empty()
 }
 
 /// Runs `program args`, bounded by `limit`; panics unless it exits 0.
@@ -118,8 +161,8 @@ fn unit_value<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
-/// `TimeoutStopSec` in seconds (`90`, `90s`, `1min 30s` are not all
-/// systemd accepts, but the forms we write).
+/// `TimeoutStopSec` of the unit; only the forms it uses are read (`90`,
+/// `90s`), anything else fails the test.
 fn stop_timeout(settings: &[(String, String)]) -> Duration {
     let v = unit_value(settings, "TimeoutStopSec").expect("the unit sets TimeoutStopSec");
     let secs: u64 = v
@@ -489,7 +532,6 @@ fn process_uid(pid: u32) -> Option<u32> {
 
 #[test]
 fn installed_package_runs_as_its_user_and_purge_removes_it() {
-    let deb = deb();
     if !is_root() {
         eprintln!(
             "SKIPPED the install checks: not root (dpkg -i, a system user and files in /etc \
@@ -499,6 +541,7 @@ fn installed_package_runs_as_its_user_and_purge_removes_it() {
         return;
     }
     require_clean_machine();
+    let deb = deb();
     let influxd = Influxd::start_on_port(INFLUXD_PORT);
 
     let mut installed = Installed { proxy: None };
