@@ -6,7 +6,7 @@
 # cargo-deb. dpkg-deb, dpkg-shlibdeps and objcopy are on every Debian machine
 # that can build Rust (dpkg, dpkg-dev, binutils), while cargo-deb is a cargo
 # subcommand to download and compile first: minutes on a 2-core CI and a
-# network dependency, for a package of five files. What goes into the package
+# network dependency, for a package of a handful of files. What goes into the package
 # is in scripts/package/ (unit, default config, maintainer scripts, control
 # template), so the whole package is readable in this repository.
 #
