@@ -120,7 +120,7 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 
 /// SIGTERM, then up to `grace` for the process to exit, then SIGKILL; reaps
 /// it. Its exit status, or `None` if it had to be SIGKILLed.
-fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     if let Ok(Some(status)) = child.try_wait() {
         return Some(status);
     }
@@ -762,10 +762,25 @@ impl Influxd {
         all
     }
 
+    /// Starts one influxd on this HTTP port (for a config that names a
+    /// fixed address, as the Debian package's default does); panics with
+    /// the log's tail if it does not answer `/ping` (the port taken?).
+    pub fn start_on_port(http_port: u16) -> Influxd {
+        let mut d = Influxd::spawn_at(None, http_port);
+        if let Err(e) = d.wait_ready(Duration::from_secs(20)) {
+            panic!("influxd on 127.0.0.1:{http_port} did not start: {e}");
+        }
+        d
+    }
+
     fn spawn_new(https: Option<(PathBuf, PathBuf)>) -> Influxd {
+        Influxd::spawn_at(https, free_port())
+    }
+
+    fn spawn_at(https: Option<(PathBuf, PathBuf)>, http_port: u16) -> Influxd {
         let dir = TempDir::new("influxd");
         let mut d = Influxd {
-            http_port: free_port(),
+            http_port,
             rpc_port: free_port(),
             https,
             child: None,
