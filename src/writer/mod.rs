@@ -45,8 +45,10 @@ use crate::spool::record::Kind;
 use crate::spool::{self, Appender, Reservation, Shared, SpoolConfig, SyncMode};
 use crate::write::batch::Batch;
 
-/// Submissions a writer may have queued before workers wait.
-const CHANNEL_CAPACITY: usize = 1024;
+/// Submissions a writer may have queued before workers wait. A worker has
+/// at most one submission per backend in flight (it waits for the acks), so
+/// this is ample; the channel's slots are allocated up front, per backend.
+const CHANNEL_CAPACITY: usize = 64;
 /// Submissions appended before one sync and one round of acks.
 const GROUP_COMMIT: usize = 256;
 

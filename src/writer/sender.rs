@@ -4,7 +4,7 @@
 //! The sender owns the spool's [`Reader`] and repeats a few steps, each a
 //! method of `Sender`: **gather** the next [`Group`] from the spool (a
 //! small one at the head lingers up to `flush_time` after its first record
-//! was written), **compress** it (gzip, one compressor reused), **hand it
+//! was written), **compress** it (gzip, a compressor of the shared pool), **hand it
 //! out** to a free `poster-<backend>-<i>` thread ([`super::post`]), **act on
 //! the outcome** each poster gives back, and **commit**: move the cursor
 //! past the oldest groups that are done.
@@ -35,10 +35,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender as Tx};
+use crossbeam_channel::Receiver;
 
 use super::group::Group;
-use super::post::{self, Gzipper, Job, Outcome, Posted};
+use super::post::{self, Job, Outcome, Posted, Posters};
 use super::WriterSettings;
 use crate::cluster::{Backend, Cluster};
 use crate::log;
@@ -47,6 +47,8 @@ use crate::spool::{Pos, Reader, SyncMode};
 
 /// Failures of one group before the next group is tried past it.
 const PROBE_AFTER: u32 = 3;
+/// Finished groups kept for their small buffers (names, statement text).
+const MAX_SPARE: usize = 2;
 /// How often a lingering group looks for more records.
 const LINGER_POLL: Duration = Duration::from_millis(20);
 /// Longest wait for a wake-up or an outcome before looking again.
@@ -65,7 +67,7 @@ pub fn run(
     settings: &WriterSettings,
     dir: &Path,
 ) {
-    let (jobs, outcomes) = post::start_posters(
+    let posters = Posters::new(
         cluster,
         backend,
         settings.in_flight.max(1),
@@ -77,13 +79,11 @@ pub fn run(
         dir,
         wake: reader.wakeups(),
         reader,
-        jobs,
-        outcomes,
+        posters,
         flights: VecDeque::new(),
         next_flight: 0,
         spare: Vec::new(),
         gathered: Group::default(),
-        zip: Gzipper::new(),
         last_cursor_sync: Instant::now(),
     }
     .run();
@@ -123,18 +123,15 @@ struct Sender<'a> {
     reader: Reader,
     /// One message per publish of the writer.
     wake: Receiver<()>,
-    /// Groups to the posters (bounded: fails while every poster is busy).
-    jobs: Tx<Job>,
-    /// Groups back from the posters with their outcome.
-    outcomes: Receiver<Posted>,
+    /// The poster threads: groups go out, outcomes come back.
+    posters: Posters,
     /// Groups handed out, oldest first, until committed.
     flights: VecDeque<Flight>,
     next_flight: u64,
-    /// Packed groups back from the posters, whose buffers are reused.
+    /// Finished groups, whose small buffers are reused.
     spare: Vec<Group>,
-    /// The one buffer lines are gathered in (a lingering group stays here).
+    /// The group being cut from the spool (a lingering one stays here).
     gathered: Group,
-    zip: Gzipper,
     last_cursor_sync: Instant,
 }
 
@@ -146,7 +143,7 @@ impl Sender<'_> {
         loop {
             self.sync_cursor_when_due();
             // Outcomes that arrived, then commit what is done, oldest first.
-            while let Ok(posted) = self.outcomes.try_recv() {
+            while let Ok(posted) = self.posters.outcomes().try_recv() {
                 self.on_outcome(posted);
             }
             self.set_aside_poison();
@@ -195,14 +192,14 @@ impl Sender<'_> {
             // A group is lingering: new records need not wake us one by one
             // (every append publishes); look again in a little while.
             let posted = crossbeam_channel::select! {
-                recv(self.outcomes) -> posted => posted.ok(),
+                recv(self.posters.outcomes()) -> posted => posted.ok(),
                 default(wait.min(LINGER_POLL)) => None,
             };
             let _ = self.wake.try_recv();
             posted
         } else {
             crossbeam_channel::select! {
-                recv(self.outcomes) -> posted => posted.ok(),
+                recv(self.posters.outcomes()) -> posted => posted.ok(),
                 recv(self.wake) -> _ => None,
                 default(wait) => None,
             }
@@ -224,6 +221,7 @@ impl Sender<'_> {
     fn resend_due(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let mut next = None::<Duration>;
+        let mut busy = self.sending();
         for f in self.flights.iter_mut() {
             match f.state {
                 FlightState::RetryAt(at) if at <= now => {
@@ -232,9 +230,12 @@ impl Sender<'_> {
                             flight: f.id,
                             group,
                         };
-                        match self.jobs.try_send(job) {
-                            Ok(()) => f.state = FlightState::Sending,
-                            Err(e) => f.group = Some(e.into_inner().group),
+                        match self.posters.offer(job, busy) {
+                            None => {
+                                f.state = FlightState::Sending;
+                                busy += 1;
+                            }
+                            Some(job) => f.group = Some(job.group),
                         }
                     }
                 }
@@ -331,10 +332,12 @@ impl Sender<'_> {
         lingers.then(|| self.settings.flush_time - age)
     }
 
-    /// The gathered group packed for a poster, its lines gzipped.
+    /// The gathered group packed for a poster, its lines gzipped by a
+    /// compressor of the shared pool.
     fn compress(&mut self) -> std::io::Result<Group> {
         let into = self.spare.pop().unwrap_or_default();
-        self.gathered.pack(into, &mut self.zip)
+        let (gathered, reader) = (&self.gathered, &mut self.reader);
+        post::with_pooled(|zip| gathered.pack(into, reader, zip))
     }
 
     /// Hands a packed group to a free poster and records its flight.
@@ -354,8 +357,9 @@ impl Sender<'_> {
             flight: flight.id,
             group,
         };
-        if let Err(e) = self.jobs.try_send(job) {
-            self.spare.push(e.into_inner().group);
+        let busy = self.sending();
+        if let Some(job) = self.posters.offer(job, busy) {
+            self.spare.push(job.group);
             return false;
         }
         self.next_flight += 1;
@@ -443,9 +447,15 @@ impl Sender<'_> {
             let Some(done) = self.flights.pop_front() else {
                 break;
             };
-            if let Some(group) = done.group {
+            if let Some(mut group) = done.group {
                 self.commit(&group);
-                self.spare.push(group);
+                // The gzipped body goes back to the allocator, for any
+                // backend's next group: kept here, every backend would hold
+                // one for good.
+                group.gz = Vec::new();
+                if self.spare.len() < MAX_SPARE {
+                    self.spare.push(group);
+                }
             }
         }
     }
@@ -481,7 +491,7 @@ impl Sender<'_> {
         let deadline = Instant::now() + FINISH_WAIT;
         let mut sending = self.sending();
         while sending > 0 {
-            match self.outcomes.recv_deadline(deadline) {
+            match self.posters.outcomes().recv_deadline(deadline) {
                 Ok(posted) => {
                     self.on_outcome(posted);
                     sending -= 1;
