@@ -1,4 +1,5 @@
-//! `proxy.json`: the configuration, read and validated once at start.
+//! `proxy.json` (or `.yaml`, `.yml`, `.toml`): the configuration, read and
+//! validated once at start.
 //!
 //! Keys and defaults are the Go influx-proxy's (v2.5.12), plus its older names
 //! (`mlog_dir`, `vnode_size`, `auth_secure`, `log_enabled`) and the keys this
@@ -6,11 +7,16 @@
 //! `spool_max_size`, `spool_segment_size`, `query_timeout`,
 //! `max_connections`, `max_header_size`, `backend_ca_file`,
 //! `backend_insecure_skip_verify`).
-//! As in the Go proxy, a numeric value <= 0 or an empty string means "use the
-//! default". Unknown keys are reported as warnings, not errors, so a config
-//! written for a newer Go proxy still starts. Every known key's JSON type is
-//! checked first (`KEYS`), so a value of the wrong type is refused with its
-//! path (`circles[0].backends[1].url`) and the type the key takes.
+//! The file's extension chooses its format ([`format`]); every format is read
+//! into one JSON value first, so what follows is the same for all three.
+//! As in the Go proxy, a numeric value <= 0, an empty string or a `null`
+//! means "use the default". Unknown keys are reported as warnings, not
+//! errors, so a config written for a newer Go proxy still starts. Every
+//! known key's type is checked first (`KEYS`), so a value of the wrong type
+//! is refused with its path (`circles[0].backends[1].url`) and the type the
+//! key takes. Then an old name is folded into its new one (`ALIASES`,
+//! `log_enabled`): a file giving both is accepted when they agree, as the Go
+//! proxy accepts it, and refused naming both when they differ.
 //!
 //! After [`Config::load`] returns, the configuration is plain data: nothing
 //! reads the file again.
@@ -20,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+pub mod format;
+pub use format::Format;
 
 use crate::ring::{HashKey, ShardKey, DEFAULT_REPLICAS};
 
@@ -29,9 +38,9 @@ use crate::ring::{HashKey, ShardKey, DEFAULT_REPLICAS};
 pub enum ConfigError {
     /// The file could not be read.
     Read(PathBuf, std::io::Error),
-    /// The file is not valid JSON, or a key has the wrong type.
+    /// The file is not a well-formed document of its format.
     Parse(PathBuf, String),
-    /// A value has the wrong JSON type; `key` is its JSON path.
+    /// A value has the wrong type; `key` is its path.
     WrongType {
         key: String,
         expected: &'static str,
@@ -179,8 +188,6 @@ enum Kind {
     Number,
     String,
     Bool,
-    /// A boolean or `null` (unset).
-    OptionalBool,
     List(&'static Kind),
     /// An object whose known keys have these kinds (others are ignored).
     Object(&'static [(&'static str, Kind)]),
@@ -193,7 +200,6 @@ impl Kind {
             Kind::Number => "a number",
             Kind::String => "a string",
             Kind::Bool => "a boolean",
-            Kind::OptionalBool => "a boolean or null",
             Kind::List(_) => "an array",
             Kind::Object(_) => "an object",
         }
@@ -204,8 +210,7 @@ impl Kind {
             (self, value),
             (Kind::Number, Value::Number(_))
                 | (Kind::String, Value::String(_))
-                | (Kind::Bool | Kind::OptionalBool, Value::Bool(_))
-                | (Kind::OptionalBool, Value::Null)
+                | (Kind::Bool, Value::Bool(_))
                 | (Kind::List(_), Value::Array(_))
                 | (Kind::Object(_), Value::Object(_))
         )
@@ -241,7 +246,8 @@ fn check_kinds(value: &Value, kind: Kind, path: &str) -> Result<(), ConfigError>
         }
         (Kind::Object(keys), Value::Object(map)) => {
             for (key, kind) in keys {
-                if let Some(v) = map.get(*key) {
+                // A null member is unset: the key's default.
+                if let Some(v) = map.get(*key).filter(|v| !v.is_null()) {
                     let sub = if path.is_empty() {
                         key.to_string()
                     } else {
@@ -301,9 +307,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("auth_encrypt", Kind::Bool),
     ("auth_secure", Kind::Bool),
     ("ping_auth_enabled", Kind::Bool),
-    ("write_tracing", Kind::OptionalBool),
-    ("query_tracing", Kind::OptionalBool),
-    ("log_enabled", Kind::OptionalBool),
+    ("write_tracing", Kind::Bool),
+    ("query_tracing", Kind::Bool),
+    ("log_enabled", Kind::Bool),
     ("pprof_enabled", Kind::Bool),
     ("https_enabled", Kind::Bool),
     ("https_cert", Kind::String),
@@ -329,7 +335,6 @@ struct RawBackend {
     url: String,
     username: String,
     password: String,
-    #[serde(alias = "auth_secure")]
     auth_encrypt: bool,
     write_only: bool,
 }
@@ -356,7 +361,6 @@ struct RawConfig {
     listen_addr: String,
     db_list: Vec<String>,
     data_dir: String,
-    #[serde(alias = "mlog_dir")]
     tlog_dir: String,
     hash_key: String,
     shard_key: String,
@@ -371,12 +375,10 @@ struct RawConfig {
     idle_timeout: f64,
     username: String,
     password: String,
-    #[serde(alias = "auth_secure")]
     auth_encrypt: bool,
     ping_auth_enabled: bool,
-    write_tracing: Option<bool>,
-    query_tracing: Option<bool>,
-    log_enabled: Option<bool>,
+    write_tracing: bool,
+    query_tracing: bool,
     pprof_enabled: bool,
     https_enabled: bool,
     https_cert: String,
@@ -393,6 +395,98 @@ struct RawConfig {
     max_header_size: f64,
     backend_ca_file: String,
     backend_insecure_skip_verify: bool,
+}
+
+/// Removes every `null` member of every object under `value`: a null key
+/// is unset, and gets its default (as an absent one, and as in the Go proxy).
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// Old names of keys, (old, new), at the top level and in every backend.
+const ALIASES: &[(&str, &str)] = &[("auth_secure", "auth_encrypt"), ("mlog_dir", "tlog_dir")];
+const BACKEND_ALIASES: &[(&str, &str)] = &[("auth_secure", "auth_encrypt")];
+/// `log_enabled` (before v2.5.2) is the old name of both tracing keys.
+const LOG_ENABLED: &str = "log_enabled";
+const TRACING: [&str; 2] = ["write_tracing", "query_tracing"];
+
+/// Replaces every old key name by its new one. Both given: accepted when
+/// they agree, refused with both names when they differ. Runs after the
+/// type check (an old name's type is checked under that name) and after
+/// `drop_nulls` (a null old name is no value).
+fn fold_old_names(value: &mut Value) -> Result<(), ConfigError> {
+    let Value::Object(top) = value else {
+        return Ok(());
+    };
+    fold(top, ALIASES, "")?;
+    if let Some(old) = top.remove(LOG_ENABLED) {
+        for new in TRACING {
+            fold_one(top, (LOG_ENABLED, new), old.clone(), "")?;
+        }
+    }
+    if let Some(Value::Array(circles)) = top.get_mut("circles") {
+        for (ci, circle) in circles.iter_mut().enumerate() {
+            if let Some(Value::Array(backends)) = circle.get_mut("backends") {
+                for (bi, backend) in backends.iter_mut().enumerate() {
+                    if let Value::Object(b) = backend {
+                        fold(b, BACKEND_ALIASES, &format!("circles[{ci}].backends[{bi}]"))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fold(
+    map: &mut Map<String, Value>,
+    pairs: &[(&str, &str)],
+    path: &str,
+) -> Result<(), ConfigError> {
+    for &(old, new) in pairs {
+        if let Some(value) = map.remove(old) {
+            fold_one(map, (old, new), value, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets `new` to `value`, the value of the old name, unless `new` is given:
+/// then both must be equal.
+fn fold_one(
+    map: &mut Map<String, Value>,
+    (old, new): (&str, &str),
+    value: Value,
+    path: &str,
+) -> Result<(), ConfigError> {
+    match map.get(new) {
+        None => {
+            map.insert(new.to_string(), value);
+            Ok(())
+        }
+        Some(given) if *given == value => Ok(()),
+        Some(given) => {
+            let key = if path.is_empty() {
+                old.to_string()
+            } else {
+                format!("{path}.{old}")
+            };
+            Err(invalid(
+                key,
+                format!(
+                    "`{old}` (old name) is {value} but `{new}` is {given}: \
+                     they name one setting, give one of them"
+                ),
+            ))
+        }
+    }
 }
 
 fn or_default_str(value: String, default: &str) -> String {
@@ -424,23 +518,14 @@ const TLS_VERSIONS: &[&str] = &[
 ];
 
 impl Config {
-    /// Reads, parses and validates the file at `path`. Also returns warnings
+    /// Reads, parses and validates the file at `path`, written in the
+    /// format its extension names ([`Format::of`]). Also returns warnings
     /// (unknown keys) for the caller to log.
     pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let format = Format::of(path).map_err(|e| ConfigError::Parse(path.to_path_buf(), e))?;
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-        match path.extension().and_then(|e| e.to_str()) {
-            None | Some("json") => {}
-            Some(other) => {
-                return Err(ConfigError::Parse(
-                    path.to_path_buf(),
-                    format!(
-                    "config format `{other}` is not supported, write the file as JSON (proxy.json)"
-                ),
-                ))
-            }
-        }
-        Config::from_json(&text).map_err(|e| match e {
+        Config::from_text(&text, format).map_err(|e| match e {
             ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
             other => other,
         })
@@ -448,12 +533,31 @@ impl Config {
 
     /// Parses and validates a JSON document.
     pub fn from_json(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        Config::from_text(text, Format::Json)
+    }
+
+    /// Parses and validates a document written in `format`.
+    pub fn from_text(text: &str, format: Format) -> Result<(Config, Vec<String>), ConfigError> {
+        let value = format::parse(text, format).map_err(|e| match e {
+            format::FormatError::Syntax(m) => ConfigError::Parse(PathBuf::new(), m),
+            format::FormatError::Value { key, message } => invalid(key, message),
+        })?;
+        let mut value = match value {
+            // An empty YAML document: no keys.
+            Value::Null => Value::Object(Map::new()),
+            v => v,
+        };
         let Value::Object(map) = &value else {
             return Err(ConfigError::Parse(
                 PathBuf::new(),
-                "the top level must be a JSON object".into(),
+                format!(
+                    "the top level must be a {} of keys",
+                    if format == Format::Json {
+                        "JSON object"
+                    } else {
+                        "mapping"
+                    }
+                ),
             ));
         };
         let warnings = map
@@ -462,6 +566,8 @@ impl Config {
             .map(|k| format!("unknown config key `{k}` ignored"))
             .collect();
         check_kinds(&value, Kind::Object(KEYS), "")?;
+        drop_nulls(&mut value);
+        fold_old_names(&mut value)?;
         let raw: RawConfig = serde_json::from_value(value)
             .map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
         Ok((Config::validate(raw)?, warnings))
@@ -584,7 +690,6 @@ impl Config {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        let log_enabled = raw.log_enabled.unwrap_or(false);
         Ok(Config {
             circles,
             listen_addr: or_default_str(raw.listen_addr, ":7076"),
@@ -606,8 +711,8 @@ impl Config {
             password: raw.password,
             auth_encrypt: raw.auth_encrypt,
             ping_auth_enabled: raw.ping_auth_enabled,
-            write_tracing: raw.write_tracing.unwrap_or(log_enabled),
-            query_tracing: raw.query_tracing.unwrap_or(log_enabled),
+            write_tracing: raw.write_tracing,
+            query_tracing: raw.query_tracing,
             pprof_enabled: raw.pprof_enabled,
             https_enabled: raw.https_enabled,
             https_cert: raw.https_cert,
@@ -696,6 +801,76 @@ mod tests {
         assert_eq!(c.vnode_size, 100);
         assert!(c.auth_encrypt && c.circles[0].backends[0].auth_encrypt);
         assert!(c.write_tracing && c.query_tracing);
+    }
+
+    #[test]
+    fn old_and_new_names_given_together_must_agree() {
+        let b = |extra: &str| {
+            format!(
+                r#"{{"circles":[{{"name":"c","backends":[{{"name":"a","url":"http://h:1"}},
+                {{"name":"b","url":"http://h:2"{extra}}}]}}]"#
+            )
+        };
+        // Agreeing pairs (the Go proxy accepts them): one setting.
+        let agree = b(r#","auth_secure":true,"auth_encrypt":true"#)
+            + r#","auth_secure":false,"auth_encrypt":false,"mlog_dir":"l","tlog_dir":"l",
+                "log_enabled":true,"write_tracing":true}"#;
+        let (c, w) = Config::from_json(&agree).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert!(c.circles[0].backends[1].auth_encrypt && !c.auth_encrypt);
+        assert_eq!(c.tlog_dir, PathBuf::from("l"));
+        assert!(c.write_tracing && c.query_tracing);
+        // Conflicting pairs: refused with both names and the old one's path.
+        let cases = [
+            (
+                b(r#","auth_secure":true,"auth_encrypt":false"#) + "}",
+                "circles[0].backends[1].auth_secure",
+                ["`auth_secure`", "`auth_encrypt`"],
+            ),
+            (
+                b("") + r#","auth_secure":false,"auth_encrypt":true}"#,
+                "auth_secure",
+                ["`auth_secure`", "`auth_encrypt`"],
+            ),
+            (
+                b("") + r#","mlog_dir":"a","tlog_dir":"b"}"#,
+                "mlog_dir",
+                ["`mlog_dir`", "`tlog_dir`"],
+            ),
+            (
+                b("") + r#","log_enabled":true,"query_tracing":false}"#,
+                "log_enabled",
+                ["`log_enabled`", "`query_tracing`"],
+            ),
+        ];
+        for (text, key, names) in cases {
+            let e = err(&text);
+            assert!(e.contains(&format!("(key `{key}`)")), "{e}");
+            for n in names {
+                assert!(e.contains(n), "{e} lacks {n}");
+            }
+        }
+        // log_enabled with one tracing key agreeing sets the other too.
+        let one = b("") + r#","log_enabled":false,"write_tracing":false}"#;
+        let (c, _) = Config::from_json(&one).unwrap();
+        assert!(!c.write_tracing && !c.query_tracing);
+    }
+
+    #[test]
+    fn null_means_default_and_a_key_given_twice_is_refused() {
+        let text = MIN.replace(
+            "]}]}",
+            "]}],\"listen_addr\":null,\"flush_size\":null,\"log_enabled\":null,\"tls\":null}",
+        );
+        let (c, _) = Config::from_json(&text).unwrap();
+        assert_eq!(c.listen_addr, ":7076");
+        assert_eq!(c.flush_size, 10_000);
+        assert!(!c.write_tracing);
+        let twice = MIN.replace("]}]}", "]}],\"flush_size\":1,\"flush_size\":2}");
+        assert!(err(&twice).contains("duplicate key `flush_size`"));
+        // A list item is not a key: null there is a wrong type.
+        let item = MIN.replace("]}]}", "]}],\"db_list\":[\"a\",null]}");
+        assert!(err(&item).contains("found null (key `db_list[1]`)"));
     }
 
     #[test]

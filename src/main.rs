@@ -11,7 +11,7 @@ use influx_proxy::log;
 static ALLOCATOR: influx_proxy::alloc::Allocator = influx_proxy::alloc::Allocator;
 
 const USAGE: &str = "usage: influx-proxy [-config FILE] [-version]
-  -config FILE   proxy configuration file (default \"proxy.json\")
+  -config FILE   proxy configuration file: .json, .yaml, .yml or .toml (default \"proxy.json\")
   -version       print the version and exit";
 
 enum Command {

@@ -186,7 +186,7 @@ fn status_is(r: &Resp, want: u16) -> Result<(), String> {
 }
 
 /// The endpoints the router serves (src/server/router.rs), and paths it
-/// does not (the Go proxy's `/metrics` and `/debug/pprof/`: 404 here).
+/// does not (the Go proxy's `/debug/pprof/`: 404 here).
 fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
     // No timestamp: each permitted write stores its own point (the proxy's
     // clock), so a refused write that got through would show up as one more.
@@ -268,6 +268,24 @@ fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
                 }
             },
         },
+        // Prometheus remote storage: an empty WriteRequest (snappy of
+        // nothing) stores nothing; a read of `up` finds nothing.
+        Endpoint {
+            method: "POST",
+            path: "/api/v1/prom/write",
+            params: vec![("db", db.to_string())],
+            body: vec![0],
+            auth: true,
+            check_ok: |r| status_is(r, 204),
+        },
+        Endpoint {
+            method: "POST",
+            path: "/api/v1/prom/read",
+            params: vec![("db", db.to_string())],
+            body: prom_read_of_up(),
+            auth: true,
+            check_ok: |r| status_is(r, 200),
+        },
         // No auth on the cipher endpoints, as the Go proxy (the key is
         // public anyway).
         Endpoint {
@@ -303,23 +321,23 @@ fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
                 }
             },
         },
-        // Not served: 404 whatever the credentials (never a 401 that would
-        // reveal a protected endpoint, never anything else).
+        // Open unless ping_auth_enabled, as /ping.
         Endpoint {
             method: "GET",
             path: "/metrics",
             params: vec![],
             body: vec![],
-            auth: false,
+            auth: ping_auth,
             check_ok: |r| {
-                status_is(r, 404)?;
-                if r.body == "404 page not found\n" {
-                    Ok(())
-                } else {
-                    Err(format!("body {:?}", r.body))
+                status_is(r, 200)?;
+                match r.header("content-type") {
+                    Some("text/plain; version=0.0.4; charset=utf-8") => Ok(()),
+                    other => Err(format!("Content-Type {other:?}")),
                 }
             },
         },
+        // Not served: 404 whatever the credentials (never a 401 that would
+        // reveal a protected endpoint, never anything else).
         Endpoint {
             method: "GET",
             path: "/debug/pprof/",
@@ -329,6 +347,27 @@ fn endpoints(db: &str, ping_auth: bool) -> Vec<Endpoint> {
             check_ok: |r| status_is(r, 404),
         },
     ]
+}
+
+/// A snappy `ReadRequest` of one query for the metric `up`.
+fn prom_read_of_up() -> Vec<u8> {
+    use influx_proxy::prom::proto::{LabelMatcher, Query, ReadRequest};
+    use prost::Message;
+    let request = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: 0,
+            end_timestamp_ms: 1,
+            matchers: vec![LabelMatcher {
+                r#type: 0,
+                name: "__name__".into(),
+                value: "up".into(),
+            }],
+        }],
+        accepted_response_types: vec![0],
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .expect("snappy")
 }
 
 fn check_refused(r: &Resp) -> Result<(), String> {

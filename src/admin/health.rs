@@ -9,16 +9,32 @@
 //! A circle a transfer is filling is `write_only` (as in the Go proxy, its
 //! backends too) and carries our extra key `"transferring": true`, in the
 //! circle object and in each of its backends; the key is absent otherwise.
+//!
+//! With `?stats=true`, each backend also gets the Go proxy's `healthy` and
+//! `stats` (`{"<db>":{"measurements":N,"inplace":N,"incorrect":N}}`,
+//! surveyed live, see [`super::placement`]). `healthy` is true when the
+//! survey found no measurement out of place. Unlike the Go proxy, whose
+//! `omitempty` drops `"healthy": false` from the answer, ours always gives
+//! the key (a reader of `backend.healthy` sees false either way); a backend
+//! that could not be surveyed (down, or no answer within `query_timeout`)
+//! gets `"healthy": false` and `"stats_error"` saying why, no `stats`.
 
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
+use super::placement::BackendPlacement;
 use crate::cluster::Cluster;
 use crate::server::http::Response;
 use crate::writer::Writers;
 use crate::VERSION;
 
-pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
+/// The answer; `stats`: the placement survey by backend id, when asked.
+pub fn handle(
+    cluster: &Cluster,
+    writers: &Writers,
+    stats: Option<&[BackendPlacement]>,
+    pretty: bool,
+) -> Response {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -34,14 +50,8 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                 .map(|b| {
                     let s = &b.stats;
                     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                    let spool = writers.spool(b.id).map(|sp| &sp.stats);
-                    let waiting = spool.map_or(0, |sp| load(&sp.waiting_records));
-                    let oldest = spool.map_or(0, |sp| load(&sp.oldest_ms));
-                    let age = if waiting == 0 || oldest == 0 {
-                        0.0
-                    } else {
-                        now_ms.saturating_sub(oldest) as f64 / 1000.0
-                    };
+                    let backlog = writers.backlog(b.id, now_ms);
+                    let waiting = backlog.records;
                     let mut backend = json!({
                         "name": b.name,
                         "url": b.url,
@@ -51,12 +61,12 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                         "write_only": b.write_only || transferring,
                         "spool": {
                             "records_waiting": waiting,
-                            "bytes_waiting": spool.map_or(0, |sp| load(&sp.waiting_bytes)),
-                            "oldest_waiting_age_s": age,
+                            "bytes_waiting": backlog.bytes,
+                            "oldest_waiting_age_s": backlog.oldest_age_s,
                             "dead_letter_records": load(&s.records_dead_lettered),
                             "parked_records": load(&s.records_parked),
-                            "corrupt_records": spool.map_or(0, |sp| load(&sp.corrupt_records)),
-                            "full_refusals": spool.map_or(0, |sp| load(&sp.full_refusals)),
+                            "corrupt_records": backlog.corrupt_records,
+                            "full_refusals": backlog.full_refusals,
                             "statements_pending": load(&s.statements_pending),
                         },
                         "points": {
@@ -66,10 +76,38 @@ pub fn handle(cluster: &Cluster, writers: &Writers, pretty: bool) -> Response {
                             "dead_lettered": load(&s.points_dead_lettered),
                             "parked": load(&s.points_parked),
                             "send_failures": load(&s.send_failures),
+                            "send_retries": load(&s.send_retries),
                         },
                     });
                     if transferring {
                         backend["transferring"] = true.into();
+                    }
+                    match stats.map(|s| s.get(b.id)) {
+                        None => {}
+                        Some(Some(Ok(dbs))) => {
+                            let healthy = dbs.values().all(|d| d.incorrect == 0);
+                            backend["healthy"] = healthy.into();
+                            backend["stats"] = dbs
+                                .iter()
+                                .map(|(db, d)| {
+                                    let counts = json!({
+                                        "measurements": d.measurements,
+                                        "inplace": d.inplace,
+                                        "incorrect": d.incorrect,
+                                    });
+                                    (db.clone(), counts)
+                                })
+                                .collect::<serde_json::Map<_, _>>()
+                                .into();
+                        }
+                        Some(other) => {
+                            backend["healthy"] = false.into();
+                            let why = match other {
+                                Some(Err(e)) => e.clone(),
+                                _ => "not surveyed".to_string(),
+                            };
+                            backend["stats_error"] = why.into();
+                        }
                     }
                     backend
                 })
@@ -125,7 +163,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("influx-proxy-health-{}", std::process::id()));
         let writers = Writers::start(&cluster, &WriterSettings::from_config(&cfg), &dir).unwrap();
         let health = || -> Value {
-            serde_json::from_slice(&handle(&cluster, &writers, false).body).unwrap()
+            serde_json::from_slice(&handle(&cluster, &writers, None, false).body).unwrap()
         };
         cluster.set_transferring(1, true);
         let h = health();

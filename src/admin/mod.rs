@@ -1,4 +1,6 @@
-//! Administrative endpoints: `/health` and `/replica`.
+//! Administrative endpoints: `/health` (with [`placement`], its
+//! `?stats=true` survey) and `/replica`.
 
 pub mod health;
+pub mod placement;
 pub mod replica;

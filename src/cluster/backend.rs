@@ -29,6 +29,8 @@ pub struct BackendStats {
     pub points_parked: AtomicU64,
     /// Failed POST attempts (network errors, 5xx, timeouts).
     pub send_failures: AtomicU64,
+    /// Groups sent again after a failed attempt (each resend counts once).
+    pub send_retries: AtomicU64,
     /// Statements (DDL) queued in the spool and not yet run there.
     pub statements_pending: AtomicU64,
 }

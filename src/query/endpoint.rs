@@ -27,11 +27,11 @@
 //!   writer decides which ([`Writers::run_or_queue_statement`]).
 
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::forward::{error_text, read_all, QueryClient, FORWARDED};
+use super::forward::{failure_text, QueryClient, FORWARDED};
 use super::lexer;
 use super::merge::{self, MergeKind, Part};
 use super::render::{self, Format};
@@ -64,6 +64,29 @@ pub struct QueryService {
     /// How long DDL waits for a live backend to catch up with the writes
     /// acknowledged before it, before queueing it in the spool instead.
     ddl_wait: Duration,
+    /// Statements answered, by how, for `/metrics`.
+    pub counts: QueryCounts,
+}
+
+/// Statements answered, by how they were routed (one relaxed increment per
+/// statement, where the route is decided). Refused statements and reads no
+/// backend could answer are not counted.
+#[derive(Debug, Default)]
+pub struct QueryCounts {
+    /// Reads one backend answered: passed through, or a statement of a
+    /// multi-statement request whose sources one backend owns.
+    pub single_owner: AtomicU64,
+    /// Reads fanned out to several backends and merged.
+    pub fan_out: AtomicU64,
+    /// DDL run on every backend it had to reach.
+    pub ddl_ran: AtomicU64,
+    /// DDL queued in the spool of at least one backend (down or behind),
+    /// to run there in order with the writes.
+    pub ddl_queued: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Which backends of which circle answer a statement.
@@ -87,7 +110,13 @@ impl QueryService {
             tracing: cfg.query_tracing,
             next_circle: AtomicUsize::new(0),
             ddl_wait: cfg.flush_time + Duration::from_secs(2),
+            counts: QueryCounts::default(),
         }
+    }
+
+    /// The client of the query path (also `/health?stats=true`'s).
+    pub fn client(&self) -> &QueryClient {
+        &self.client
     }
 
     fn db_allowed(&self, db: &str) -> bool {
@@ -208,11 +237,7 @@ impl QueryService {
             };
             let status = answer.status;
             if status >= 400 {
-                let body = read_all(&mut answer).unwrap_or_default();
-                last = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| error_text(&v))
-                    .unwrap_or_else(|| format!("backend {} answered {status}", backend.name));
+                last = failure_text(backend, &mut answer);
                 continue;
             }
             let headers = PASSED_HEADERS
@@ -250,6 +275,7 @@ impl QueryService {
                     Some(Box::new(std::io::Cursor::new(head).chain(reader))),
                 )
             };
+            count(&self.counts.single_owner);
             return Ok(Some(Response {
                 status,
                 headers,
@@ -395,6 +421,10 @@ impl QueryService {
                         self.complete_silent_parts(stmt, targets, &mut parts, &sent);
                     }
                     let kind = merge_kind(stmt, plan.overlapping);
+                    count(match targets.len() {
+                        1 => &self.counts.single_owner,
+                        _ => &self.counts.fan_out,
+                    });
                     return Ok(merge::merge(&kind, statement_id, parts));
                 }
                 Err(e) => last = e,
@@ -494,6 +524,7 @@ impl QueryService {
     ) -> Result<serde_json::Value, String> {
         let targets = self.ddl_targets(stmt, db);
         let mut answer: Option<serde_json::Value> = None;
+        let mut queued = false;
         let sent = [("q", stmt.text.as_str()), ("db", db)];
         for backend in targets {
             let run = || {
@@ -518,10 +549,17 @@ impl QueryService {
                     StatementError::Refused(e) => e,
                     StatementError::NotQueued(e) => e.to_string(),
                 })?;
-            if let (StatementOutcome::Ran(value), None) = (outcome, &answer) {
-                answer = first_result(value);
+            match (outcome, &answer) {
+                (StatementOutcome::Ran(value), None) => answer = first_result(value),
+                (StatementOutcome::Ran(_), Some(_)) => {}
+                (StatementOutcome::Queued, _) => queued = true,
             }
         }
+        count(if queued {
+            &self.counts.ddl_queued
+        } else {
+            &self.counts.ddl_ran
+        });
         match &stmt.kind {
             StatementKind::CreateDatabase(name) => self.cluster.databases.created(name),
             StatementKind::DropDatabase(name) => self.cluster.databases.dropped(name),

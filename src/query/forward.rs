@@ -76,6 +76,11 @@ impl QueryClient {
         }
     }
 
+    /// How long one call may take (`query_timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sends `/query` with `params` as a form (POST) or a query string (GET).
     /// `accept_gzip` asks the backend to gzip its answer. Any HTTP status is
     /// an `Ok`; only a failure to get an answer is an `Err`.
@@ -159,6 +164,22 @@ impl QueryClient {
             });
         }
         Ok(value)
+    }
+}
+
+/// What a backend's error answer says: InfluxDB's `error`, else the start
+/// of a plain-text body, else its status. Reads the body.
+pub fn failure_text(backend: &Backend, answer: &mut Answer) -> String {
+    let body = read_all(answer).unwrap_or_default();
+    if let Some(text) = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| error_text(&v))
+    {
+        return text;
+    }
+    match String::from_utf8_lossy(&body).trim() {
+        "" => format!("backend {} answered {}", backend.name, answer.status),
+        t => t.chars().take(512).collect(),
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::endpoint::{QueryService, PASSED_HEADERS};
-use super::forward::{error_text, read_all};
+use super::forward::failure_text;
 use crate::cluster::backend::Backend;
 use crate::http_client::BackendRequest;
 use crate::server::error::ApiError;
@@ -102,17 +102,7 @@ impl QueryService {
             };
             let status = answer.status;
             if status >= 400 {
-                let body = read_all(&mut answer).unwrap_or_default();
-                last = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| error_text(&v))
-                    .unwrap_or_else(|| {
-                        let text = String::from_utf8_lossy(&body);
-                        match text.trim() {
-                            "" => format!("backend {} answered {status}", backend.name),
-                            t => t.chars().take(512).collect(),
-                        }
-                    });
+                last = failure_text(backend, &mut answer);
                 continue;
             }
             let headers = PASSED_HEADERS

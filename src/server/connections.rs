@@ -55,6 +55,7 @@
 //! listener's, or it has no peer: the listener itself).
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -115,6 +116,34 @@ pub struct Connections {
     peers: Mutex<FxHashMap<SocketAddr, Service>>,
     /// Peer address -> descriptor, as last found by [`Connections::ensure_timeouts`].
     known_fds: Mutex<FxHashMap<SocketAddr, i32>>,
+    /// What the janitor's passes found, for `/metrics`.
+    seen: Seen,
+}
+
+/// The janitor's findings, published at the end of every pass: the
+/// connections open after it, and running totals of those it closed.
+#[derive(Debug, Default)]
+struct Seen {
+    open: AtomicU64,
+    over_cap: AtomicU64,
+    header_too_large: AtomicU64,
+    slow_header: AtomicU64,
+    idle: AtomicU64,
+}
+
+/// [`Connections::counts`]: what the janitor last saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Client connections open after the janitor's last pass.
+    pub open: u64,
+    /// Connections closed since start beyond `max_connections`.
+    pub over_cap: u64,
+    /// Closed for a header over `max_header_size` (431).
+    pub header_too_large: u64,
+    /// Closed for a request still incomplete after `idle_timeout`.
+    pub slow_header: u64,
+    /// Closed after `idle_timeout` without a request.
+    pub idle: u64,
 }
 
 /// The requests of one peer.
@@ -150,6 +179,36 @@ impl Connections {
             limits,
             peers: Mutex::new(FxHashMap::default()),
             known_fds: Mutex::new(FxHashMap::default()),
+            seen: Seen::default(),
+        }
+    }
+
+    /// What the janitor found at its last pass (zero before the first).
+    pub fn counts(&self) -> ConnectionCounts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let s = &self.seen;
+        ConnectionCounts {
+            open: load(&s.open),
+            over_cap: load(&s.over_cap),
+            header_too_large: load(&s.header_too_large),
+            slow_header: load(&s.slow_header),
+            idle: load(&s.idle),
+        }
+    }
+
+    /// Publishes a pass's findings for [`Connections::counts`].
+    fn publish(&self, report: &TickReport) {
+        let s = &self.seen;
+        let closed = report.header_too_large + report.slow_header + report.idle + report.over_cap;
+        s.open
+            .store(report.open.saturating_sub(closed) as u64, Ordering::Relaxed);
+        for (total, n) in [
+            (&s.over_cap, report.over_cap),
+            (&s.header_too_large, report.header_too_large),
+            (&s.slow_header, report.slow_header),
+            (&s.idle, report.idle),
+        ] {
+            total.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
@@ -465,6 +524,7 @@ impl Janitor {
             );
         }
         conns.forget_gone(&by_peer);
+        conns.publish(&report);
         report
     }
 
@@ -687,6 +747,8 @@ mod tests {
         }
         let report = janitor.tick(&conns, t0 + Duration::from_millis(10));
         assert_eq!(report.over_cap, 2, "{report:?}");
+        let counts = conns.counts();
+        assert_eq!((counts.open, counts.over_cap), (2, 2), "{counts:?}");
         for client in &mut clients[2..] {
             let answer = String::from_utf8_lossy(&read_all(client)).to_string();
             assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");

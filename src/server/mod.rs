@@ -51,6 +51,8 @@ pub struct State {
     /// With `https_enabled`: the TLS relay's connections, the only peers
     /// served (see [`tls`]).
     pub relays: Option<Arc<tls::Relays>>,
+    /// Requests by endpoint and status, and their latency (`/metrics`).
+    pub requests: crate::metrics::Requests,
 }
 
 /// Where tiny_http listens, as [`bind`] set it up.
@@ -77,6 +79,7 @@ impl State {
             cluster,
             write,
             relays: listen.relays,
+            requests: crate::metrics::Requests::new(),
             conns: Arc::new(connections::Connections::new(
                 listen.addr,
                 connections::Limits {

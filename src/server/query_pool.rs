@@ -4,7 +4,7 @@
 //! and local disk, so one worker per core keeps the cores busy (the default
 //! has one more, so that with every other worker waiting on a backend one is
 //! still free). A query (and
-//! `/replica`) mostly waits for a backend's answer, for as long as the
+//! `/replica`, a Prometheus remote read, `/health?stats=true`) mostly waits for a backend's answer, for as long as the
 //! backend takes (up to `query_timeout`). Were it answered on the worker,
 //! two slow queries would stop every write behind them on a 2-core machine,
 //! and concurrent clients would queue behind each other's round trips. So a
@@ -108,10 +108,15 @@ impl QueryPool {
         }
     }
 
-    /// Whether a request for `url` waits on backends and belongs here.
+    /// Whether a request for `url` waits on backends and belongs here
+    /// (`/health?stats=true` surveys every backend).
     pub fn takes(url: &str) -> bool {
-        let path = url.split('?').next().unwrap_or_default();
-        matches!(path, "/query" | "/replica")
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        match path {
+            "/query" | "/replica" | "/api/v2/query" | "/api/v1/prom/read" => true,
+            "/health" => query.split('&').any(|kv| kv == "stats=true"),
+            _ => false,
+        }
     }
 
     /// Leave for the calling worker to answer a query itself, held until the
@@ -246,5 +251,32 @@ fn serve(shared: &Shared, first: Option<Job>) {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         next = mine.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueryPool;
+
+    #[test]
+    fn requests_that_wait_on_backends_belong_to_the_pool() {
+        for url in [
+            "/query?q=x",
+            "/query",
+            "/replica?db=a&mm=b",
+            "/health?stats=true",
+        ] {
+            assert!(QueryPool::takes(url), "{url}");
+        }
+        for url in [
+            "/health",
+            "/health?stats=false",
+            "/write?db=a",
+            "/ping",
+            "/healthz",
+        ] {
+            assert!(!QueryPool::takes(url), "{url}");
+        }
+        assert!(QueryPool::takes("/health?pretty=true&stats=true"));
     }
 }

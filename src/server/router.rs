@@ -1,22 +1,42 @@
 //! Which handler answers which path: exact paths, as Go's ServeMux matches
 //! them, method checked before auth, and the common headers on every answer.
 
+use std::time::Instant;
+
 use super::error::ApiError;
 use super::http::{Request, Response};
 use super::State;
 use crate::admin;
+use crate::metrics;
 use crate::transfer::endpoint;
 use crate::write::endpoint::WriteScratch;
 
-/// Answers one request; never panics on input.
+/// Answers one request; never panics on input. Counts it by endpoint and
+/// status, with the time it took, for `/metrics`.
 pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Response {
+    let started = Instant::now();
+    let response = dispatch(state, scratch, req);
+    let endpoint = metrics::Endpoint::of(&req.path);
+    state
+        .requests
+        .observe(endpoint, response.status, started.elapsed());
+    response
+}
+
+fn dispatch(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Response {
     let pretty = req.pretty();
     let result = match req.path.as_str() {
         "/ping" => ping(state, req),
+        "/metrics" => metrics(state, req),
         "/write" => write(state, scratch, req),
         "/query" => query(state, req),
-        "/health" => get_only(state, req)
-            .map(|()| admin::health::handle(&state.cluster, &state.write.writers, pretty)),
+        "/api/v2/write" => write_v2(state, scratch, req),
+        "/api/v2/query" => flux(state, req),
+        "/api/v1/prom/write" => post_only(state, req)
+            .and_then(|()| crate::prom::write::handle(&state.write, scratch, req)),
+        "/api/v1/prom/read" => post_only(state, req)
+            .and_then(|()| crate::prom::read::handle(&state.query, &state.write, req)),
+        "/health" => get_only(state, req).map(|()| health(state, req, pretty)),
         "/encrypt" => cipher_text(req, true),
         "/decrypt" => cipher_text(req, false),
         "/replica" => {
@@ -42,11 +62,35 @@ pub fn route(state: &State, scratch: &mut WriteScratch, req: &mut Request) -> Re
     result.unwrap_or_else(|e| e.into_response(pretty))
 }
 
+/// `/health`; with `stats=true` (exactly, as the Go proxy reads it) the
+/// placement survey, which waits on backends (the query pool serves it).
+fn health(state: &State, req: &Request, pretty: bool) -> Response {
+    let stats = (req.params.get("stats") == "true").then(|| {
+        let client = state.query.client();
+        admin::placement::survey(client, &state.cluster, client.timeout())
+    });
+    admin::health::handle(
+        &state.cluster,
+        &state.write.writers,
+        stats.as_deref(),
+        pretty,
+    )
+}
+
 fn ping(state: &State, req: &Request) -> Result<Response, ApiError> {
     if state.ping_auth {
         authenticate(state, req)?;
     }
     Ok(Response::no_content())
+}
+
+/// `/metrics`: any method; credentials only with `ping_auth_enabled`, as
+/// `/ping`.
+fn metrics(state: &State, req: &Request) -> Result<Response, ApiError> {
+    if state.ping_auth {
+        authenticate(state, req)?;
+    }
+    Ok(metrics::handle(state))
 }
 
 fn write(
@@ -56,6 +100,24 @@ fn write(
 ) -> Result<Response, ApiError> {
     post_only(state, req)?;
     Ok(state.write.handle(scratch, req)?)
+}
+
+fn write_v2(
+    state: &State,
+    scratch: &mut WriteScratch,
+    req: &mut Request,
+) -> Result<Response, ApiError> {
+    post_only(state, req)?;
+    Ok(state.write.handle_v2(scratch, req)?)
+}
+
+fn flux(state: &State, req: &mut Request) -> Result<Response, ApiError> {
+    post_only(state, req)?;
+    let limits = crate::flux::FluxLimits {
+        max_body_size: state.write.max_body_size(),
+        db_allowed: &|db| state.write.db_allowed(db),
+    };
+    crate::flux::handle(&state.query, &limits, req)
 }
 
 fn query(state: &State, req: &mut Request) -> Result<Response, ApiError> {

@@ -96,6 +96,39 @@ pub struct SpoolStats {
     pub full_refusals: AtomicU64,
 }
 
+/// What waits in a spool at one moment, as `/health` and `/metrics` show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Backlog {
+    pub records: u64,
+    pub bytes: u64,
+    /// Seconds since the oldest waiting record was appended (0 when none).
+    pub oldest_age_s: f64,
+    pub corrupt_records: u64,
+    pub full_refusals: u64,
+}
+
+impl SpoolStats {
+    /// The backlog as of `now_ms` (unix ms); each counter read on its own
+    /// (relaxed), so the figures may be a few records apart.
+    pub fn backlog(&self, now_ms: u64) -> Backlog {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let records = load(&self.waiting_records);
+        let oldest = load(&self.oldest_ms);
+        let oldest_age_s = if records == 0 || oldest == 0 {
+            0.0
+        } else {
+            now_ms.saturating_sub(oldest) as f64 / 1000.0
+        };
+        Backlog {
+            records,
+            bytes: load(&self.waiting_bytes),
+            oldest_age_s,
+            corrupt_records: load(&self.corrupt_records),
+            full_refusals: load(&self.full_refusals),
+        }
+    }
+}
+
 /// Disk blocks reserved ahead of the writer, shared with the workers that
 /// reserve room (they grow it) and the writer (it rolls into it).
 struct Blocks {

@@ -327,7 +327,7 @@ fn read_limited(r: &mut dyn Read, out: &mut Vec<u8>, limit: usize) -> std::io::R
 /// `s` quoted as Go's `%q` (`strconv.Quote`) writes it, as influxd quotes
 /// names in its messages: `\"` and `\\`, C escapes for the usual controls,
 /// `\xHH` for other ASCII controls, `\uHHHH` for non-printing characters.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

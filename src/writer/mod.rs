@@ -296,9 +296,17 @@ impl Writers {
         }
     }
 
-    /// The spool state of backend `id`, for `/health`.
+    /// The spool state of backend `id`.
     pub fn spool(&self, id: usize) -> Option<&Arc<Shared>> {
         self.spools.get(id)
+    }
+
+    /// What waits in backend `id`'s spool as of `now_ms` (unix ms), for
+    /// `/health` and `/metrics`; all zero when it has no spool.
+    pub fn backlog(&self, id: usize, now_ms: u64) -> crate::spool::Backlog {
+        self.spool(id)
+            .map(|sp| sp.stats.backlog(now_ms))
+            .unwrap_or_default()
     }
 
     /// Stops taking batches: writers sync and close their spools, senders

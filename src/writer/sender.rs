@@ -234,6 +234,10 @@ impl Sender<'_> {
                             None => {
                                 f.state = FlightState::Sending;
                                 busy += 1;
+                                self.backend
+                                    .stats
+                                    .send_retries
+                                    .fetch_add(1, Ordering::Relaxed);
                             }
                             Some(job) => f.group = Some(job.group),
                         }

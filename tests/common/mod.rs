@@ -66,6 +66,40 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Waits up to `timeout` for a server just spawned as `child` until `ready`
+/// holds; the error names it (`what`) with the tail of its `log`. A child
+/// that exited is reaped and cleared.
+pub fn wait_started(
+    child: &mut Option<Child>,
+    what: &str,
+    log: &Path,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                *child = None;
+                return Err(format!(
+                    "{what} exited with {status}; log tail:\n{}",
+                    file_tail(log, 20)
+                ));
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "{what} not ready within {timeout:?}; log tail:\n{}",
+                file_tail(log, 20)
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits up to `timeout` for `child` to exit; kills and reaps it after
 /// that (`None`).
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -338,6 +372,19 @@ fn into_resp(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &st
 
 /// Status, lower-case headers and body of an answer.
 fn read_resp(resp: ureq::http::Response<ureq::Body>) -> Result<Resp, String> {
+    let (status, headers, body) = read_answer(resp)?;
+    Ok(Resp {
+        status,
+        headers: headers.into_iter().collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// An answer read whole: status, lower-case headers (in order), body bytes.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Status, lower-case headers (in order) and the body as bytes.
+pub fn read_answer(resp: ureq::http::Response<ureq::Body>) -> Result<Answer, String> {
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -354,11 +401,7 @@ fn read_resp(resp: ureq::http::Response<ureq::Body>) -> Result<Resp, String> {
         .into_reader()
         .read_to_end(&mut body)
         .map_err(|e| format!("reading body failed: {e}"))?;
-    Ok(Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Ok((status, headers, body))
 }
 
 /// `GET` or `POST` through `agent`, with query parameters, headers and (for
@@ -799,30 +842,9 @@ bind-address = "127.0.0.1:{rpc}"
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            if ping_ok(&self.url()) {
-                return Ok(());
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!(
-                        "influxd on port {} exited with {status}; log tail:\n{}",
-                        self.http_port,
-                        file_tail(&self.log, 20)
-                    ));
-                }
-            }
-            if start.elapsed() > timeout {
-                return Err(format!(
-                    "influxd on port {} did not answer /ping within {timeout:?}; log tail:\n{}",
-                    self.http_port,
-                    file_tail(&self.log, 20)
-                ));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let url = self.url();
+        let what = format!("influxd on port {}", self.http_port);
+        wait_started(&mut self.child, &what, &self.log, timeout, || ping_ok(&url))
     }
 
     /// `http://127.0.0.1:<port>` (`https://` with [`Influxd::start_https`]).
@@ -1414,6 +1436,14 @@ pub enum Fault {
     /// Records every request; answers 500 to a `/write` whose body (gunzipped
     /// when `Content-Encoding: gzip`) contains the marker, 204 to anything else.
     RejectContaining(&'static str),
+    /// Records every request; answers a request for `path` with `status`,
+    /// `content_type` and `body`, anything else (`/ping`) 204.
+    Answer {
+        path: &'static str,
+        status: u16,
+        content_type: &'static str,
+        body: &'static str,
+    },
 }
 
 /// [`Fault::SlowQueries`]: a query's empty result after `delay`, anything
@@ -1614,7 +1644,8 @@ impl FakeBackend {
             | Fault::Slow(_)
             | Fault::SlowQueries(_)
             | Fault::Record
-            | Fault::RejectContaining(_) => {
+            | Fault::RejectContaining(_)
+            | Fault::Answer { .. } => {
                 let server = tiny_http::Server::http("127.0.0.1:0").expect("bind fake backend");
                 let port = server.server_addr().to_ip().expect("ip listener").port();
                 let (stop2, hits2, rec2) = (stop.clone(), hits.clone(), recorded.clone());
@@ -1638,9 +1669,16 @@ impl FakeBackend {
                             Fault::RejectContaining(marker) => {
                                 reject_status(req.url(), req.headers(), &sink, marker)
                             }
+                            Fault::Answer { path, status, .. }
+                                if req.url().split('?').next() == Some(path) =>
+                            {
+                                status
+                            }
                             _ => 204,
                         };
-                        if let Fault::Record | Fault::RejectContaining(_) = fault {
+                        if let Fault::Record | Fault::RejectContaining(_) | Fault::Answer { .. } =
+                            fault
+                        {
                             rec2.lock().unwrap().push(Recorded::of(&req, sink, status));
                         }
                         let resp = match fault {
@@ -1665,6 +1703,24 @@ impl FakeBackend {
                                 .with_status_code(500)
                             }
                             Fault::RejectContaining(_) => {
+                                tiny_http::Response::from_string("").with_status_code(204)
+                            }
+                            Fault::Answer {
+                                path,
+                                status,
+                                content_type,
+                                body,
+                            } if req.url().split('?').next() == Some(path) => {
+                                let ct = tiny_http::Header::from_bytes(
+                                    &b"Content-Type"[..],
+                                    content_type.as_bytes(),
+                                )
+                                .expect("a valid content type");
+                                tiny_http::Response::from_string(body)
+                                    .with_status_code(status)
+                                    .with_header(ct)
+                            }
+                            Fault::Answer { .. } => {
                                 tiny_http::Response::from_string("").with_status_code(204)
                             }
                             Fault::Hang | Fault::SlowQueries(_) => unreachable!(),
@@ -1693,7 +1749,7 @@ impl FakeBackend {
     }
 
     /// Requests recorded so far (only with [`Fault::Record`],
-    /// [`Fault::RejectContaining`] and [`Fault::SlowQueries`]).
+    /// [`Fault::RejectContaining`], [`Fault::Answer`] and [`Fault::SlowQueries`]).
     pub fn recorded(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }

@@ -10,12 +10,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{die_with_parent, file_tail, free_port, http_get, TempDir};
+use super::{die_with_parent, file_tail, free_port, http_get, wait_started, TempDir};
 
 const PROMETHEUS: &str = "prometheus";
 const PROMTOOL: &str = "promtool";
@@ -77,35 +76,16 @@ impl Prometheus {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            let ready = super::agent(Duration::from_secs(2))
-                .get(&format!("{}/-/ready", self.url()))
+        let ready_url = format!("{}/-/ready", self.url());
+        let what = format!("prometheus on port {}", self.port);
+        let ready = || {
+            super::agent(Duration::from_secs(2))
+                .get(&ready_url)
                 .call()
                 .map(|r| r.status().as_u16() == 200)
-                .unwrap_or(false);
-            if ready {
-                return Ok(());
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!(
-                        "prometheus on port {} exited with {status}; log tail:\n{}",
-                        self.port,
-                        file_tail(&self.log, 20)
-                    ));
-                }
-            }
-            if start.elapsed() > timeout {
-                return Err(format!(
-                    "prometheus on port {} not ready within {timeout:?}; log tail:\n{}",
-                    self.port,
-                    file_tail(&self.log, 20)
-                ));
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+                .unwrap_or(false)
+        };
+        wait_started(&mut self.child, &what, &self.log, timeout, ready)
     }
 
     /// `http://127.0.0.1:<port>`.
