@@ -3,12 +3,13 @@
 //! A write group is consecutive write records of one (db, rp), up to
 //! `flush_size` points and [`MAX_GROUP_BYTES`] of lines; a statement record
 //! is a group of its own. The sender thread finds a group's records in the
-//! spool ([`Group::gather`], and [`Group::extend`] for a group that lingers
-//! at the head) without copying their lines, then packs it for a poster
-//! ([`Group::pack`]): the description, and the lines read once more from
-//! the spool and gzipped as they are read. So the only copy of a group in
-//! memory is its gzipped body (a fifth or less of its lines), and memory
-//! does not grow with the number of backends times `flush_size`. A group
+//! spool ([`Group::gather`]) and gzips their lines as it reads them, then
+//! packs it for a poster ([`Group::pack`]): the description and the
+//! finished gzip body. So the only copy of a group in memory is its gzipped
+//! body (a fifth or less of its lines), and memory does not grow with the
+//! number of backends times `flush_size`. A group that lingers at the head
+//! grows by [`Group::extend`] without compressing; its lines are read from
+//! the spool once more when it is packed. A group
 //! knows where it starts and ends in the spool, so the cursor can be moved
 //! past it once it is done.
 
@@ -44,8 +45,13 @@ pub struct Group {
     pub end: Pos,
     /// The group reaches the head: nothing more was written yet.
     pub at_head: bool,
-    /// A write group once handed to a poster: its lines gzipped.
+    /// A write group's lines gzipped: while it is gathered, as far as
+    /// they were read (the stream not finished: see `zipped`); once packed,
+    /// the whole body.
     pub gz: Vec<u8>,
+    /// `gz` holds every record gathered so far, fed to the compressor the
+    /// group was gathered with.
+    zipped: bool,
 }
 
 impl Group {
@@ -56,13 +62,14 @@ impl Group {
         )
     }
 
-    /// Finds the group that starts at `from`. `false` when nothing is
-    /// waiting.
+    /// Finds the group that starts at `from`, feeding its lines to `zip`
+    /// as they are read. `false` when nothing is waiting.
     pub fn gather(
         &mut self,
         reader: &mut Reader,
         from: Pos,
         max_points: usize,
+        zip: &mut Gzipper,
     ) -> std::io::Result<bool> {
         self.kind = None;
         self.lines.clear();
@@ -72,13 +79,29 @@ impl Group {
         self.bytes = 0;
         self.start = from;
         self.end = from;
-        self.extend(reader, max_points)
+        zip.begin(&mut self.gz);
+        self.zipped = true;
+        self.take_in(reader, max_points, Some(zip))
     }
 
     /// Takes in more records, from the group's end, while they belong to
     /// it. A lingering group grows this way without reading its records
     /// again.
     pub fn extend(&mut self, reader: &mut Reader, max_points: usize) -> std::io::Result<bool> {
+        // The compressor the group was gathered with is gone: pack reads
+        // the lines again.
+        self.zipped = false;
+        self.take_in(reader, max_points, None)
+    }
+
+    /// Takes in records from the group's end while they belong to it,
+    /// feeding their lines to `zip` when given.
+    fn take_in(
+        &mut self,
+        reader: &mut Reader,
+        max_points: usize,
+        mut zip: Option<&mut Gzipper>,
+    ) -> std::io::Result<bool> {
         if self.kind == Some(Kind::Statement) {
             return Ok(true);
         }
@@ -114,6 +137,8 @@ impl Group {
             }
             if rec.kind == Kind::Statement {
                 self.lines.extend_from_slice(rec.payload);
+            } else if let Some(zip) = zip.as_deref_mut() {
+                zip.feed(rec.payload, &mut self.gz)?;
             }
             self.line_bytes += rec.payload.len();
             self.points += rec.points;
@@ -128,11 +153,12 @@ impl Group {
         Ok(self.kind.is_some())
     }
 
-    /// A packet for a poster: this group's description, and its lines
-    /// read again from `reader` and gzipped with `zip` as they are read (a
-    /// statement keeps its text). Reuses `into`'s buffers.
+    /// A packet for a poster: this group's description and its gzipped
+    /// lines (a statement keeps its text). `zip` must be the compressor the
+    /// group was gathered with; a group that grew by [`Group::extend`] is
+    /// read again from `reader` and gzipped anew. Reuses `into`'s buffers.
     pub fn pack(
-        &self,
+        &mut self,
         mut into: Group,
         reader: &mut Reader,
         zip: &mut Gzipper,
@@ -151,6 +177,12 @@ impl Group {
         into.lines.clear();
         if self.kind == Some(Kind::Statement) {
             into.lines.extend_from_slice(&self.lines);
+            return Ok(into);
+        }
+        if self.zipped {
+            self.zipped = false;
+            zip.finish(&mut self.gz)?;
+            into.gz = std::mem::take(&mut self.gz);
             return Ok(into);
         }
         let mut gz = std::mem::take(&mut into.gz);

@@ -196,6 +196,8 @@ impl Writers {
             spools: Vec::new(),
             threads: Vec::new(),
         };
+        // The spools share one budget of resident bytes (see spool::window_for).
+        let window = spool::window_for(cluster.backends.len());
         for backend in &cluster.backends {
             let dir = spool::backend_dir(data_dir, &backend.name);
             let cfg = SpoolConfig {
@@ -203,6 +205,7 @@ impl Writers {
                 segment_size: settings.segment_size,
                 max_size: settings.spool_max_size,
                 sync: settings.sync,
+                window,
             };
             let fail = |e: std::io::Error| {
                 format!(

@@ -395,6 +395,11 @@ pub struct Gzipper {
     deflate: Compress,
     crc: crc32fast::Hasher,
     len: u32,
+    /// A body was begun and not finished. zlib-rs's reset does not clear
+    /// everything its level-1 (quick) deflate keeps in the middle of a
+    /// stream: a body begun after an abandoned one came out corrupt. So an
+    /// abandoned stream is finished (into nothing) before the next begins.
+    open: bool,
 }
 
 impl Default for Gzipper {
@@ -409,6 +414,7 @@ impl Gzipper {
             deflate: Compress::new(Compression::new(1), false),
             crc: crc32fast::Hasher::new(),
             len: 0,
+            open: false,
         }
     }
 
@@ -423,7 +429,15 @@ impl Gzipper {
 
     /// Starts a body in `out` (cleared first): the gzip header.
     pub fn begin(&mut self, out: &mut Vec<u8>) {
+        if self.open {
+            let mut discard = Vec::new();
+            if self.end_stream(&mut discard).is_err() {
+                // Start over with a new state rather than a doubtful one.
+                self.deflate = Compress::new(Compression::new(1), false);
+            }
+        }
         self.deflate.reset();
+        self.open = true;
         self.crc = crc32fast::Hasher::new();
         self.len = 0;
         out.clear();
@@ -453,6 +467,15 @@ impl Gzipper {
 
     /// Ends the body: the rest of the deflate stream and the trailer.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        self.end_stream(out)?;
+        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        Ok(())
+    }
+
+    /// Writes the rest of the deflate stream into `out`.
+    fn end_stream(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         loop {
             if out.capacity() - out.len() < 1024 {
                 out.reserve(out.capacity().max(4096));
@@ -462,13 +485,10 @@ impl Gzipper {
                 .compress_vec(&[], out, FlushCompress::Finish)
                 .map_err(std::io::Error::other)?;
             if status == Status::StreamEnd {
-                break;
+                self.open = false;
+                return Ok(());
             }
         }
-        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
-        Ok(())
     }
 }
 
@@ -512,6 +532,76 @@ mod tests {
                 .unwrap();
             assert_eq!(back, data, "pieces of {piece}");
         }
+    }
+
+    #[test]
+    fn a_body_of_poorly_compressible_pieces_into_a_small_buffer_stays_valid() {
+        use std::io::Read;
+        // Line protocol with pseudo-random values, fed record by record
+        // into an output that starts empty (its room runs out mid-record).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut records = Vec::new();
+        for r in 0..40 {
+            let mut rec = Vec::new();
+            for i in 0..2500 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                rec.extend_from_slice(
+                    format!(
+                        "cpu-{},host=h{} v={},n={}i {}\n",
+                        r % 7,
+                        x % 1000,
+                        x % 100_000,
+                        x >> 40,
+                        1_600_000_000_000_000_000u64 + i
+                    )
+                    .as_bytes(),
+                );
+            }
+            records.push(rec);
+        }
+        let mut z = Gzipper::new();
+        for _round in 0..3 {
+            let mut out = Vec::new();
+            z.begin(&mut out);
+            for rec in &records {
+                z.feed(rec, &mut out).unwrap();
+            }
+            z.finish(&mut out).unwrap();
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, records.concat());
+        }
+    }
+
+    #[test]
+    fn a_body_abandoned_half_way_leaves_the_next_one_valid() {
+        use std::io::Read;
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut data = Vec::new();
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            data.extend_from_slice(format!("m,t=a{} v={} {i}\n", x % 977, x % 100_003).as_bytes());
+        }
+        let mut z = Gzipper::new();
+        let mut abandoned = Vec::new();
+        z.begin(&mut abandoned);
+        z.feed(&data[..data.len() / 3], &mut abandoned).unwrap();
+        // A group that lingers gives its compressor back mid-body.
+        let mut out = Vec::new();
+        z.begin(&mut out);
+        z.feed(&data, &mut out).unwrap();
+        z.finish(&mut out).unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
     }
 
     #[test]

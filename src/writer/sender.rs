@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Receiver;
 
 use super::group::Group;
-use super::post::{self, Job, Outcome, Posted, Posters};
+use super::post::{self, Gzipper, Job, Outcome, Posted, Posters};
 use super::WriterSettings;
 use crate::cluster::{Backend, Cluster};
 use crate::log;
@@ -87,6 +87,16 @@ pub fn run(
         last_cursor_sync: Instant::now(),
     }
     .run();
+}
+
+/// What cutting the next group gave.
+enum Cut {
+    /// A group packed for a poster.
+    Packed(Group),
+    /// Nothing to hand out now.
+    Nothing,
+    /// Look again after this long.
+    Wait(Option<Duration>),
 }
 
 /// A group handed to a poster, until its outcome is final.
@@ -264,31 +274,12 @@ impl Sender<'_> {
             if self.sending() >= slots || self.flights.len() >= 2 * slots || barrier {
                 return None;
             }
-            match self.gather() {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.step_over_unreadable();
-                    return None;
-                }
-                Err(e) => {
-                    log!("backend {}: cannot read the spool: {e}", self.backend.name);
-                    self.gathered.kind = None;
-                    return Some(AFTER_ERROR);
-                }
-            }
-            if self.gathered.kind == Some(Kind::Statement) && !self.flights.is_empty() {
-                // A statement waits until everything before it is done.
-                return None;
-            }
-            if let Some(linger) = self.lingers() {
-                return Some(linger);
-            }
-            let group = match self.compress() {
-                Ok(group) => group,
-                Err(e) => {
-                    log!("backend {}: cannot gzip a batch: {e}", self.backend.name);
-                    return Some(AFTER_ERROR);
-                }
+            // One compressor of the shared pool for cutting and packing
+            // the group: its lines are gzipped as they are found.
+            let group = match post::with_pooled(|zip| self.cut(zip)) {
+                Cut::Packed(group) => group,
+                Cut::Nothing => return None,
+                Cut::Wait(wait) => return wait,
             };
             self.gathered.kind = None;
             if !self.hand_to_poster(group) {
@@ -297,16 +288,50 @@ impl Sender<'_> {
         }
     }
 
-    /// Gathers the group after the last one handed out. A group that
-    /// lingered last turn grows from where it ended instead of being read
-    /// again. `false` when nothing is waiting.
-    fn gather(&mut self) -> std::io::Result<bool> {
+    /// Cuts the next group and packs it for a poster with `zip`, unless
+    /// nothing waits, a statement must wait for the groups before it, or
+    /// the group lingers.
+    fn cut(&mut self, zip: &mut Gzipper) -> Cut {
+        match self.gather(zip) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.step_over_unreadable();
+                return Cut::Nothing;
+            }
+            Err(e) => {
+                log!("backend {}: cannot read the spool: {e}", self.backend.name);
+                self.gathered.kind = None;
+                return Cut::Wait(Some(AFTER_ERROR));
+            }
+        }
+        if self.gathered.kind == Some(Kind::Statement) && !self.flights.is_empty() {
+            // A statement waits until everything before it is done.
+            return Cut::Nothing;
+        }
+        if let Some(linger) = self.lingers() {
+            return Cut::Wait(Some(linger));
+        }
+        let into = self.spare.pop().unwrap_or_default();
+        match self.gathered.pack(into, &mut self.reader, zip) {
+            Ok(group) => Cut::Packed(group),
+            Err(e) => {
+                log!("backend {}: cannot gzip a batch: {e}", self.backend.name);
+                Cut::Wait(Some(AFTER_ERROR))
+            }
+        }
+    }
+
+    /// Gathers the group after the last one handed out, its lines gzipped
+    /// with `zip` as they are read. A group that lingered last turn grows
+    /// from where it ended instead of being read again (and is read again
+    /// when packed). `false` when nothing is waiting.
+    fn gather(&mut self, zip: &mut Gzipper) -> std::io::Result<bool> {
         let from = self.flights.back().map_or(self.reader.cursor(), |f| f.end);
         let g = &mut self.gathered;
         if g.kind.is_some() && g.start == from && g.at_head {
             g.extend(&mut self.reader, self.settings.flush_size)
         } else {
-            g.gather(&mut self.reader, from, self.settings.flush_size)
+            g.gather(&mut self.reader, from, self.settings.flush_size, zip)
         }
     }
 
@@ -334,14 +359,6 @@ impl Sender<'_> {
             && (g.points as usize) < self.settings.flush_size
             && age < self.settings.flush_time;
         lingers.then(|| self.settings.flush_time - age)
-    }
-
-    /// The gathered group packed for a poster, its lines gzipped by a
-    /// compressor of the shared pool.
-    fn compress(&mut self) -> std::io::Result<Group> {
-        let into = self.spare.pop().unwrap_or_default();
-        let (gathered, reader) = (&self.gathered, &mut self.reader);
-        post::with_pooled(|zip| gathered.pack(into, reader, zip))
     }
 
     /// Hands a packed group to a free poster and records its flight.
