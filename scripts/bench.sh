@@ -21,6 +21,8 @@ DB=stress
 
 BACKEND=sink
 TOPOLOGY=1x2
+NBACKENDS=""
+NCIRCLES=""
 POINTS=""
 BATCH=5000
 CONCURRENCY=8
@@ -71,6 +73,8 @@ At the end one table gives, per scenario, the median, min and max of:
                    (/proc/PID/stat, whole process session, over load start ->
                    all delivered)
   peak RSS MB      proxy VmHWM (summed over its process session)
+  peak threads     proxy threads, the most seen while the round ran (polled
+                   with the delivery counts)
 The table and the raw per-round numbers are also written to run/bench/last.txt.
 
 With --queries (after the write rounds) or --queries-only (no write rounds),
@@ -116,6 +120,9 @@ that answers 404 to POST /rebalance stops the run with a message.
 Options:
   --backend sink|influxd  null backends (bundled influx-sink, default) or real
                           influxd (/usr/bin/influxd, one temp instance each)
+  --backends N            backends in all (default 2; sinks are cheap: 32 is fine)
+  --circles C             circles they are spread over, in order (default 1;
+                          must divide --backends); every point goes to each
   --topology 1x2|2x1      1 circle x 2 backends (default), or 2 circles of one
                           backend each (every point goes to both backends)
   --points N              points per round (default 4000000 with sinks,
@@ -200,7 +207,7 @@ while [[ $# -gt 0 ]]; do
         set -- "${opt%%=*}" "${opt#*=}" "${@:2}"
         continue
         ;;
-    --backend | --topology | --points | --batch | --concurrency | --measurements | --series | --gzip | --rounds | --proxy-cmd | --timeout | --settle | --query | --query-requests | --query-concurrency | --transfer-points | --transfer-measurements | --transfer-worker | --transfer-batch)
+    --backend | --topology | --backends | --circles | --points | --batch | --concurrency | --measurements | --series | --gzip | --rounds | --proxy-cmd | --timeout | --settle | --query | --query-requests | --query-concurrency | --transfer-points | --transfer-measurements | --transfer-worker | --transfer-batch)
         [[ $# -ge 2 ]] || die "$opt needs a value"
         val="$2"
         shift
@@ -210,6 +217,8 @@ while [[ $# -gt 0 ]]; do
             BACKEND_SET=1
             ;;
         --topology) TOPOLOGY="$val" ;;
+        --backends) NBACKENDS="$val" ;;
+        --circles) NCIRCLES="$val" ;;
         --points) POINTS="$val" ;;
         --batch) BATCH="$val" ;;
         --concurrency) CONCURRENCY="$val" ;;
@@ -269,6 +278,19 @@ if [[ "$QUERIES" != none ]]; then
     BACKEND=influxd
 fi
 case "$TOPOLOGY" in 1x2 | 2x1) ;; *) die "--topology must be 1x2 or 2x1, got '$TOPOLOGY'" ;; esac
+# --backends/--circles override --topology (1x2 = 2 backends in 1 circle,
+# 2x1 = 2 circles of one backend).
+if [[ -z "$NBACKENDS" ]]; then NBACKENDS=2; fi
+if [[ -z "$NCIRCLES" ]]; then
+    if [[ "$TOPOLOGY" == 2x1 && "$NBACKENDS" == 2 ]]; then NCIRCLES=2; else NCIRCLES=1; fi
+fi
+need_int --backends "$NBACKENDS" 1
+need_int --circles "$NCIRCLES" 1
+((NBACKENDS % NCIRCLES == 0)) || die "--backends ($NBACKENDS) must be a multiple of --circles ($NCIRCLES)"
+if [[ $TRANSFER -eq 1 || "$QUERIES" != none ]] && [[ "$NBACKENDS" != 2 ]]; then
+    die "the query and transfer benchmarks use two backends: leave out --backends"
+fi
+TOPOLOGY="${NCIRCLES}x$((NBACKENDS / NCIRCLES))"
 if [[ -z "$POINTS" ]]; then
     if [[ "$BACKEND" == sink ]]; then POINTS=4000000; else POINTS=2000000; fi
 fi
@@ -462,12 +484,12 @@ write_influxd_config() { # DIR PORT RPC
 start_backends() {
     local ports i dir port logfile
     if [[ "$BACKEND" == sink ]]; then
-        read -r -a ports <<<"$(free_ports 2)"
+        read -r -a ports <<<"$(free_ports "$NBACKENDS")"
     else
-        read -r -a ports <<<"$(free_ports 4)"
+        read -r -a ports <<<"$(free_ports $((2 * NBACKENDS)))"
     fi
-    [[ ${#ports[@]} -ge 2 ]] || die "could not find free ports"
-    for i in 0 1; do
+    [[ ${#ports[@]} -ge $NBACKENDS ]] || die "could not find free ports"
+    for ((i = 0; i < NBACKENDS; i++)); do
         port="${ports[i]}"
         dir="$RUN_DIR/backend-$((i + 1))"
         mkdir -p "$dir"
@@ -476,14 +498,14 @@ start_backends() {
             start_bg "sink-$((i + 1))" "$logfile" "$dir" "$BIN_DIR/influx-sink" --listen "127.0.0.1:$port"
         else
             mkdir -p "$dir/meta" "$dir/data" "$dir/wal"
-            write_influxd_config "$dir" "$port" "${ports[i + 2]}"
+            write_influxd_config "$dir" "$port" "${ports[i + NBACKENDS]}"
             start_bg "influxd-$((i + 1))" "$logfile" "$dir" influxd -config "$dir/influxd.conf"
         fi
         BACKEND_PIDS+=("$BG_PID")
         BACKEND_PORTS+=("$port")
         BACKEND_LOGS+=("$logfile")
     done
-    for i in 0 1; do
+    for ((i = 0; i < NBACKENDS; i++)); do
         wait_up "$BACKEND backend $((i + 1))" "${BACKEND_PORTS[i]}" "${BACKEND_PIDS[i]}" "${BACKEND_LOGS[i]}" 60
         log "backend $((i + 1)): $BACKEND on 127.0.0.1:${BACKEND_PORTS[i]} (pid ${BACKEND_PIDS[i]})"
     done
@@ -492,7 +514,7 @@ start_backends() {
 # reset_backends: zero the sinks' counters / drop and recreate the database.
 reset_backends() {
     local i port out
-    for i in 0 1; do
+    for ((i = 0; i < NBACKENDS; i++)); do
         port="${BACKEND_PORTS[i]}"
         group_alive "${BACKEND_PIDS[i]}" || {
             tail_log "${BACKEND_LOGS[i]}"
@@ -520,18 +542,23 @@ influxd_count() {
 # ---------------------------------------------------------------- proxy
 
 # write_proxy_config FILE PORT DIR [TOPOLOGY]: keys the Go influx-proxy also
-# understands; TOPOLOGY (default --topology) may also be 1x1: backend 1 alone.
+# understands; the backends spread over NCIRCLES circles in order (--backends,
+# --circles); TOPOLOGY 1x1 (the transfer's first step): backend 1 alone.
 write_proxy_config() {
-    local file="$1" port="$2" dir="$3" topology="${4:-$TOPOLOGY}" b1 b2 circles
-    b1="{\"name\": \"backend-1\", \"url\": \"http://127.0.0.1:${BACKEND_PORTS[0]}\", \"username\": \"\", \"password\": \"\", \"auth_encrypt\": false}"
-    b2="{\"name\": \"backend-2\", \"url\": \"http://127.0.0.1:${BACKEND_PORTS[1]}\", \"username\": \"\", \"password\": \"\", \"auth_encrypt\": false}"
-    if [[ "$topology" == 1x1 ]]; then
-        circles="{\"name\": \"circle-1\", \"backends\": [$b1]}"
-    elif [[ "$topology" == 1x2 ]]; then
-        circles="{\"name\": \"circle-1\", \"backends\": [$b1, $b2]}"
-    else
-        circles="{\"name\": \"circle-1\", \"backends\": [$b1]}, {\"name\": \"circle-2\", \"backends\": [$b2]}"
-    fi
+    local file="$1" port="$2" dir="$3" topology="${4:-$TOPOLOGY}" circles="" c b i per members
+    per=$((NBACKENDS / NCIRCLES))
+    for ((c = 0; c < NCIRCLES; c++)); do
+        members=""
+        for ((b = 0; b < per; b++)); do
+            i=$((c * per + b))
+            [[ "$topology" == 1x1 && $i -gt 0 ]] && break
+            [[ -z "$members" ]] || members+=", "
+            members+="{\"name\": \"backend-$((i + 1))\", \"url\": \"http://127.0.0.1:${BACKEND_PORTS[i]}\", \"username\": \"\", \"password\": \"\", \"auth_encrypt\": false}"
+        done
+        [[ -z "$circles" ]] || circles+=", "
+        circles+="{\"name\": \"circle-$((c + 1))\", \"backends\": [$members]}"
+        [[ "$topology" == 1x1 ]] && break
+    done
     cat >"$file" <<EOF
 {
     "circles": [$circles],
@@ -701,6 +728,20 @@ def hwm_kb(sid):
     return total
 
 
+def threads_of(sid):
+    """Threads of every process in session sid."""
+    total = 0
+    for pid, _ in session_procs(sid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("Threads:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def cmd_round(spec_json):
     spec = json.loads(spec_json)
     mode, ports, target = spec["mode"], spec["ports"], spec["target"]
@@ -731,7 +772,10 @@ def cmd_round(spec_json):
         t_done = None
         t_exit = None
         total = refused = 0
+        peak_threads = threads_of(sid) if sid else 0
         while True:
+            if sid:
+                peak_threads = max(peak_threads, threads_of(sid))
             if t_exit is None and exited.is_set():
                 t_exit = exit_times[0]
             try:
@@ -763,6 +807,7 @@ def cmd_round(spec_json):
         if sid:
             result["cpu_s"] = cpu_seconds(sid) - cpu0
             result["hwm_kb"] = hwm_kb(sid)
+            result["threads"] = max(peak_threads, threads_of(sid))
             result["proxy_alive"] = bool(session_procs(sid))
         result["delivered"] = total
         result["refused"] = refused
@@ -812,6 +857,7 @@ def cmd_record(result_file, scenario, rnd, points, extra):
         "delivered_pps": points / r["elapsed_s"] if r.get("complete") else None,
         "cpu_s_per_mpts": r["cpu_s"] / mpts if "cpu_s" in r else None,
         "rss_mb": r["hwm_kb"] / 1024 if "hwm_kb" in r else None,
+        "threads": r.get("threads"),
         "elapsed_s": round(r.get("elapsed_s", 0), 3),
         "load_s": s.get("seconds"),
         "p50_ms": s.get("p50_ms"),
@@ -845,6 +891,8 @@ def fmt(v, kind):
         return f"{v:,.0f}"
     if kind == "cpu":
         return f"{v:.3f}"
+    if kind == "int":
+        return f"{v:.0f}"
     return f"{v:.1f}"
 
 
@@ -858,6 +906,8 @@ def cmd_line(row_json):
     if r["cpu_s_per_mpts"] is not None:
         parts.append(f"cpu {fmt(r['cpu_s_per_mpts'], 'cpu')} s/M")
         parts.append(f"rss {fmt(r['rss_mb'], 'mb')} MB")
+        if r.get("threads") is not None:
+            parts.append(f"threads {fmt(r['threads'], 'int')}")
     parts.append(f"p99 {r['p99_ms']} ms")
     if not r["ok"]:
         parts.append(f"FAILED: {r['note']}")
@@ -896,7 +946,7 @@ def rounds_table(raw_file, metrics, optional):
         srows = [r for r in rows if r["scenario"] == sc]
         ok = [r for r in srows if r["ok"]]
         for key, label, kind in metrics:
-            vals = [r[key] for r in ok if r[key] is not None]
+            vals = [r.get(key) for r in ok if r.get(key) is not None]
             if not vals and key in optional:
                 continue
             med = statistics.median(vals) if vals else None
@@ -937,8 +987,11 @@ def cmd_summary(params_json, raw_file):
         ("delivered_pps", "delivered pts/s", "pps"),
         ("cpu_s_per_mpts", "CPU s/M points", "cpu"),
         ("rss_mb", "peak RSS MB", "mb"),
+        ("threads", "peak threads", "int"),
     ]
-    lines, medians, order, rows = rounds_table(raw_file, metrics, ("cpu_s_per_mpts", "rss_mb"))
+    lines, medians, order, rows = rounds_table(
+        raw_file, metrics, ("cpu_s_per_mpts", "rss_mb", "threads")
+    )
     out = [
         "influx-proxy bench: backend={backend} topology={topology} points={points} batch={batch} "
         "concurrency={concurrency} measurements={measurements} series={series} gzip={gzip} "
@@ -1489,8 +1542,9 @@ run_round() {
         sid=0
     else
         host="http://127.0.0.1:$PROXY_PORT"
-        if [[ "$TOPOLOGY" == 1x2 ]]; then target="$POINTS"; else target=$((2 * POINTS)); fi
-        ports="[${BACKEND_PORTS[0]}, ${BACKEND_PORTS[1]}]"
+        # Every circle gets every point.
+        target=$((NCIRCLES * POINTS))
+        ports="[$(IFS=,; echo "${BACKEND_PORTS[*]}")]"
         sid="$PROXY_PID"
     fi
     spec="$(
@@ -1521,7 +1575,7 @@ EOF
         # Not timed: check what influxd actually stored.
         local n
         stored=0
-        for ((i = 0; i < 2; i++)); do
+        for ((i = 0; i < NBACKENDS; i++)); do
             [[ "$scenario" == direct && $i -eq 1 ]] && break
             n="$(influxd_count "${BACKEND_PORTS[i]}")" || die "count query on influxd ${BACKEND_PORTS[i]} failed"
             [[ "$n" =~ ^[0-9]+$ ]] || die "count query on influxd ${BACKEND_PORTS[i]}: unexpected answer '$n'"

@@ -189,6 +189,7 @@ mod tests {
             segment_size: 1 << 20,
             max_size: 1 << 30,
             sync: SyncMode::None,
+            window: crate::spool::MAX_WINDOW,
         };
         let (mut a, mut r) = open(&cfg).unwrap();
         let done = import(&dir, "b1", &mut a).unwrap();
@@ -222,6 +223,7 @@ mod tests {
             segment_size: 1 << 20,
             max_size: crate::spool::record::encoded_len("db", "", 8) as u64,
             sync: SyncMode::None,
+            window: crate::spool::MAX_WINDOW,
         };
         {
             let (mut a, _r) = open(&cfg).unwrap();

@@ -18,8 +18,9 @@
 //!   killed process loses no appended record; `spool_sync` adds fdatasync
 //!   for power loss.
 //! - Pages already written are dropped from the mapping (`MADV_DONTNEED`)
-//!   every `RELEASE_CHUNK` bytes, so the proxy's resident memory does not
-//!   grow with the spool (the data stays in the page cache and on disk).
+//!   every `window` bytes ([`SpoolConfig::window`]), so the proxy's resident
+//!   memory does not grow with the spool (the data stays in the page cache
+//!   and on disk); the reader reads ahead as much.
 //! - Nothing is written through the mapping without a disk block reserved
 //!   behind it (`fallocate`, see [`segment::reserve_blocks`]), and nothing
 //!   is appended without a [`Reservation`] taken first: a request is
@@ -46,10 +47,27 @@ use record::{DecodeError, Kind, Record};
 
 /// Default size of a segment file.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 32 << 20;
-/// Written bytes are released from the mapping (and the next bytes faulted
-/// in) in chunks of this size: the mapping's resident part stays about one
-/// chunk.
-const RELEASE_CHUNK: usize = 256 << 10;
+/// The most a spool keeps resident at each end: written bytes are released
+/// from the mapping (and the next bytes faulted in) in chunks of this size,
+/// and the reader reads ahead as much. Fewer, larger `madvise` calls cost
+/// less CPU (each `MADV_DONTNEED` may stop the other cores for a TLB
+/// flush); many backends share [`WINDOW_BUDGET`] instead.
+pub const MAX_WINDOW: usize = 256 << 10;
+/// The least window: a few `madvise` calls and reads per group.
+pub const MIN_WINDOW: usize = 64 << 10;
+/// The resident bytes all spools' windows may take together.
+pub const WINDOW_BUDGET: usize = 2 << 20;
+
+/// The window of each of `spools` spools: [`WINDOW_BUDGET`] shared, a power
+/// of two between [`MIN_WINDOW`] and [`MAX_WINDOW`].
+pub fn window_for(spools: usize) -> usize {
+    let share = WINDOW_BUDGET / spools.max(1);
+    let mut w = MIN_WINDOW;
+    while w * 2 <= share && w * 2 <= MAX_WINDOW {
+        w *= 2;
+    }
+    w
+}
 
 /// When appended records are forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,6 +381,9 @@ pub struct SpoolConfig {
     pub segment_size: u64,
     pub max_size: u64,
     pub sync: SyncMode,
+    /// Bytes released from the mapping at a time and read ahead by the
+    /// reader ([`window_for`]).
+    pub window: usize,
 }
 
 /// Opens (or creates) the spool in `cfg.dir`: finds the persisted cursor,
@@ -427,6 +448,7 @@ pub fn open(cfg: &SpoolConfig) -> io::Result<(Appender, Reader)> {
         buf: Vec::new(),
         buf_len: 0,
         buf_at: cursor,
+        read_ahead: cfg.window.max(4096),
         cursor_dirty: false,
         scanned: cursor,
         damage_seen: Pos::default(),
@@ -504,6 +526,8 @@ pub struct Appender {
     released: usize,
     /// End of the pages already faulted in for writing.
     populated: usize,
+    /// Bytes released and faulted in at a time (the spool's window).
+    chunk: usize,
     last_sync: Instant,
 }
 
@@ -522,6 +546,7 @@ impl Appender {
             synced: 0,
             released: 0,
             populated: 0,
+            chunk: cfg.window.max(4096) / 4096 * 4096,
             last_sync: Instant::now(),
         })
     }
@@ -681,8 +706,8 @@ impl Appender {
             return;
         }
         let end = need
-            .div_ceil(RELEASE_CHUNK)
-            .saturating_mul(RELEASE_CHUNK)
+            .div_ceil(self.chunk)
+            .saturating_mul(self.chunk)
             .min(map.len());
         let from = self.populated.max(self.pos / 4096 * 4096);
         if map
@@ -700,7 +725,7 @@ impl Appender {
     /// cache and on disk) so resident memory stays small.
     fn release_written(&mut self) {
         let Some(map) = &self.map else { return };
-        let upto = self.pos / RELEASE_CHUNK * RELEASE_CHUNK;
+        let upto = self.pos / self.chunk * self.chunk;
         if upto > self.released {
             // Dropping the pages from our mapping leaves them dirty in the
             // page cache: `sync` (fdatasync of the file) still covers them.
@@ -749,6 +774,8 @@ pub struct Reader {
     buf: Vec<u8>,
     buf_len: usize,
     buf_at: Pos,
+    /// How much a read brings in at least (the spool's window).
+    read_ahead: usize,
     cursor_dirty: bool,
     /// Where the last `next` that found nothing stopped: past segment ends
     /// and damaged bytes, so the caller can move the cursor over them.
@@ -757,9 +784,6 @@ pub struct Reader {
     /// again.
     damage_seen: Pos,
 }
-
-/// How much the reader reads ahead at most (more when one record is larger).
-const READ_AHEAD: usize = 256 << 10;
 
 impl Reader {
     pub fn shared(&self) -> &Arc<Shared> {
@@ -844,7 +868,7 @@ impl Reader {
                 usize::MAX
             };
             if have_from == usize::MAX || have_from + want > self.buf_len {
-                let got = self.fill(at, want.max(READ_AHEAD), limit)?;
+                let got = self.fill(at, want.max(self.read_ahead), limit)?;
                 if got == 0 && self.open.as_ref().is_some_and(|(s, _)| *s == at.seg) {
                     // The segment's file ends here: filled to the last byte.
                     return Ok(Step::NextSegment);
@@ -1074,12 +1098,23 @@ mod tests {
         d
     }
 
+    #[test]
+    fn windows_share_the_budget_within_their_bounds() {
+        assert_eq!(window_for(0), MAX_WINDOW);
+        assert_eq!(window_for(2), MAX_WINDOW);
+        assert_eq!(window_for(8), MAX_WINDOW);
+        assert_eq!(window_for(16), 128 << 10);
+        assert_eq!(window_for(32), MIN_WINDOW);
+        assert_eq!(window_for(1000), MIN_WINDOW);
+    }
+
     fn cfg(dir: &Path, segment_size: u64) -> SpoolConfig {
         SpoolConfig {
             dir: dir.to_path_buf(),
             segment_size,
             max_size: 1 << 30,
             sync: SyncMode::Interval,
+            window: MAX_WINDOW,
         }
     }
 

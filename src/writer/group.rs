@@ -2,11 +2,16 @@
 //!
 //! A write group is consecutive write records of one (db, rp), up to
 //! `flush_size` points and [`MAX_GROUP_BYTES`] of lines; a statement record
-//! is a group of its own. The sender thread gathers a group's lines in one
-//! buffer ([`Group::gather`], and [`Group::extend`] for a group that
-//! lingers at the head), then packs it for a poster ([`Group::pack`]): the
-//! description and the lines gzipped. A group knows where it starts and
-//! ends in the spool, so the cursor can be moved past it once it is done.
+//! is a group of its own. The sender thread finds a group's records in the
+//! spool ([`Group::gather`]) and gzips their lines as it reads them, then
+//! packs it for a poster ([`Group::pack`]): the description and the
+//! finished gzip body. So the only copy of a group in memory is its gzipped
+//! body (a fifth or less of its lines), and memory does not grow with the
+//! number of backends times `flush_size`. A group that lingers at the head
+//! grows by [`Group::extend`] without compressing; its lines are read from
+//! the spool once more when it is packed. A group
+//! knows where it starts and ends in the spool, so the cursor can be moved
+//! past it once it is done.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -25,8 +30,11 @@ pub struct Group {
     pub kind: Option<Kind>,
     pub db: String,
     pub rp: String,
-    /// The gathered lines (or the statement's text).
+    /// A statement's text (write groups leave their lines in the spool
+    /// until [`Group::pack`] gzips them).
     pub lines: Vec<u8>,
+    /// Bytes of lines of its records.
+    pub line_bytes: usize,
     pub points: u32,
     pub records: u64,
     /// Bytes of its records in the spool.
@@ -37,9 +45,13 @@ pub struct Group {
     pub end: Pos,
     /// The group reaches the head: nothing more was written yet.
     pub at_head: bool,
-    /// A write group once handed to a poster: its lines gzipped (the lines
-    /// themselves stay in the sender's one gathering buffer).
+    /// A write group's lines gzipped: while it is gathered, as far as
+    /// they were read (the stream not finished: see `zipped`); once packed,
+    /// the whole body.
     pub gz: Vec<u8>,
+    /// `gz` holds every record gathered so far, fed to the compressor the
+    /// group was gathered with.
+    zipped: bool,
 }
 
 impl Group {
@@ -50,27 +62,46 @@ impl Group {
         )
     }
 
-    /// Reads a group from `from` into this buffer. `false` when nothing is
-    /// waiting.
+    /// Finds the group that starts at `from`, feeding its lines to `zip`
+    /// as they are read. `false` when nothing is waiting.
     pub fn gather(
         &mut self,
         reader: &mut Reader,
         from: Pos,
         max_points: usize,
+        zip: &mut Gzipper,
     ) -> std::io::Result<bool> {
         self.kind = None;
         self.lines.clear();
+        self.line_bytes = 0;
         self.points = 0;
         self.records = 0;
         self.bytes = 0;
         self.start = from;
         self.end = from;
-        self.extend(reader, max_points)
+        zip.begin(&mut self.gz);
+        self.zipped = true;
+        self.take_in(reader, max_points, Some(zip))
     }
 
-    /// Reads more records, from the group's end, while they belong to it.
-    /// A lingering group grows this way without reading its records again.
+    /// Takes in more records, from the group's end, while they belong to
+    /// it. A lingering group grows this way without reading its records
+    /// again.
     pub fn extend(&mut self, reader: &mut Reader, max_points: usize) -> std::io::Result<bool> {
+        // The compressor the group was gathered with is gone: pack reads
+        // the lines again.
+        self.zipped = false;
+        self.take_in(reader, max_points, None)
+    }
+
+    /// Takes in records from the group's end while they belong to it,
+    /// feeding their lines to `zip` when given.
+    fn take_in(
+        &mut self,
+        reader: &mut Reader,
+        max_points: usize,
+        mut zip: Option<&mut Gzipper>,
+    ) -> std::io::Result<bool> {
         if self.kind == Some(Kind::Statement) {
             return Ok(true);
         }
@@ -101,10 +132,15 @@ impl Group {
                         && rec.db == self.db
                         && rec.rp == self.rp
                         && (self.points as usize) < max_points
-                        && self.lines.len() + rec.payload.len() <= MAX_GROUP_BYTES => {}
+                        && self.line_bytes + rec.payload.len() <= MAX_GROUP_BYTES => {}
                 Some(_) => break,
             }
-            self.lines.extend_from_slice(rec.payload);
+            if rec.kind == Kind::Statement {
+                self.lines.extend_from_slice(rec.payload);
+            } else if let Some(zip) = zip.as_deref_mut() {
+                zip.feed(rec.payload, &mut self.gz)?;
+            }
+            self.line_bytes += rec.payload.len();
             self.points += rec.points;
             self.records += 1;
             self.bytes += size;
@@ -117,15 +153,23 @@ impl Group {
         Ok(self.kind.is_some())
     }
 
-    /// A packet for a poster: this group's description, and its lines
-    /// gzipped (a statement keeps its text). Reuses `into`'s buffers.
-    pub fn pack(&self, mut into: Group, zip: &mut Gzipper) -> std::io::Result<Group> {
+    /// A packet for a poster: this group's description and its gzipped
+    /// lines (a statement keeps its text). `zip` must be the compressor the
+    /// group was gathered with; a group that grew by [`Group::extend`] is
+    /// read again from `reader` and gzipped anew. Reuses `into`'s buffers.
+    pub fn pack(
+        &mut self,
+        mut into: Group,
+        reader: &mut Reader,
+        zip: &mut Gzipper,
+    ) -> std::io::Result<Group> {
         into.kind = self.kind;
         into.db.clone_from(&self.db);
         into.rp.clone_from(&self.rp);
         into.points = self.points;
         into.records = self.records;
         into.bytes = self.bytes;
+        into.line_bytes = self.line_bytes;
         into.first_ms = self.first_ms;
         into.start = self.start;
         into.end = self.end;
@@ -133,13 +177,39 @@ impl Group {
         into.lines.clear();
         if self.kind == Some(Kind::Statement) {
             into.lines.extend_from_slice(&self.lines);
-        } else {
-            into.gz = zip.gzip(&self.lines, std::mem::take(&mut into.gz))?;
+            return Ok(into);
         }
+        if self.zipped {
+            self.zipped = false;
+            zip.finish(&mut self.gz)?;
+            into.gz = std::mem::take(&mut self.gz);
+            return Ok(into);
+        }
+        let mut gz = std::mem::take(&mut into.gz);
+        zip.begin(&mut gz);
+        // A tenth of the lines is a fair first guess of the gzipped size.
+        gz.reserve(self.line_bytes / 10 + 64);
+        let (mut at, mut records) = (self.start, 0);
+        while records < self.records && at < self.end {
+            let Some(r) = reader.next(at)? else {
+                break;
+            };
+            zip.feed(r.record.payload, &mut gz)?;
+            at = r.end;
+            records += 1;
+        }
+        if records != self.records || at != self.end {
+            return Err(std::io::Error::other(format!(
+                "the spool gave {records} of the group's {} records on a second read",
+                self.records
+            )));
+        }
+        zip.finish(&mut gz)?;
+        into.gz = gz;
         Ok(into)
     }
 
-    /// The lines as text: the gathered ones, or a packet's gunzipped (only
+    /// The lines as text: a statement's, or a packet's gunzipped (only
     /// needed on rare paths: 413 splits, parking, dead letters).
     pub fn text(&self) -> Cow<'_, [u8]> {
         if !self.lines.is_empty() || self.gz.is_empty() {

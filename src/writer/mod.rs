@@ -45,8 +45,10 @@ use crate::spool::record::Kind;
 use crate::spool::{self, Appender, Reservation, Shared, SpoolConfig, SyncMode};
 use crate::write::batch::Batch;
 
-/// Submissions a writer may have queued before workers wait.
-const CHANNEL_CAPACITY: usize = 1024;
+/// Submissions a writer may have queued before workers wait. A worker has
+/// at most one submission per backend in flight (it waits for the acks), so
+/// this is ample; the channel's slots are allocated up front, per backend.
+const CHANNEL_CAPACITY: usize = 64;
 /// Submissions appended before one sync and one round of acks.
 const GROUP_COMMIT: usize = 256;
 
@@ -194,6 +196,8 @@ impl Writers {
             spools: Vec::new(),
             threads: Vec::new(),
         };
+        // The spools share one budget of resident bytes (see spool::window_for).
+        let window = spool::window_for(cluster.backends.len());
         for backend in &cluster.backends {
             let dir = spool::backend_dir(data_dir, &backend.name);
             let cfg = SpoolConfig {
@@ -201,6 +205,7 @@ impl Writers {
                 segment_size: settings.segment_size,
                 max_size: settings.spool_max_size,
                 sync: settings.sync,
+                window,
             };
             let fail = |e: std::io::Error| {
                 format!(

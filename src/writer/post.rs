@@ -15,7 +15,7 @@
 //! Groups are gzipped at level 1 (the backend is near, CPU is not free) by
 //! a reused [`Gzipper`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender as Tx};
@@ -88,23 +88,76 @@ pub struct Posted {
     pub outcome: Outcome,
 }
 
-/// Starts `count` poster threads for `backend`. Jobs go in on the returned
-/// sender, bounded to `count` (a `try_send` fails while every poster is
-/// busy); outcomes come back on the receiver. The threads end when the job
-/// sender is dropped.
-pub fn start_posters(
-    cluster: &Arc<Cluster>,
-    backend: &Arc<Backend>,
-    count: usize,
+/// The poster threads of one backend, started as the sender needs them:
+/// one at first, another only when every one started is busy, up to `max`
+/// (`rewrite_threads`). A backend that answers quickly keeps one or two, so
+/// threads and their connection buffers do not grow with the number of
+/// backends for nothing. Jobs go in on a channel bounded to `max`;
+/// outcomes come back on [`Posters::outcomes`]. The threads end when the
+/// `Posters` is dropped.
+pub struct Posters {
+    cluster: Arc<Cluster>,
+    backend: Arc<Backend>,
     timeout: Duration,
-) -> (Tx<Job>, Receiver<Posted>) {
-    let (job_tx, job_rx) = bounded::<Job>(count);
-    let (done_tx, done_rx) = unbounded::<Posted>();
-    for i in 0..count {
-        let (jobs, done) = (job_rx.clone(), done_tx.clone());
-        let (c, b) = (Arc::clone(cluster), Arc::clone(backend));
+    max: usize,
+    started: usize,
+    jobs: Tx<Job>,
+    job_rx: Receiver<Job>,
+    done_tx: Tx<Posted>,
+    done_rx: Receiver<Posted>,
+}
+
+impl Posters {
+    pub fn new(
+        cluster: &Arc<Cluster>,
+        backend: &Arc<Backend>,
+        max: usize,
+        timeout: Duration,
+    ) -> Posters {
+        let max = max.max(1);
+        let (jobs, job_rx) = bounded::<Job>(max);
+        let (done_tx, done_rx) = unbounded::<Posted>();
+        Posters {
+            cluster: Arc::clone(cluster),
+            backend: Arc::clone(backend),
+            timeout,
+            max,
+            started: 0,
+            jobs,
+            job_rx,
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Groups back from the posters with their outcome.
+    pub fn outcomes(&self) -> &Receiver<Posted> {
+        &self.done_rx
+    }
+
+    /// Hands `job` to a poster; `busy` is how many jobs are with posters
+    /// now. Starts a poster first when every one started is busy. The job
+    /// comes back (`Some`) when no poster can take it (all `max` busy, or
+    /// none could be started).
+    pub fn offer(&mut self, job: Job, busy: usize) -> Option<Job> {
+        if busy >= self.started && self.started < self.max {
+            self.start_one();
+        }
+        if self.started == 0 {
+            return Some(job);
+        }
+        self.jobs.try_send(job).err().map(|e| e.into_inner())
+    }
+
+    fn start_one(&mut self) {
+        let (jobs, done) = (self.job_rx.clone(), self.done_tx.clone());
+        let (c, b, timeout) = (
+            Arc::clone(&self.cluster),
+            Arc::clone(&self.backend),
+            self.timeout,
+        );
         let spawned = std::thread::Builder::new()
-            .name(format!("poster-{}-{i}", backend.name))
+            .name(format!("poster-{}-{}", self.backend.name, self.started))
             .spawn(move || {
                 let mut poster = Poster::new(timeout);
                 for Job { flight, group } in jobs {
@@ -119,28 +172,27 @@ pub fn start_posters(
                     }
                 }
             });
-        if let Err(e) = spawned {
-            log!(
+        match spawned {
+            Ok(_) => self.started += 1,
+            Err(e) => log!(
                 "backend {}: cannot start a poster thread: {e}",
-                backend.name
-            );
+                self.backend.name
+            ),
         }
     }
-    (job_tx, done_rx)
 }
 
-/// A poster's HTTP client: one keep-alive agent, a reused gzip buffer.
+/// A poster's HTTP client: one keep-alive agent.
 pub struct Poster {
     agent: ureq::Agent,
-    gz: Vec<u8>,
 }
 
 impl Poster {
     pub fn new(timeout: Duration) -> Poster {
         Poster {
-            // Bodies go out in one write; answers are small.
-            agent: http_client::agent(timeout, 16 * 1024, 64 * 1024),
-            gz: Vec::new(),
+            // Answers are small; a body goes out in 16 KiB writes. Each
+            // connection keeps both buffers for its life.
+            agent: http_client::agent(timeout, 8 * 1024, 16 * 1024),
         }
     }
 
@@ -238,13 +290,12 @@ impl Poster {
 
     /// POSTs `lines` to `backend`'s `/write` and classifies the answer.
     fn write(&mut self, backend: &Backend, db: &str, rp: &str, lines: &[u8]) -> Outcome {
-        let gz = match gzip(lines, std::mem::take(&mut self.gz)) {
+        // Only 413 halves come here: no buffer is kept for them.
+        let gz = match gzip(lines, Vec::new()) {
             Ok(gz) => gz,
             Err(e) => return Outcome::NotSent(format!("gzip: {e}")),
         };
-        let outcome = self.write_gzipped(backend, db, rp, &gz);
-        self.gz = gz;
-        outcome
+        self.write_gzipped(backend, db, rp, &gz)
     }
 
     /// POSTs an already gzipped body to `backend`'s `/write`.
@@ -309,18 +360,46 @@ fn statement_error(body: &str) -> Option<String> {
         .find_map(|r| r.get("error").and_then(|e| e.as_str()).map(String::from))
 }
 
-/// Gzips `data` into `out` (cleared first) at level 1; see [`Gzipper`].
+/// Gzips `data` into `out` (cleared first) at level 1, with a compressor
+/// of the shared pool; see [`Gzipper`].
 pub fn gzip(data: &[u8], out: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    Gzipper::new().gzip(data, out)
+    with_pooled(|z| z.gzip(data, out))
+}
+
+/// Compressors shared by every sender and poster: a deflate state is a few
+/// hundred KiB, and a thread per backend keeping its own made memory grow
+/// with the number of backends. At most as many exist as bodies were ever
+/// compressed at once (a handful on a small machine).
+static POOL: Mutex<Vec<Gzipper>> = Mutex::new(Vec::new());
+
+/// Runs `f` with a compressor taken from the shared pool (a new one when
+/// all are in use) and puts it back afterwards.
+pub fn with_pooled<R>(f: impl FnOnce(&mut Gzipper) -> R) -> R {
+    let taken = POOL.lock().map(|mut pool| pool.pop()).unwrap_or(None);
+    let mut zip = taken.unwrap_or_default();
+    let result = f(&mut zip);
+    if let Ok(mut pool) = POOL.lock() {
+        pool.push(zip);
+    }
+    result
 }
 
 /// A reusable level-1 gzip compressor. The deflate state (a few hundred
 /// KiB of tables) is allocated once and reset per body instead of being
 /// allocated and zeroed for every batch. The deflate stream comes from
 /// flate2 (zlib-rs); header and trailer are written here so the CRC-32 is
-/// crc32fast's SIMD one.
+/// crc32fast's SIMD one. A body is gzipped at once ([`Gzipper::gzip`]) or
+/// fed in pieces ([`Gzipper::begin`], [`Gzipper::feed`],
+/// [`Gzipper::finish`]) straight from where it lies.
 pub struct Gzipper {
     deflate: Compress,
+    crc: crc32fast::Hasher,
+    len: u32,
+    /// A body was begun and not finished. zlib-rs's reset does not clear
+    /// everything its level-1 (quick) deflate keeps in the middle of a
+    /// stream: a body begun after an abandoned one came out corrupt. So an
+    /// abandoned stream is finished (into nothing) before the next begins.
+    open: bool,
 }
 
 impl Default for Gzipper {
@@ -333,31 +412,83 @@ impl Gzipper {
     pub fn new() -> Gzipper {
         Gzipper {
             deflate: Compress::new(Compression::new(1), false),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            open: false,
         }
     }
 
     /// Gzips `data` into `out` (cleared first) and returns it.
     pub fn gzip(&mut self, data: &[u8], mut out: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        self.begin(&mut out);
+        out.reserve(data.len() / 4 + 64);
+        self.feed(data, &mut out)?;
+        self.finish(&mut out)?;
+        Ok(out)
+    }
+
+    /// Starts a body in `out` (cleared first): the gzip header.
+    pub fn begin(&mut self, out: &mut Vec<u8>) {
+        if self.open {
+            let mut discard = Vec::new();
+            if self.end_stream(&mut discard).is_err() {
+                // Start over with a new state rather than a doubtful one.
+                self.deflate = Compress::new(Compression::new(1), false);
+            }
+        }
         self.deflate.reset();
+        self.open = true;
+        self.crc = crc32fast::Hasher::new();
+        self.len = 0;
         out.clear();
         // Magic, deflate, no flags, no mtime, fastest, unknown OS.
         out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
-        out.reserve(data.len() / 4 + 64);
+    }
+
+    /// Compresses the next piece of the body into `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        self.crc.update(data);
+        // ISIZE is the length modulo 2^32.
+        self.len = self.len.wrapping_add(data.len() as u32);
+        let start = self.deflate.total_in();
         loop {
-            let consumed = self.deflate.total_in() as usize;
+            let consumed = (self.deflate.total_in() - start) as usize;
+            let Some(rest) = data.get(consumed..).filter(|r| !r.is_empty()) else {
+                return Ok(());
+            };
+            if out.capacity() - out.len() < 1024 {
+                out.reserve(out.capacity().max(4096));
+            }
+            self.deflate
+                .compress_vec(rest, out, FlushCompress::None)
+                .map_err(std::io::Error::other)?;
+        }
+    }
+
+    /// Ends the body: the rest of the deflate stream and the trailer.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        self.end_stream(out)?;
+        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        Ok(())
+    }
+
+    /// Writes the rest of the deflate stream into `out`.
+    fn end_stream(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        loop {
+            if out.capacity() - out.len() < 1024 {
+                out.reserve(out.capacity().max(4096));
+            }
             let status = self
                 .deflate
-                .compress_vec(&data[consumed..], &mut out, FlushCompress::Finish)
+                .compress_vec(&[], out, FlushCompress::Finish)
                 .map_err(std::io::Error::other)?;
             if status == Status::StreamEnd {
-                break;
+                self.open = false;
+                return Ok(());
             }
-            // Out of room: grow and go on.
-            out.reserve(out.capacity().max(4096));
         }
-        out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        Ok(out)
     }
 }
 
@@ -381,6 +512,96 @@ mod tests {
                 assert_eq!(back, data);
             }
         }
+    }
+
+    #[test]
+    fn a_body_fed_in_pieces_is_the_same_gzip_stream() {
+        use std::io::Read;
+        let data = b"cpu,host=a v=1 1\nmem,host=b v=2 2\n".repeat(20_000);
+        let mut z = Gzipper::new();
+        for piece in [1usize, 7, 4096, data.len()] {
+            let mut out = Vec::new();
+            z.begin(&mut out);
+            for chunk in data.chunks(piece) {
+                z.feed(chunk, &mut out).unwrap();
+            }
+            z.finish(&mut out).unwrap();
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn a_body_of_poorly_compressible_pieces_into_a_small_buffer_stays_valid() {
+        use std::io::Read;
+        // Line protocol with pseudo-random values, fed record by record
+        // into an output that starts empty (its room runs out mid-record).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut records = Vec::new();
+        for r in 0..40 {
+            let mut rec = Vec::new();
+            for i in 0..2500 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                rec.extend_from_slice(
+                    format!(
+                        "cpu-{},host=h{} v={},n={}i {}\n",
+                        r % 7,
+                        x % 1000,
+                        x % 100_000,
+                        x >> 40,
+                        1_600_000_000_000_000_000u64 + i
+                    )
+                    .as_bytes(),
+                );
+            }
+            records.push(rec);
+        }
+        let mut z = Gzipper::new();
+        for _round in 0..3 {
+            let mut out = Vec::new();
+            z.begin(&mut out);
+            for rec in &records {
+                z.feed(rec, &mut out).unwrap();
+            }
+            z.finish(&mut out).unwrap();
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, records.concat());
+        }
+    }
+
+    #[test]
+    fn a_body_abandoned_half_way_leaves_the_next_one_valid() {
+        use std::io::Read;
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut data = Vec::new();
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            data.extend_from_slice(format!("m,t=a{} v={} {i}\n", x % 977, x % 100_003).as_bytes());
+        }
+        let mut z = Gzipper::new();
+        let mut abandoned = Vec::new();
+        z.begin(&mut abandoned);
+        z.feed(&data[..data.len() / 3], &mut abandoned).unwrap();
+        // A group that lingers gives its compressor back mid-body.
+        let mut out = Vec::new();
+        z.begin(&mut out);
+        z.feed(&data, &mut out).unwrap();
+        z.finish(&mut out).unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The sender owns the spool's [`Reader`] and repeats a few steps, each a
 //! method of `Sender`: **gather** the next [`Group`] from the spool (a
 //! small one at the head lingers up to `flush_time` after its first record
-//! was written), **compress** it (gzip, one compressor reused), **hand it
+//! was written), **compress** it (gzip, a compressor of the shared pool), **hand it
 //! out** to a free `poster-<backend>-<i>` thread ([`super::post`]), **act on
 //! the outcome** each poster gives back, and **commit**: move the cursor
 //! past the oldest groups that are done.
@@ -35,10 +35,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender as Tx};
+use crossbeam_channel::Receiver;
 
 use super::group::Group;
-use super::post::{self, Gzipper, Job, Outcome, Posted};
+use super::post::{self, Gzipper, Job, Outcome, Posted, Posters};
 use super::WriterSettings;
 use crate::cluster::{Backend, Cluster};
 use crate::log;
@@ -47,6 +47,8 @@ use crate::spool::{Pos, Reader, SyncMode};
 
 /// Failures of one group before the next group is tried past it.
 const PROBE_AFTER: u32 = 3;
+/// Finished groups kept for their small buffers (names, statement text).
+const MAX_SPARE: usize = 2;
 /// How often a lingering group looks for more records.
 const LINGER_POLL: Duration = Duration::from_millis(20);
 /// Longest wait for a wake-up or an outcome before looking again.
@@ -65,7 +67,7 @@ pub fn run(
     settings: &WriterSettings,
     dir: &Path,
 ) {
-    let (jobs, outcomes) = post::start_posters(
+    let posters = Posters::new(
         cluster,
         backend,
         settings.in_flight.max(1),
@@ -77,16 +79,24 @@ pub fn run(
         dir,
         wake: reader.wakeups(),
         reader,
-        jobs,
-        outcomes,
+        posters,
         flights: VecDeque::new(),
         next_flight: 0,
         spare: Vec::new(),
         gathered: Group::default(),
-        zip: Gzipper::new(),
         last_cursor_sync: Instant::now(),
     }
     .run();
+}
+
+/// What cutting the next group gave.
+enum Cut {
+    /// A group packed for a poster.
+    Packed(Group),
+    /// Nothing to hand out now.
+    Nothing,
+    /// Look again after this long.
+    Wait(Option<Duration>),
 }
 
 /// A group handed to a poster, until its outcome is final.
@@ -123,18 +133,15 @@ struct Sender<'a> {
     reader: Reader,
     /// One message per publish of the writer.
     wake: Receiver<()>,
-    /// Groups to the posters (bounded: fails while every poster is busy).
-    jobs: Tx<Job>,
-    /// Groups back from the posters with their outcome.
-    outcomes: Receiver<Posted>,
+    /// The poster threads: groups go out, outcomes come back.
+    posters: Posters,
     /// Groups handed out, oldest first, until committed.
     flights: VecDeque<Flight>,
     next_flight: u64,
-    /// Packed groups back from the posters, whose buffers are reused.
+    /// Finished groups, whose small buffers are reused.
     spare: Vec<Group>,
-    /// The one buffer lines are gathered in (a lingering group stays here).
+    /// The group being cut from the spool (a lingering one stays here).
     gathered: Group,
-    zip: Gzipper,
     last_cursor_sync: Instant,
 }
 
@@ -146,7 +153,7 @@ impl Sender<'_> {
         loop {
             self.sync_cursor_when_due();
             // Outcomes that arrived, then commit what is done, oldest first.
-            while let Ok(posted) = self.outcomes.try_recv() {
+            while let Ok(posted) = self.posters.outcomes().try_recv() {
                 self.on_outcome(posted);
             }
             self.set_aside_poison();
@@ -195,14 +202,14 @@ impl Sender<'_> {
             // A group is lingering: new records need not wake us one by one
             // (every append publishes); look again in a little while.
             let posted = crossbeam_channel::select! {
-                recv(self.outcomes) -> posted => posted.ok(),
+                recv(self.posters.outcomes()) -> posted => posted.ok(),
                 default(wait.min(LINGER_POLL)) => None,
             };
             let _ = self.wake.try_recv();
             posted
         } else {
             crossbeam_channel::select! {
-                recv(self.outcomes) -> posted => posted.ok(),
+                recv(self.posters.outcomes()) -> posted => posted.ok(),
                 recv(self.wake) -> _ => None,
                 default(wait) => None,
             }
@@ -224,6 +231,7 @@ impl Sender<'_> {
     fn resend_due(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let mut next = None::<Duration>;
+        let mut busy = self.sending();
         for f in self.flights.iter_mut() {
             match f.state {
                 FlightState::RetryAt(at) if at <= now => {
@@ -232,15 +240,16 @@ impl Sender<'_> {
                             flight: f.id,
                             group,
                         };
-                        match self.jobs.try_send(job) {
-                            Ok(()) => {
+                        match self.posters.offer(job, busy) {
+                            None => {
                                 f.state = FlightState::Sending;
+                                busy += 1;
                                 self.backend
                                     .stats
                                     .send_retries
                                     .fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(e) => f.group = Some(e.into_inner().group),
+                            Some(job) => f.group = Some(job.group),
                         }
                     }
                 }
@@ -265,31 +274,12 @@ impl Sender<'_> {
             if self.sending() >= slots || self.flights.len() >= 2 * slots || barrier {
                 return None;
             }
-            match self.gather() {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.step_over_unreadable();
-                    return None;
-                }
-                Err(e) => {
-                    log!("backend {}: cannot read the spool: {e}", self.backend.name);
-                    self.gathered.kind = None;
-                    return Some(AFTER_ERROR);
-                }
-            }
-            if self.gathered.kind == Some(Kind::Statement) && !self.flights.is_empty() {
-                // A statement waits until everything before it is done.
-                return None;
-            }
-            if let Some(linger) = self.lingers() {
-                return Some(linger);
-            }
-            let group = match self.compress() {
-                Ok(group) => group,
-                Err(e) => {
-                    log!("backend {}: cannot gzip a batch: {e}", self.backend.name);
-                    return Some(AFTER_ERROR);
-                }
+            // One compressor of the shared pool for cutting and packing
+            // the group: its lines are gzipped as they are found.
+            let group = match post::with_pooled(|zip| self.cut(zip)) {
+                Cut::Packed(group) => group,
+                Cut::Nothing => return None,
+                Cut::Wait(wait) => return wait,
             };
             self.gathered.kind = None;
             if !self.hand_to_poster(group) {
@@ -298,16 +288,50 @@ impl Sender<'_> {
         }
     }
 
-    /// Gathers the group after the last one handed out. A group that
-    /// lingered last turn grows from where it ended instead of being read
-    /// again. `false` when nothing is waiting.
-    fn gather(&mut self) -> std::io::Result<bool> {
+    /// Cuts the next group and packs it for a poster with `zip`, unless
+    /// nothing waits, a statement must wait for the groups before it, or
+    /// the group lingers.
+    fn cut(&mut self, zip: &mut Gzipper) -> Cut {
+        match self.gather(zip) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.step_over_unreadable();
+                return Cut::Nothing;
+            }
+            Err(e) => {
+                log!("backend {}: cannot read the spool: {e}", self.backend.name);
+                self.gathered.kind = None;
+                return Cut::Wait(Some(AFTER_ERROR));
+            }
+        }
+        if self.gathered.kind == Some(Kind::Statement) && !self.flights.is_empty() {
+            // A statement waits until everything before it is done.
+            return Cut::Nothing;
+        }
+        if let Some(linger) = self.lingers() {
+            return Cut::Wait(Some(linger));
+        }
+        let into = self.spare.pop().unwrap_or_default();
+        match self.gathered.pack(into, &mut self.reader, zip) {
+            Ok(group) => Cut::Packed(group),
+            Err(e) => {
+                log!("backend {}: cannot gzip a batch: {e}", self.backend.name);
+                Cut::Wait(Some(AFTER_ERROR))
+            }
+        }
+    }
+
+    /// Gathers the group after the last one handed out, its lines gzipped
+    /// with `zip` as they are read. A group that lingered last turn grows
+    /// from where it ended instead of being read again (and is read again
+    /// when packed). `false` when nothing is waiting.
+    fn gather(&mut self, zip: &mut Gzipper) -> std::io::Result<bool> {
         let from = self.flights.back().map_or(self.reader.cursor(), |f| f.end);
         let g = &mut self.gathered;
         if g.kind.is_some() && g.start == from && g.at_head {
             g.extend(&mut self.reader, self.settings.flush_size)
         } else {
-            g.gather(&mut self.reader, from, self.settings.flush_size)
+            g.gather(&mut self.reader, from, self.settings.flush_size, zip)
         }
     }
 
@@ -337,12 +361,6 @@ impl Sender<'_> {
         lingers.then(|| self.settings.flush_time - age)
     }
 
-    /// The gathered group packed for a poster, its lines gzipped.
-    fn compress(&mut self) -> std::io::Result<Group> {
-        let into = self.spare.pop().unwrap_or_default();
-        self.gathered.pack(into, &mut self.zip)
-    }
-
     /// Hands a packed group to a free poster and records its flight.
     /// `false` when no poster was free after all (or they are gone): the
     /// group is gathered again next turn.
@@ -360,8 +378,9 @@ impl Sender<'_> {
             flight: flight.id,
             group,
         };
-        if let Err(e) = self.jobs.try_send(job) {
-            self.spare.push(e.into_inner().group);
+        let busy = self.sending();
+        if let Some(job) = self.posters.offer(job, busy) {
+            self.spare.push(job.group);
             return false;
         }
         self.next_flight += 1;
@@ -449,9 +468,15 @@ impl Sender<'_> {
             let Some(done) = self.flights.pop_front() else {
                 break;
             };
-            if let Some(group) = done.group {
+            if let Some(mut group) = done.group {
                 self.commit(&group);
-                self.spare.push(group);
+                // The gzipped body goes back to the allocator, for any
+                // backend's next group: kept here, every backend would hold
+                // one for good.
+                group.gz = Vec::new();
+                if self.spare.len() < MAX_SPARE {
+                    self.spare.push(group);
+                }
             }
         }
     }
@@ -487,7 +512,7 @@ impl Sender<'_> {
         let deadline = Instant::now() + FINISH_WAIT;
         let mut sending = self.sending();
         while sending > 0 {
-            match self.outcomes.recv_deadline(deadline) {
+            match self.posters.outcomes().recv_deadline(deadline) {
                 Ok(posted) => {
                     self.on_outcome(posted);
                     sending -= 1;
