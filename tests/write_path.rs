@@ -4,6 +4,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -403,4 +405,67 @@ fn batches_for_different_databases_and_policies_do_not_mix() {
     for (db, e) in &exp {
         assert_placed(&cluster, db, None, e);
     }
+}
+
+/// Small writes that come while a group lingers at the head of the spool go
+/// into the same POST as further gzip members (the sender gives its
+/// compressor back while the group waits): the body is one valid gzip
+/// stream of several members, and influxd stores every point of it.
+#[test]
+fn a_lingering_group_grows_by_gzip_members_that_influxd_reads_whole() {
+    let db = "wp_members";
+    let points = 8;
+    let lines: Vec<String> = (0..points)
+        .map(|i| {
+            format!(
+                "linger,host=h{i} v={i}i {}",
+                1_700_000_000_000_000_000i64 + i
+            )
+        })
+        .collect();
+    let write_slowly = |proxy: &Proxy| {
+        for line in &lines {
+            let (status, text) = proxy.write(db, None, line);
+            assert_eq!(status, 204, "write: {text:?}");
+            // The client's pace: each write comes while the group lingers
+            // (flush_time 3 s), after the sender has looked at the last one.
+            thread::sleep(Duration::from_millis(60));
+        }
+    };
+
+    // What the backend receives: one POST holding several members.
+    let fake = FakeBackend::start(Fault::Record);
+    let mut config = config_for_urls(&[vec![fake.url()]]);
+    config["flush_time"] = json!(3);
+    let proxy = Proxy::start(config);
+    write_slowly(&proxy);
+    let body = poll_for(
+        Duration::from_secs(10),
+        "the lingering group's POST",
+        || {
+            fake.recorded()
+                .into_iter()
+                .find(|r| r.path() == "/write")
+                .map(|r| r.body)
+        },
+    );
+    let mut whole = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut whole)
+        .expect("the body is one gzip stream");
+    assert_eq!(whole.lines().count(), points as usize, "{whole}");
+    let mut first_member = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut first_member)
+        .expect("the first member");
+    assert!(
+        first_member.lines().count() < points as usize,
+        "expected several members, the first holds everything: {first_member}"
+    );
+    drop(proxy);
+
+    // A real influxd reads such a body whole.
+    let cluster = Cluster::start(&[db], |c| c["flush_time"] = json!(3));
+    write_slowly(&cluster.proxy);
+    cluster.wait_in_every_circle(Duration::from_secs(15), db, "linger", points as u64);
 }

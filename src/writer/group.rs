@@ -8,8 +8,11 @@
 //! finished gzip body. So the only copy of a group in memory is its gzipped
 //! body (a fifth or less of its lines), and memory does not grow with the
 //! number of backends times `flush_size`. A group that lingers at the head
-//! grows by [`Group::extend`] without compressing; its lines are read from
-//! the spool once more when it is packed. A group
+//! gives its compressor back after sealing what it has as one gzip member
+//! ([`Group::seal`]); when it grows ([`Group::extend`]) the new lines go
+//! into a new member after it. Concatenated members are one valid gzip body
+//! (RFC 1952; InfluxDB's reader takes them as one stream), so no line is
+//! read or compressed twice and no compressor waits with a lingering group. A group
 //! knows where it starts and ends in the spool, so the cursor can be moved
 //! past it once it is done.
 
@@ -45,13 +48,15 @@ pub struct Group {
     pub end: Pos,
     /// The group reaches the head: nothing more was written yet.
     pub at_head: bool,
-    /// A write group's lines gzipped: while it is gathered, as far as
-    /// they were read (the stream not finished: see `zipped`); once packed,
-    /// the whole body.
+    /// A write group's lines gzipped, as gzip members: while it is
+    /// gathered, its last member may be open (see `member_open`); once
+    /// packed, the whole body.
     pub gz: Vec<u8>,
-    /// `gz` holds every record gathered so far, fed to the compressor the
-    /// group was gathered with.
-    zipped: bool,
+    /// The last member of `gz` is unfinished: the compressor it was begun
+    /// with holds the rest of its state (only within one turn of the
+    /// sender, which seals or packs the group before it lets go of the
+    /// compressor).
+    member_open: bool,
 }
 
 impl Group {
@@ -79,28 +84,40 @@ impl Group {
         self.bytes = 0;
         self.start = from;
         self.end = from;
-        zip.begin(&mut self.gz);
-        self.zipped = true;
-        self.take_in(reader, max_points, Some(zip))
+        self.gz.clear();
+        self.member_open = false;
+        self.take_in(reader, max_points, zip)
     }
 
     /// Takes in more records, from the group's end, while they belong to
-    /// it. A lingering group grows this way without reading its records
-    /// again.
-    pub fn extend(&mut self, reader: &mut Reader, max_points: usize) -> std::io::Result<bool> {
-        // The compressor the group was gathered with is gone: pack reads
-        // the lines again.
-        self.zipped = false;
-        self.take_in(reader, max_points, None)
+    /// it, their lines gzipped with `zip` into a new member. A lingering
+    /// group grows this way without reading its records again.
+    pub fn extend(
+        &mut self,
+        reader: &mut Reader,
+        max_points: usize,
+        zip: &mut Gzipper,
+    ) -> std::io::Result<bool> {
+        self.take_in(reader, max_points, zip)
+    }
+
+    /// Finishes the open gzip member, so the group can wait (linger)
+    /// without holding `zip`, the compressor the member was begun with.
+    pub fn seal(&mut self, zip: &mut Gzipper) -> std::io::Result<()> {
+        if self.member_open {
+            self.member_open = false;
+            zip.finish(&mut self.gz)?;
+        }
+        Ok(())
     }
 
     /// Takes in records from the group's end while they belong to it,
-    /// feeding their lines to `zip` when given.
+    /// feeding their lines to `zip` (in an open member, begun at the first).
     fn take_in(
         &mut self,
         reader: &mut Reader,
         max_points: usize,
-        mut zip: Option<&mut Gzipper>,
+        zip: &mut Gzipper,
     ) -> std::io::Result<bool> {
         if self.kind == Some(Kind::Statement) {
             return Ok(true);
@@ -137,7 +154,11 @@ impl Group {
             }
             if rec.kind == Kind::Statement {
                 self.lines.extend_from_slice(rec.payload);
-            } else if let Some(zip) = zip.as_deref_mut() {
+            } else {
+                if !self.member_open {
+                    zip.begin_member(&mut self.gz);
+                    self.member_open = true;
+                }
                 zip.feed(rec.payload, &mut self.gz)?;
             }
             self.line_bytes += rec.payload.len();
@@ -155,14 +176,8 @@ impl Group {
 
     /// A packet for a poster: this group's description and its gzipped
     /// lines (a statement keeps its text). `zip` must be the compressor the
-    /// group was gathered with; a group that grew by [`Group::extend`] is
-    /// read again from `reader` and gzipped anew. Reuses `into`'s buffers.
-    pub fn pack(
-        &mut self,
-        mut into: Group,
-        reader: &mut Reader,
-        zip: &mut Gzipper,
-    ) -> std::io::Result<Group> {
+    /// group was gathered or last extended with. Reuses `into`'s buffers.
+    pub fn pack(&mut self, mut into: Group, zip: &mut Gzipper) -> std::io::Result<Group> {
         into.kind = self.kind;
         into.db.clone_from(&self.db);
         into.rp.clone_from(&self.rp);
@@ -179,33 +194,8 @@ impl Group {
             into.lines.extend_from_slice(&self.lines);
             return Ok(into);
         }
-        if self.zipped {
-            self.zipped = false;
-            zip.finish(&mut self.gz)?;
-            into.gz = std::mem::take(&mut self.gz);
-            return Ok(into);
-        }
-        let mut gz = std::mem::take(&mut into.gz);
-        zip.begin(&mut gz);
-        // A tenth of the lines is a fair first guess of the gzipped size.
-        gz.reserve(self.line_bytes / 10 + 64);
-        let (mut at, mut records) = (self.start, 0);
-        while records < self.records && at < self.end {
-            let Some(r) = reader.next(at)? else {
-                break;
-            };
-            zip.feed(r.record.payload, &mut gz)?;
-            at = r.end;
-            records += 1;
-        }
-        if records != self.records || at != self.end {
-            return Err(std::io::Error::other(format!(
-                "the spool gave {records} of the group's {} records on a second read",
-                self.records
-            )));
-        }
-        zip.finish(&mut gz)?;
-        into.gz = gz;
+        self.seal(zip)?;
+        into.gz = std::mem::take(&mut self.gz);
         Ok(into)
     }
 
@@ -216,7 +206,7 @@ impl Group {
             return Cow::Borrowed(&self.lines);
         }
         let mut out = Vec::new();
-        let _ = flate2::read::GzDecoder::new(&self.gz[..]).read_to_end(&mut out);
+        let _ = flate2::read::MultiGzDecoder::new(&self.gz[..]).read_to_end(&mut out);
         Cow::Owned(out)
     }
 }

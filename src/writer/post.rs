@@ -429,6 +429,14 @@ impl Gzipper {
 
     /// Starts a body in `out` (cleared first): the gzip header.
     pub fn begin(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        self.begin_member(out);
+    }
+
+    /// Starts another gzip member at the end of `out` (after members
+    /// already finished there): a body of several members is one valid
+    /// gzip stream.
+    pub fn begin_member(&mut self, out: &mut Vec<u8>) {
         if self.open {
             let mut discard = Vec::new();
             if self.end_stream(&mut discard).is_err() {
@@ -440,7 +448,6 @@ impl Gzipper {
         self.open = true;
         self.crc = crc32fast::Hasher::new();
         self.len = 0;
-        out.clear();
         // Magic, deflate, no flags, no mtime, fastest, unknown OS.
         out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
     }
@@ -602,6 +609,33 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn members_appended_one_after_another_read_as_one_body() {
+        use std::io::Read;
+        let parts: Vec<Vec<u8>> = (0..5)
+            .map(|i| {
+                format!("cpu,host=h{i} v={i} {i}\n")
+                    .repeat(300 * (i + 1))
+                    .into_bytes()
+            })
+            .collect();
+        let mut z = Gzipper::new();
+        let mut out = Vec::new();
+        z.begin(&mut out);
+        z.feed(&parts[0], &mut out).unwrap();
+        z.finish(&mut out).unwrap();
+        for p in &parts[1..] {
+            z.begin_member(&mut out);
+            z.feed(p, &mut out).unwrap();
+            z.finish(&mut out).unwrap();
+        }
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, parts.concat());
     }
 
     #[test]

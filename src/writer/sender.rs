@@ -309,10 +309,16 @@ impl Sender<'_> {
             return Cut::Nothing;
         }
         if let Some(linger) = self.lingers() {
+            // The compressor goes back to the pool with the turn.
+            if let Err(e) = self.gathered.seal(zip) {
+                log!("backend {}: cannot gzip a batch: {e}", self.backend.name);
+                self.gathered.kind = None;
+                return Cut::Wait(Some(AFTER_ERROR));
+            }
             return Cut::Wait(Some(linger));
         }
         let into = self.spare.pop().unwrap_or_default();
-        match self.gathered.pack(into, &mut self.reader, zip) {
+        match self.gathered.pack(into, zip) {
             Ok(group) => Cut::Packed(group),
             Err(e) => {
                 log!("backend {}: cannot gzip a batch: {e}", self.backend.name);
@@ -323,13 +329,13 @@ impl Sender<'_> {
 
     /// Gathers the group after the last one handed out, its lines gzipped
     /// with `zip` as they are read. A group that lingered last turn grows
-    /// from where it ended instead of being read again (and is read again
-    /// when packed). `false` when nothing is waiting.
+    /// from where it ended instead of being read again. `false` when
+    /// nothing is waiting.
     fn gather(&mut self, zip: &mut Gzipper) -> std::io::Result<bool> {
         let from = self.flights.back().map_or(self.reader.cursor(), |f| f.end);
         let g = &mut self.gathered;
         if g.kind.is_some() && g.start == from && g.at_head {
-            g.extend(&mut self.reader, self.settings.flush_size)
+            g.extend(&mut self.reader, self.settings.flush_size, zip)
         } else {
             g.gather(&mut self.reader, from, self.settings.flush_size, zip)
         }

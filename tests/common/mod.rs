@@ -1595,7 +1595,7 @@ pub fn percent_decode(s: &str) -> String {
 /// Gunzips `data`; panics with `what` if it is not gzip.
 pub fn gunzip(data: &[u8], what: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
+    flate2::read::MultiGzDecoder::new(data)
         .read_to_end(&mut out)
         .unwrap_or_else(|e| panic!("{what}: body is not gzip: {e}"));
     out
