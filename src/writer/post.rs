@@ -15,7 +15,7 @@
 //! Groups are gzipped at level 1 (the backend is near, CPU is not free) by
 //! a reused [`Gzipper`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender as Tx};
@@ -368,20 +368,58 @@ pub fn gzip(data: &[u8], out: Vec<u8>) -> std::io::Result<Vec<u8>> {
 
 /// Compressors shared by every sender and poster: a deflate state is a few
 /// hundred KiB, and a thread per backend keeping its own made memory grow
-/// with the number of backends. At most as many exist as bodies were ever
-/// compressed at once (a handful on a small machine).
-static POOL: Mutex<Vec<Gzipper>> = Mutex::new(Vec::new());
+/// with the number of backends. At most [`max_compressors`] exist: one per
+/// core and one more is all the compressing two cores can do at once, and
+/// a sender preempted while it holds one would otherwise make another
+/// sender create one more, up to one per backend.
+struct Pool {
+    idle: Vec<Gzipper>,
+    created: usize,
+}
 
-/// Runs `f` with a compressor taken from the shared pool (a new one when
-/// all are in use) and puts it back afterwards.
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    idle: Vec::new(),
+    created: 0,
+});
+static RETURNED: Condvar = Condvar::new();
+
+/// The most compressors [`with_pooled`] creates.
+fn max_compressors() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+}
+
+/// Runs `f` with a compressor of the shared pool and puts it back
+/// afterwards. When every compressor is in use and no more may be created,
+/// waits until one comes back (a compressor is only held while compressing
+/// and reading the spool, never across a network call).
 pub fn with_pooled<R>(f: impl FnOnce(&mut Gzipper) -> R) -> R {
-    let taken = POOL.lock().map(|mut pool| pool.pop()).unwrap_or(None);
-    let mut zip = taken.unwrap_or_default();
+    let mut zip = take_pooled();
     let result = f(&mut zip);
     if let Ok(mut pool) = POOL.lock() {
-        pool.push(zip);
+        pool.idle.push(zip);
+        RETURNED.notify_one();
     }
     result
+}
+
+fn take_pooled() -> Gzipper {
+    let Ok(mut pool) = POOL.lock() else {
+        return Gzipper::new();
+    };
+    loop {
+        if let Some(zip) = pool.idle.pop() {
+            return zip;
+        }
+        if pool.created < max_compressors() {
+            pool.created += 1;
+            drop(pool);
+            return Gzipper::new();
+        }
+        pool = match RETURNED.wait(pool) {
+            Ok(pool) => pool,
+            Err(_) => return Gzipper::new(),
+        };
+    }
 }
 
 /// A reusable level-1 gzip compressor. The deflate state (a few hundred
@@ -636,6 +674,31 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, parts.concat());
+    }
+
+    #[test]
+    fn the_shared_pool_never_holds_more_compressors_than_its_bound() {
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    with_pooled(|z| {
+                        std::thread::sleep(Duration::from_millis(5));
+                        z.gzip(format!("m v={i}\n").as_bytes(), Vec::new())
+                            .map(|g| g.len())
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().unwrap() > 0);
+        }
+        let pool = POOL.lock().unwrap();
+        assert!(
+            pool.created <= max_compressors(),
+            "{} created",
+            pool.created
+        );
+        assert!(pool.idle.len() <= pool.created);
     }
 
     #[test]
