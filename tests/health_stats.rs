@@ -150,7 +150,7 @@ fn writes_keep_being_acknowledged_while_stats_are_polled() {
         vec![real[0].url(), real[1].url()],
         vec![slow[0].url(), slow[1].url()],
     ]);
-    config["query_timeout"] = json!(5);
+    config["query_timeout"] = json!(10);
     config["worker_threads"] = json!(3);
     let proxy = Proxy::start(config);
 
@@ -168,7 +168,17 @@ fn writes_keep_being_acknowledged_while_stats_are_polled() {
                     let r = http_get(&format!("{url}/health"), &[("stats", "true")]);
                     assert_eq!(r.status, 200, "{}", r.body);
                     let h: Value = r.json();
-                    assert!(h["circles"][1]["backends"][0]["stats"].is_object(), "{h}");
+                    // The slow backend's entry has its stats, or (on a
+                    // machine so loaded that 1.5 s answers pass the bound)
+                    // says the survey ran out of time: never nothing.
+                    let slow = &h["circles"][1]["backends"][0];
+                    assert!(
+                        slow["stats"].is_object()
+                            || slow["stats_error"]
+                                .as_str()
+                                .is_some_and(|e| e.contains("query_timeout")),
+                        "{h}"
+                    );
                     polls.fetch_add(1, Ordering::Relaxed);
                 }
             })
