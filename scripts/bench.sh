@@ -715,31 +715,28 @@ def cpu_seconds(sid):
     return sum(sum(int(x) for x in rest[11:15]) for _, rest in session_procs(sid)) / tck
 
 
-def hwm_kb(sid):
+def status_sum(sid, field):
+    """The sum of a /proc/PID/status field (VmHWM: kB, Threads: count) over
+    every process in session sid."""
     total = 0
     for pid, _ in session_procs(sid):
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
         except OSError:
             pass
     return total
+
+
+def hwm_kb(sid):
+    return status_sum(sid, "VmHWM")
 
 
 def threads_of(sid):
     """Threads of every process in session sid."""
-    total = 0
-    for pid, _ in session_procs(sid):
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("Threads:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+    return status_sum(sid, "Threads")
 
 
 def cmd_round(spec_json):

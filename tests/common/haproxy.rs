@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{die_with_parent, file_tail, free_port, ping_ok, wait_started, TempDir};
+use super::{file_tail, free_port, ping_ok, spawn_logged, wait_started, TempDir};
 
 const HAPROXY: &str = "haproxy";
 
@@ -41,18 +41,9 @@ impl Haproxy {
             std::fs::write(&config, text).expect("write haproxy config");
             check(&config);
             let log = dir.path().join("haproxy.log");
-            let log_file = std::fs::File::create(&log).expect("create haproxy log");
             let mut cmd = Command::new(HAPROXY);
-            cmd.arg("-db")
-                .arg("-f")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone().expect("clone log handle"))
-                .stderr(log_file);
-            die_with_parent(&mut cmd);
-            let child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {HAPROXY} (package haproxy): {e}"));
+            cmd.arg("-db").arg("-f").arg(&config);
+            let child = spawn_logged(cmd, &log, "haproxy (package haproxy)");
             let mut h = Haproxy {
                 child: Some(child),
                 port,

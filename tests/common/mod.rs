@@ -67,6 +67,23 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Starts `cmd` (stdin closed, stdout and stderr appended to `log`) as a
+/// child that dies with the test; `what` names it in the panic message
+/// when it cannot be run.
+pub fn spawn_logged(mut cmd: Command, log: &Path, what: &str) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone log handle"))
+        .stderr(file);
+    die_with_parent(&mut cmd);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
 /// Waits up to `timeout` for a server just spawned as `child` until `ready`
 /// holds; the error names it (`what`) with the tail of its `log`. A child
 /// that exited is reaped and cleared.
@@ -839,22 +856,9 @@ bind-address = "127.0.0.1:{rpc}"
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open influxd log");
         let mut cmd = Command::new(INFLUXD);
-        cmd.arg("-config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log);
-        die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {INFLUXD}: {e}"));
-        self.child = Some(child);
+        cmd.arg("-config").arg(&self.config);
+        self.child = Some(spawn_logged(cmd, &self.log, INFLUXD));
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
@@ -1151,18 +1155,9 @@ impl Proxy {
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap())
             .expect("write proxy config");
         let log = dir.path().join("proxy.log");
-        let log_file = std::fs::File::create(&log).expect("create proxy log");
         let mut cmd = Command::new(PROXY_BIN);
-        cmd.arg(flag)
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone log handle"))
-            .stderr(log_file);
-        die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {PROXY_BIN}: {e}"));
+        cmd.arg(flag).arg(&config_path).current_dir(dir.path());
+        let child = spawn_logged(cmd, &log, PROXY_BIN);
         let mut proxy = Proxy {
             port,
             child: Some(child),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{die_with_parent, file_tail, free_port, http_get, wait_started, TempDir};
+use super::{die_with_parent, file_tail, free_port, http_get, spawn_logged, wait_started, TempDir};
 
 const PROMETHEUS: &str = "prometheus";
 const PROMTOOL: &str = "promtool";
@@ -40,11 +40,6 @@ impl Prometheus {
             let text = config.replace("{{self}}", &format!("127.0.0.1:{port}"));
             std::fs::write(&config_path, text).expect("write prometheus config");
             let log = dir.path().join("prometheus.log");
-            let log_file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("open prometheus log");
             let mut cmd = Command::new(PROMETHEUS);
             cmd.arg(format!("--config.file={}", config_path.display()))
                 .arg(format!(
@@ -53,14 +48,8 @@ impl Prometheus {
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--web.enable-lifecycle")
-                .arg("--log.level=warn")
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone().expect("clone log handle"))
-                .stderr(log_file);
-            die_with_parent(&mut cmd);
-            let child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {PROMETHEUS} (package prometheus): {e}"));
+                .arg("--log.level=warn");
+            let child = spawn_logged(cmd, &log, "prometheus (package prometheus)");
             let mut p = Prometheus {
                 child: Some(child),
                 port,
