@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::forward::{failure_text, QueryClient, FORWARDED};
+use super::forward::{first_answer, passed_headers, QueryClient, FORWARDED};
 use super::lexer;
 use super::merge::{self, MergeKind, Part};
 use super::render::{self, Format};
@@ -226,24 +226,12 @@ impl QueryService {
             .collect();
         let post = req.method == "POST";
         let mut last = String::from("backends unavailable");
-        for plan in plans {
-            let backend = &plan.targets[0];
-            let mut answer = match self.client.send(backend, post, &forwarded, accept_gzip) {
-                Ok(a) => a,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
+        let mut owners = plans.iter().map(|p| &p.targets[0]);
+        while let Some((backend, answer)) = first_answer(&mut owners, &mut last, |b| {
+            self.client.send(b, post, &forwarded, accept_gzip)
+        }) {
             let status = answer.status;
-            if status >= 400 {
-                last = failure_text(backend, &mut answer);
-                continue;
-            }
-            let headers = PASSED_HEADERS
-                .iter()
-                .filter_map(|&(name, sent)| Some((sent, answer.header(name)?.to_string())))
-                .collect();
+            let headers = passed_headers(&answer);
             // A small answer goes out in one write with its length; a large
             // (or chunked) one is streamed as it arrives, after the part
             // already read.
@@ -293,29 +281,7 @@ impl QueryService {
     /// without `FROM` with no circle whole gets the live backends of all
     /// circles as its only set.
     fn read_plans(&self, stmt: &Statement, db: &str) -> Vec<Plan> {
-        let circles = &self.cluster.circles;
-        let n = circles.len();
-        let start = self.next_circle.fetch_add(1, Ordering::Relaxed) % n.max(1);
-        let mut best = Vec::new();
-        let mut second = Vec::new();
-        for k in 0..n {
-            let circle = &circles[(start + k) % n];
-            let plan = self.circle_targets(circle.id, stmt, db);
-            if plan.targets.iter().any(|b| !b.is_active()) {
-                continue;
-            }
-            if self.cluster.is_transferring(circle.id)
-                || plan
-                    .targets
-                    .iter()
-                    .any(|b| b.write_only || b.is_rewriting())
-            {
-                second.push(plan);
-            } else {
-                best.push(plan);
-            }
-        }
-        best.extend(second);
+        let mut best = self.in_read_order(|c| self.circle_targets(c, stmt, db), |p| &p.targets);
         if best.is_empty() && stmt.source_refs.is_empty() {
             let live: Targets = self
                 .cluster
@@ -331,6 +297,38 @@ impl QueryService {
                 });
             }
         }
+        best
+    }
+
+    /// `pick(c)` for every circle `c` whose picked backends (`targets`) are
+    /// all up, best first: circles where none is write-only or catching up
+    /// and the circle is not being filled by a transfer, from a start that
+    /// rotates so reads spread, then the others.
+    pub(super) fn in_read_order<T>(
+        &self,
+        mut pick: impl FnMut(usize) -> T,
+        targets: impl Fn(&T) -> &[Arc<Backend>],
+    ) -> Vec<T> {
+        let n = self.cluster.circles.len();
+        let start = self.next_circle.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let mut best = Vec::new();
+        let mut second = Vec::new();
+        for k in 0..n {
+            let c = (start + k) % n;
+            let picked = pick(c);
+            let backends = targets(&picked);
+            if backends.iter().any(|b| !b.is_active()) {
+                continue;
+            }
+            if self.cluster.is_transferring(c)
+                || backends.iter().any(|b| b.write_only || b.is_rewriting())
+            {
+                second.push(picked);
+            } else {
+                best.push(picked);
+            }
+        }
+        best.extend(second);
         best
     }
 
@@ -794,17 +792,6 @@ fn merge_kind(stmt: &Statement, overlapping: bool) -> MergeKind {
     }
 }
 
-/// The backend's answer headers a passed-through answer keeps: the name
-/// looked up (lower case) and the name sent, with Go's capitals.
-pub(super) const PASSED_HEADERS: [(&str, &str); 6] = [
-    ("content-type", "Content-Type"),
-    ("content-encoding", "Content-Encoding"),
-    ("request-id", "Request-Id"),
-    ("x-request-id", "X-Request-Id"),
-    ("x-influxdb-version", "X-Influxdb-Version"),
-    ("x-influxdb-build", "X-Influxdb-Build"),
-];
-
 /// The parameters of a POST form body followed by the URL's (as Go's
 /// `FormValue` looks them up); `None` when there is no form body, and the
 /// URL's parameters are all there is.
@@ -1035,7 +1022,7 @@ mod tests {
 
     #[test]
     fn passed_header_names_match_their_lookups() {
-        for (name, sent) in PASSED_HEADERS {
+        for (name, sent) in crate::query::forward::PASSED_HEADERS {
             assert_eq!(sent.to_ascii_lowercase(), name);
             assert!(sent
                 .split('-')

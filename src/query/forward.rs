@@ -167,6 +167,44 @@ impl QueryClient {
     }
 }
 
+/// The backend's answer headers a passed-through answer keeps: the name
+/// looked up (lower case) and the name sent, with Go's capitals.
+pub const PASSED_HEADERS: [(&str, &str); 6] = [
+    ("content-type", "Content-Type"),
+    ("content-encoding", "Content-Encoding"),
+    ("request-id", "Request-Id"),
+    ("x-request-id", "X-Request-Id"),
+    ("x-influxdb-version", "X-Influxdb-Version"),
+    ("x-influxdb-build", "X-Influxdb-Build"),
+];
+
+/// The [`PASSED_HEADERS`] of `answer`, named as sent.
+pub fn passed_headers(answer: &Answer) -> Vec<(&'static str, String)> {
+    PASSED_HEADERS
+        .iter()
+        .filter_map(|&(name, sent)| Some((sent, answer.header(name)?.to_string())))
+        .collect()
+}
+
+/// Read failover: sends to `backends` in turn until one answers below 400,
+/// and gives that backend and its answer (the iterator then holds the
+/// backends not tried yet). Each failure on the way, no answer or an error
+/// status, leaves its text in `last`; `None` when every backend failed.
+pub fn first_answer<'b>(
+    backends: &mut dyn Iterator<Item = &'b Arc<Backend>>,
+    last: &mut String,
+    mut send: impl FnMut(&Backend) -> Result<Answer, BackendError>,
+) -> Option<(&'b Arc<Backend>, Answer)> {
+    for backend in backends {
+        match send(backend) {
+            Ok(answer) if answer.status < 400 => return Some((backend, answer)),
+            Ok(mut answer) => *last = failure_text(backend, &mut answer),
+            Err(e) => *last = e.to_string(),
+        }
+    }
+    None
+}
+
 /// What a backend's error answer says: InfluxDB's `error`, else the start
 /// of a plain-text body, else its status. Reads the body.
 pub fn failure_text(backend: &Backend, answer: &mut Answer) -> String {

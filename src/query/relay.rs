@@ -11,12 +11,10 @@
 //! back (status, content headers, body streamed). When every owner failed the
 //! client gets 400 with the last backend's error, as the Go proxy answers.
 
-use std::io::Read;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::endpoint::{QueryService, PASSED_HEADERS};
-use super::forward::failure_text;
+use super::endpoint::QueryService;
+use super::forward::{first_answer, passed_headers};
 use crate::cluster::backend::Backend;
 use crate::http_client::BackendRequest;
 use crate::server::error::ApiError;
@@ -43,33 +41,19 @@ impl QueryService {
     /// by a transfer is read from the backend that still holds all of it.
     pub fn read_owners(&self, db: &str, measurement: &str) -> Vec<Arc<Backend>> {
         let cluster = &self.cluster;
-        let circles = &cluster.circles;
-        let n = circles.len();
-        let start = self.next_circle.fetch_add(1, Ordering::Relaxed) % n.max(1);
         let key = cluster.shard_key.render(db, measurement);
-        let mut best = Vec::new();
-        let mut second = Vec::new();
-        for k in 0..n {
-            let circle = &circles[(start + k) % n];
-            let owner = circle.owner(&key);
-            let reader = match cluster.moves_in(circle.id) {
-                Some(moves) => match moves.get(&key) {
-                    Some(m) if m.member => Arc::clone(&m.source),
-                    _ => Arc::clone(owner),
-                },
-                None => Arc::clone(owner),
-            };
-            if !reader.is_active() {
-                continue;
+        let reader = |c: usize| {
+            let owner = cluster.circles[c].owner(&key);
+            match cluster
+                .moves_in(c)
+                .as_ref()
+                .and_then(|moves| moves.get(&key))
+            {
+                Some(m) if m.member => Arc::clone(&m.source),
+                _ => Arc::clone(owner),
             }
-            if cluster.is_transferring(circle.id) || reader.write_only || reader.is_rewriting() {
-                second.push(reader);
-            } else {
-                best.push(reader);
-            }
-        }
-        best.extend(second);
-        best
+        };
+        self.in_read_order(reader, std::slice::from_ref)
     }
 
     /// Relays `raw` to the owner of (`db`, `measurement`) with failover.
@@ -81,7 +65,7 @@ impl QueryService {
     ) -> Result<Response, ApiError> {
         let owners = self.read_owners(db, measurement);
         let mut last = String::from("backends unavailable");
-        for backend in &owners {
+        let send = |backend: &Backend| {
             let mut req = BackendRequest::get(backend, raw.path, raw.params);
             req.post = true;
             req.body = std::borrow::Cow::Borrowed(raw.body);
@@ -93,28 +77,14 @@ impl QueryService {
                     req = req.header(name, value);
                 }
             }
-            let mut answer = match self.client.send_request(backend, &req) {
-                Ok(a) => a,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            let status = answer.status;
-            if status >= 400 {
-                last = failure_text(backend, &mut answer);
-                continue;
-            }
-            let headers = PASSED_HEADERS
-                .iter()
-                .filter_map(|&(name, sent)| Some((sent, answer.header(name)?.to_string())))
-                .collect();
-            let reader: Box<dyn Read + Send> = answer.into_reader();
+            self.client.send_request(backend, &req)
+        };
+        if let Some((_, answer)) = first_answer(&mut owners.iter(), &mut last, send) {
             return Ok(Response {
-                status,
-                headers,
+                status: answer.status,
+                headers: passed_headers(&answer),
                 body: Vec::new(),
-                stream: Some(reader),
+                stream: Some(answer.into_reader()),
             });
         }
         Err(ApiError::bad_request(last))
