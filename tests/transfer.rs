@@ -83,6 +83,23 @@ fn load_bulk() -> Loaded {
     }
 }
 
+/// A rebalance `add` of circle 0 slow enough to act on while it runs: one
+/// worker, batches of 500 points.
+const SLOW_ADD: [(&str, &str); 4] = [
+    ("circle_id", "0"),
+    ("operation", "add"),
+    ("worker", "1"),
+    ("batch", "500"),
+];
+
+/// POSTs [`SLOW_ADD`] and waits until part of it is done.
+fn start_slow_rebalance(proxy: &Proxy) {
+    start_transfer(proxy, "/rebalance", &SLOW_ADD, b"");
+    poll_for(Duration::from_secs(60), "the rebalance under way", || {
+        partly_done(&transfer_stats(proxy, 0, "rebalance")).then_some(())
+    });
+}
+
 /// The ground the transfer tests stand on. The corpus through a proxy of 2
 /// backends lands on its owners, equal to the reference, and the proxy
 /// answers the differential corpus like the reference. Restarted on a
@@ -396,17 +413,7 @@ fn kill9_resume_finishes_the_rebalance_after_restart() {
     let b: Vec<&Influxd> = all.iter().collect();
     let progress = tlog_dir(&proxy).join("transfer.json");
 
-    start_transfer(
-        &proxy,
-        "/rebalance",
-        &[
-            ("circle_id", "0"),
-            ("operation", "add"),
-            ("worker", "1"),
-            ("batch", "500"),
-        ],
-        b"",
-    );
+    start_transfer(&proxy, "/rebalance", &SLOW_ADD, b"");
     let mut seen_progress_file = false;
     let stats = poll_for(Duration::from_secs(60), "the rebalance under way", || {
         seen_progress_file |= progress.exists();
@@ -586,16 +593,7 @@ fn target_dying_mid_copy_fails_the_transfer_and_a_new_post_resumes_it() {
         corpus,
         proxy,
     } = load_bulk();
-    let params = [
-        ("circle_id", "0"),
-        ("operation", "add"),
-        ("worker", "1"),
-        ("batch", "500"),
-    ];
-    start_transfer(&proxy, "/rebalance", &params, b"");
-    poll_for(Duration::from_secs(60), "the rebalance under way", || {
-        partly_done(&transfer_stats(&proxy, 0, "rebalance")).then_some(())
-    });
+    start_slow_rebalance(&proxy);
     all[2].stop();
     let t = Instant::now();
     wait_transfer(&proxy, "rebalance", "failed", Duration::from_secs(120));
@@ -608,7 +606,7 @@ fn target_dying_mid_copy_fails_the_transfer_and_a_new_post_resumes_it() {
 
     all[2].restart();
     wait_active(&proxy, &backend_name(0, 2));
-    start_transfer(&proxy, "/rebalance", &params, b"");
+    start_transfer(&proxy, "/rebalance", &SLOW_ADD, b"");
     wait_transfer(&proxy, "rebalance", "done", TRANSFER);
     cleanup(&proxy, 0, &[], CLEANUP);
     let b: Vec<&Influxd> = all.iter().collect();
@@ -678,16 +676,7 @@ fn a_source_measurement_dropped_mid_copy_loses_nothing_else() {
     } = load_bulk();
     let moving: Vec<(&str, String)> = corpus.moving(2, 3).into_iter().collect();
     let (db, dropped) = moving.last().cloned().expect("a moving measurement");
-    let params = [
-        ("circle_id", "0"),
-        ("operation", "add"),
-        ("worker", "1"),
-        ("batch", "500"),
-    ];
-    start_transfer(&proxy, "/rebalance", &params, b"");
-    poll_for(Duration::from_secs(60), "the rebalance under way", || {
-        partly_done(&transfer_stats(&proxy, 0, "rebalance")).then_some(())
-    });
+    start_slow_rebalance(&proxy);
     drop_measurement(&all[owner(db, &dropped, 2)], db, &dropped);
     let ended = poll_for(TRANSFER, "the rebalance over", || {
         let state = transfer_state(&proxy);
@@ -702,7 +691,7 @@ fn a_source_measurement_dropped_mid_copy_loses_nothing_else() {
     if ended == "failed" {
         let log = op_log(&proxy, "rebalance");
         assert!(log.contains(&dropped), "the log names {dropped}:\n{log}");
-        start_transfer(&proxy, "/rebalance", &params, b"");
+        start_transfer(&proxy, "/rebalance", &SLOW_ADD, b"");
         wait_transfer(&proxy, "rebalance", "done", TRANSFER);
     }
     for (db, mm) in moving.iter().filter(|(_, mm)| *mm != dropped) {
